@@ -1,0 +1,1 @@
+"""Typed, frozen settings loaded from TOML and the environment; logging set-up."""

@@ -1,0 +1,1 @@
+"""Store-neutral subscription state, entitlement rules, storage and the read API."""

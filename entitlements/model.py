@@ -1,0 +1,207 @@
+"""Store-neutral value types: what a store says (StoreEvent) and what we keep (PurchaseState).
+
+Everything past `receipts/` speaks only these words. Apple's camelCase and Google's numeric
+codes are translated into them inside `receipts/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Store(StrEnum):
+    """Where a purchase or grant comes from (the contract's `store` field)."""
+
+    APP_STORE = "app_store"
+    PLAY_STORE = "play_store"
+    PROMOTIONAL = "promotional"
+
+
+class Status(StrEnum):
+    """The contract's entitlement `status` values, plus PENDING for unpaid store purchases."""
+
+    ACTIVE = "active"
+    GRACE_PERIOD = "grace_period"
+    BILLING_RETRY = "billing_retry"
+    ON_HOLD = "on_hold"
+    PAUSED = "paused"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    # A purchase the store has not been paid for yet (Google pending purchases). It never
+    # grants an entitlement and is never shown as an entitlement's status.
+    PENDING = "pending"
+
+
+class PeriodType(StrEnum):
+    """The contract's `period_type` values."""
+
+    TRIAL = "trial"
+    INTRO = "intro"
+    NORMAL = "normal"
+    PROMOTIONAL = "promotional"
+
+
+class PurchaseKind(StrEnum):
+    """What kind of product a purchase is; decides whether and how it can grant access."""
+
+    SUBSCRIPTION = "subscription"
+    NON_RENEWING = "non_renewing"
+    NON_CONSUMABLE = "non_consumable"
+    CONSUMABLE = "consumable"
+
+
+class Ownership(StrEnum):
+    """Apple's inAppOwnershipType; Google purchases are always PURCHASED."""
+
+    PURCHASED = "purchased"
+    FAMILY_SHARED = "family_shared"
+
+
+class EventKind(StrEnum):
+    """Our vocabulary for what a store notification means. Used for logs, the change feed
+    and the journal; `apply` derives state from the facts, not from this label."""
+
+    PURCHASED = "purchased"
+    RENEWED = "renewed"
+    RENEWAL_ENABLED = "renewal_enabled"
+    RENEWAL_DISABLED = "renewal_disabled"
+    PRODUCT_CHANGED = "product_changed"
+    BILLING_FAILED = "billing_failed"
+    BILLING_RECOVERED = "billing_recovered"
+    GRACE_PERIOD_EXPIRED = "grace_period_expired"
+    EXPIRED = "expired"
+    REFUNDED = "refunded"
+    REFUND_DECLINED = "refund_declined"
+    REFUND_REVERSED = "refund_reversed"
+    REVOKED = "revoked"
+    PRICE_INCREASE = "price_increase"
+    RENEWAL_EXTENDED = "renewal_extended"
+    OFFER_REDEEMED = "offer_redeemed"
+    PAUSED = "paused"
+    ON_HOLD = "on_hold"
+    CONSUMPTION_REQUEST = "consumption_request"
+    STATE_REFRESHED = "state_refreshed"  # a state read from a store API (submission, Google RTDN)
+    INFORMATIONAL = "informational"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFacts:
+    """One store transaction (Apple transaction, Google line item/order) as last signed.
+
+    `signed_at` versions this transaction's data: of two copies of the same
+    `transaction_id`, the later-signed one is the truth (a refund adds `revoked_at`, a
+    refund reversal removes it, a renewal extension moves `expires_at`).
+    """
+
+    transaction_id: str
+    product_id: str
+    kind: PurchaseKind
+    purchased_at: datetime
+    signed_at: datetime
+    expires_at: datetime | None = None  # None: never expires (non-consumables)
+    original_purchased_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+    period_type: PeriodType = PeriodType.NORMAL
+    ownership: Ownership = Ownership.PURCHASED
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalFacts:
+    """The store's renewal intent for a subscription, as last signed."""
+
+    signed_at: datetime
+    will_renew: bool
+    auto_renew_product_id: str | None = None
+    in_billing_retry: bool = False
+    grace_period_expires_at: datetime | None = None
+    price_increase_accepted: bool | None = None
+    expiration_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEvent:
+    """One verified statement of a store about one purchase, in our words.
+
+    `purchase_id` is the stable key of the purchase: Apple's `originalTransactionId`,
+    Google's `purchaseToken`. `occurred_at` is when the store said it (Apple's signedDate,
+    the time we read Google's API); it orders statements about the same purchase.
+    `status` is the store's own verdict when it gives one (Apple `data.status`, Google
+    `subscriptionState`). `revoke` is a revocation stated by the notification itself
+    (Google SUBSCRIPTION_REVOKED, voided purchases); it is sticky.
+    """
+
+    store: Store
+    purchase_id: str
+    kind: EventKind
+    occurred_at: datetime
+    is_sandbox: bool
+    transaction: TransactionFacts | None = None
+    renewal: RenewalFacts | None = None
+    status: Status | None = None
+    revoke: bool = False
+    app_user_id: str | None = None  # link hint: Apple appAccountToken, Google obfuscated id
+    supersedes: str | None = None  # Google linkedPurchaseToken: the purchase this one replaces
+    environment: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # store extras kept for inspection
+
+
+@dataclass(frozen=True, slots=True)
+class FlagHistory:
+    """When a boolean condition (auto-renew off, billing issue) was first seen set.
+
+    Kept so that the answer does not depend on the order statements arrive in: the
+    detection time is the earliest `set` statement newer than the latest `clear` one.
+    """
+
+    cleared_at: datetime | None = None
+    set_times: tuple[datetime, ...] = ()
+
+    MAX_SET_TIMES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseState:
+    """Everything we keep about one store purchase; `apply` folds StoreEvents into it."""
+
+    store: Store
+    purchase_id: str
+    is_sandbox: bool
+    updated_at: datetime
+    transactions: tuple[TransactionFacts, ...] = ()  # newest-first by purchase time, bounded
+    renewal: RenewalFacts | None = None
+    store_status: Status | None = None
+    store_status_at: datetime | None = None
+    revoked_at: datetime | None = None  # sticky revocation stated by a notification
+    supersedes: str | None = None
+    superseded_by: str | None = None
+    environment: str | None = None
+    unsubscribe: FlagHistory = FlagHistory()
+    billing_issue: FlagHistory = FlagHistory()
+
+    MAX_TRANSACTIONS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseView:
+    """The contract's per-purchase fields, derived from a PurchaseState."""
+
+    store: Store
+    purchase_id: str
+    product_id: str
+    kind: PurchaseKind
+    status: Status
+    period_type: PeriodType
+    will_renew: bool
+    expires_at: datetime | None
+    grace_period_expires_at: datetime | None
+    purchased_at: datetime | None
+    is_sandbox: bool
+    unsubscribe_detected_at: datetime | None
+    billing_issue_detected_at: datetime | None
+    revoked_at: datetime | None
+    ownership: Ownership = Ownership.PURCHASED
+    superseded: bool = False

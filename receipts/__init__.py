@@ -1,0 +1,1 @@
+"""Store verification and store API clients: Apple and Google words stop here."""

@@ -1,0 +1,1 @@
+"""Composition root: app factory, CLI, middleware, embedded servers."""

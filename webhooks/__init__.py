@@ -1,0 +1,1 @@
+"""The two inbound store endpoints: authenticate the caller, store durably, apply."""
