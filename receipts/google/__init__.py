@@ -1,0 +1,1 @@
+"""Google Play: push authentication, the Play Developer API client, translation to events."""

@@ -1,0 +1,417 @@
+"""Google Play purchases (SubscriptionPurchaseV2, ProductPurchase v1) translated into StoreEvents.
+
+Pure functions, no I/O, no clock: `now` is the time the Play Developer API was read, and
+is the `occurred_at` of every event (the API, not the notification, is the truth).
+Push parsing and classification live in `receipts.google.notifications` and are
+re-exported here.
+
+State-mapping decisions (see also the unit tests' table):
+- CANCELED keeps access to the end of the paid period: status ACTIVE, will_renew False.
+- IN_GRACE_PERIOD: GRACE_PERIOD, in billing retry, grace ends at the line item's expiryTime.
+- PENDING and PENDING_PURCHASE_CANCELED both map to PENDING: the purchase was never paid,
+  never grants and is never shown as an entitlement; a cancelled pending purchase stays
+  that way. Neither states `supersedes` (a pending upgrade does not end the old token).
+- An HTTP 410 read (`gone_subscription()`) is EXPIRED with no transaction facts.
+- SUBSCRIPTION_REVOKED and full voided refunds revoke at once (sticky), whatever the API says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from entitlements.model import (
+    EventKind,
+    PeriodType,
+    PurchaseKind,
+    RenewalFacts,
+    Status,
+    Store,
+    StoreEvent,
+    TransactionFacts,
+)
+from receipts.google.notifications import (
+    ONE_TIME_PRODUCT_CANCELED,
+    REFUND_TYPE_PARTIAL,
+    SUBSCRIPTION_NOTIFICATION_NAMES,
+    SUBSCRIPTION_REVOKED,
+    Category,
+    Notification,
+    PushMessage,
+    classify,
+    parse_millis,
+    parse_push,
+    parse_rfc3339,
+)
+
+__all__ = [
+    "Category",
+    "Notification",
+    "PushMessage",
+    "classify",
+    "gone_subscription",
+    "is_gone",
+    "needs_acknowledgement",
+    "parse_push",
+    "product_events",
+    "subscription_events",
+    "voided_event",
+]
+
+_GONE_KEY = "receiptdGone"
+_STATE_PREFIX = "SUBSCRIPTION_STATE_"
+_STATUS_BY_STATE: dict[str, Status] = {
+    "ACTIVE": Status.ACTIVE,
+    "CANCELED": Status.ACTIVE,  # auto-renew off, paid period not over: access to the end
+    "IN_GRACE_PERIOD": Status.GRACE_PERIOD,
+    "ON_HOLD": Status.ON_HOLD,
+    "PAUSED": Status.PAUSED,
+    "EXPIRED": Status.EXPIRED,
+    "PENDING": Status.PENDING,
+    "PENDING_PURCHASE_CANCELED": Status.PENDING,  # never paid, never grants
+}
+_NEVER_PAID = frozenset({"PENDING", "PENDING_PURCHASE_CANCELED"})
+_KIND_BY_CODE: dict[int, EventKind] = {
+    1: EventKind.BILLING_RECOVERED,
+    2: EventKind.RENEWED,
+    3: EventKind.RENEWAL_DISABLED,
+    4: EventKind.PURCHASED,
+    5: EventKind.ON_HOLD,
+    6: EventKind.BILLING_FAILED,
+    7: EventKind.RENEWAL_ENABLED,
+    8: EventKind.PRICE_INCREASE,
+    9: EventKind.RENEWAL_EXTENDED,
+    10: EventKind.PAUSED,
+    11: EventKind.INFORMATIONAL,
+    12: EventKind.REVOKED,
+    13: EventKind.EXPIRED,
+    17: EventKind.PRODUCT_CHANGED,
+    18: EventKind.RENEWAL_DISABLED,
+    19: EventKind.PRICE_INCREASE,
+    20: EventKind.INFORMATIONAL,
+    22: EventKind.PRICE_INCREASE,
+}
+_PRICE_ACCEPTED = {"CONFIRMED": True, "APPLIED": True, "OUTSTANDING": False}
+_PURCHASE_TYPES = {0: "test", 1: "promo", 2: "rewarded"}
+_CANCEL_REASONS = {
+    "userInitiatedCancellation": "user_canceled",
+    "systemInitiatedCancellation": "system_canceled",
+    "developerInitiatedCancellation": "developer_canceled",
+    "replacementCancellation": "replaced",
+}
+
+
+def gone_subscription() -> dict[str, Any]:
+    """The SubscriptionPurchaseV2 stand-in for an HTTP 410 (token expired long ago)."""
+    return {"subscriptionState": _STATE_PREFIX + "EXPIRED", "lineItems": [], _GONE_KEY: True}
+
+
+def is_gone(purchase: Mapping[str, Any]) -> bool:
+    """True for the stand-in returned by `gone_subscription()`."""
+    return purchase.get(_GONE_KEY) is True
+
+
+def needs_acknowledgement(purchase: Mapping[str, Any]) -> bool:
+    """True when a paid subscription or one-time purchase is not acknowledged yet.
+
+    Works for SubscriptionPurchaseV2 (enum strings) and ProductPurchase v1 (0/1). Pending
+    purchases cannot be acknowledged yet: the 3-day clock starts when they are paid.
+    """
+    if is_gone(purchase):
+        return False
+    state = purchase.get("subscriptionState")
+    if isinstance(state, str):
+        if state.removeprefix(_STATE_PREFIX) in (_NEVER_PAID | {"EXPIRED"}):
+            return False
+        return purchase.get("acknowledgementState") != "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"
+    if "purchaseState" in purchase:
+        return purchase.get("purchaseState") == 0 and purchase.get("acknowledgementState") != 1
+    return False
+
+
+def subscription_events(
+    notification_type: int | None,
+    token: str,
+    purchase: Mapping[str, Any],
+    package: str,
+    now: datetime,
+    *,
+    revoke: bool = False,
+) -> list[StoreEvent]:
+    """Translate one subscriptionsv2.get read into StoreEvents.
+
+    One event per line item: the first is keyed by the purchase token; further items
+    (add-ons of a bundle) are keyed `token|productId`. `notification_type` is the RTDN code
+    (None for a submission or a reconciliation read). `revoke` is forced on for
+    SUBSCRIPTION_REVOKED (12).
+    """
+    revoke = revoke or notification_type == SUBSCRIPTION_REVOKED
+    raw_state = str(purchase.get("subscriptionState", "")).removeprefix(_STATE_PREFIX)
+    status = _STATUS_BY_STATE.get(raw_state)
+    kind = _KIND_BY_CODE.get(notification_type or 0, EventKind.STATE_REFRESHED)
+    never_paid = raw_state in _NEVER_PAID
+    linked = purchase.get("linkedPurchaseToken")
+    supersedes = linked if isinstance(linked, str) and linked and not never_paid else None
+    external = purchase.get("externalAccountIdentifiers")
+    user = external.get("obfuscatedExternalAccountId") if isinstance(external, dict) else None
+    details = _subscription_details(purchase, package, notification_type, raw_state)
+    common: dict[str, Any] = {
+        "store": Store.PLAY_STORE,
+        "kind": kind,
+        "occurred_at": now,
+        "is_sandbox": "testPurchase" in purchase,
+        "status": status,
+        "revoke": revoke,
+        "app_user_id": user if isinstance(user, str) and user else None,
+    }
+    items = [i for i in purchase.get("lineItems") or [] if isinstance(i, dict)]
+    if not items:
+        return [StoreEvent(purchase_id=token, supersedes=supersedes, details=details, **common)]
+    # The item that expires last is the base plan; the others are add-ons.
+    items.sort(key=lambda i: parse_rfc3339(i.get("expiryTime")) or now, reverse=True)
+    events = []
+    for index, item in enumerate(items):
+        product_id = str(item.get("productId") or "")
+        purchase_id = token if index == 0 else f"{token}|{product_id}"
+        item_details = dict(details) | _line_item_details(item)
+        if index:
+            item_details["add_on_of"] = "line item of the same purchase token"
+        events.append(
+            StoreEvent(
+                purchase_id=purchase_id,
+                transaction=_subscription_transaction(purchase, item, token, product_id, now),
+                renewal=_renewal(purchase, item, raw_state, now),
+                supersedes=supersedes if index == 0 else None,
+                details=item_details,
+                **common,
+            )
+        )
+    return events
+
+
+def product_events(
+    notification_type: int | None,
+    token: str,
+    purchase: Mapping[str, Any],
+    product_id: str,
+    now: datetime,
+    *,
+    consumable_products: Collection[str] = frozenset(),
+    revoke: bool = False,
+) -> list[StoreEvent]:
+    """Translate one products.get (ProductPurchase v1) read into StoreEvents.
+
+    purchaseState 0 → ACTIVE (lifetime for non-consumables), 2 → PENDING, 1 (cancelled) →
+    PENDING after ONE_TIME_PRODUCT_CANCELED (a pending purchase that was never paid), else
+    REVOKED (a paid purchase that was cancelled or refunded). Products listed in
+    `consumable_products` are CONSUMABLE and never hold an entitlement open.
+    """
+    state = purchase.get("purchaseState", 0)
+    if state == 2:
+        status = Status.PENDING
+    elif state == 1:
+        never_paid = notification_type == ONE_TIME_PRODUCT_CANCELED
+        status = Status.PENDING if never_paid else Status.REVOKED
+    else:
+        status = Status.ACTIVE
+    kind = {1: EventKind.PURCHASED, 2: EventKind.INFORMATIONAL}.get(
+        notification_type or 0, EventKind.STATE_REFRESHED
+    )
+    if status is Status.REVOKED:
+        kind = EventKind.REVOKED
+    purchased_at = parse_millis(purchase.get("purchaseTimeMillis")) or now
+    order_id = purchase.get("orderId")
+    consumable = product_id in consumable_products
+    purchase_kind = PurchaseKind.CONSUMABLE if consumable else PurchaseKind.NON_CONSUMABLE
+    transaction = TransactionFacts(
+        transaction_id=order_id if isinstance(order_id, str) and order_id else token,
+        product_id=product_id,
+        kind=purchase_kind,
+        purchased_at=purchased_at,
+        signed_at=now,
+        expires_at=None,
+        original_purchased_at=purchased_at,
+        revoked_at=now if status is Status.REVOKED else None,
+        revocation_reason="cancelled" if status is Status.REVOKED else None,
+    )
+    user = purchase.get("obfuscatedExternalAccountId")
+    details = {
+        "package_name": purchase.get("packageName"),
+        "order_id": order_id,
+        "purchase_state": state,
+        "consumption_state": purchase.get("consumptionState"),
+        "acknowledgement_state": purchase.get("acknowledgementState"),
+        "purchase_type": _PURCHASE_TYPES.get(purchase.get("purchaseType", -1)),
+        "quantity": purchase.get("quantity", 1),
+        "refundable_quantity": purchase.get("refundableQuantity"),
+        "region_code": purchase.get("regionCode"),
+        "notification_type": notification_type,
+    }
+    return [
+        StoreEvent(
+            store=Store.PLAY_STORE,
+            purchase_id=token,
+            kind=kind,
+            occurred_at=now,
+            is_sandbox=purchase.get("purchaseType") == 0,
+            transaction=transaction,
+            status=status,
+            revoke=revoke,
+            app_user_id=user if isinstance(user, str) and user else None,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+    ]
+
+
+def voided_event(notification: Notification, now: datetime) -> StoreEvent | None:
+    """The revocation stated by a voidedPurchaseNotification itself (contract: at once).
+
+    A quantity-based partial refund does not revoke (the remaining quantity stays paid;
+    Google sends the last remaining quantity as a full refund) and yields None. The caller
+    may also re-read the purchase and pass `revoke=True` to the `*_events` functions.
+    """
+    if notification.category is not Category.VOIDED or notification.purchase_token is None:
+        return None
+    if notification.refund_type == REFUND_TYPE_PARTIAL:
+        return None
+    return StoreEvent(
+        store=Store.PLAY_STORE,
+        purchase_id=notification.purchase_token,
+        kind=EventKind.REFUNDED,
+        occurred_at=now,
+        is_sandbox=False,
+        revoke=True,
+        details={
+            "package_name": notification.package_name,
+            "order_id": notification.order_id,
+            "voided_product_type": notification.voided_product_type,
+            "refund_type": notification.refund_type,
+        },
+    )
+
+
+# --- pieces ----------------------------------------------------------------------------
+
+
+def _subscription_transaction(
+    purchase: Mapping[str, Any], item: Mapping[str, Any], token: str, product_id: str, now: datetime
+) -> TransactionFacts:
+    order_id = item.get("latestSuccessfulOrderId")
+    started = parse_rfc3339(purchase.get("startTime"))
+    return TransactionFacts(
+        transaction_id=order_id if isinstance(order_id, str) and order_id else token,
+        product_id=product_id,
+        kind=PurchaseKind.SUBSCRIPTION,
+        purchased_at=started or now,  # pending purchases have no startTime yet
+        signed_at=now,
+        expires_at=parse_rfc3339(item.get("expiryTime")),
+        original_purchased_at=started,
+        period_type=period_type(item),
+    )
+
+
+def _renewal(
+    purchase: Mapping[str, Any], item: Mapping[str, Any], raw_state: str, now: datetime
+) -> RenewalFacts:
+    plan = item.get("autoRenewingPlan")
+    will_renew = isinstance(plan, dict) and plan.get("autoRenewEnabled") is True
+    if raw_state in {"CANCELED", "EXPIRED", *_NEVER_PAID}:
+        will_renew = False
+    grace_until = parse_rfc3339(item.get("expiryTime")) if raw_state == "IN_GRACE_PERIOD" else None
+    price = plan.get("priceChangeDetails") if isinstance(plan, dict) else None
+    accepted = None
+    if isinstance(price, dict):
+        accepted = _PRICE_ACCEPTED.get(str(price.get("priceChangeState")))
+    return RenewalFacts(
+        signed_at=now,
+        will_renew=will_renew,
+        auto_renew_product_id=_deferred_product(item),
+        in_billing_retry=raw_state in {"IN_GRACE_PERIOD", "ON_HOLD"},
+        grace_period_expires_at=grace_until,
+        price_increase_accepted=accepted,
+        expiration_reason=_cancel_reason(purchase),
+    )
+
+
+def period_type(item: Mapping[str, Any]) -> PeriodType:
+    """Trial / intro / normal from a line item's offerPhase, else its offer id and tags."""
+    phase = item.get("offerPhase")
+    if isinstance(phase, dict) and phase:
+        if "freeTrial" in phase:
+            return PeriodType.TRIAL
+        if "introductoryPrice" in phase:
+            return PeriodType.INTRO
+        return PeriodType.NORMAL
+    offer = item.get("offerDetails")
+    if not isinstance(offer, dict) or not offer.get("offerId"):
+        return PeriodType.NORMAL  # no offer: the base plan's own price
+    words = " ".join(str(w) for w in [offer.get("offerId"), *(offer.get("offerTags") or [])])
+    words = words.lower()
+    if "trial" in words:
+        return PeriodType.TRIAL
+    if "intro" in words:
+        return PeriodType.INTRO
+    return PeriodType.NORMAL
+
+
+def _deferred_product(item: Mapping[str, Any]) -> str | None:
+    deferred = item.get("deferredItemReplacement")
+    if isinstance(deferred, dict) and isinstance(deferred.get("productId"), str):
+        return str(deferred["productId"])
+    return None
+
+
+def _cancel_reason(purchase: Mapping[str, Any]) -> str | None:
+    context = purchase.get("canceledStateContext")
+    if not isinstance(context, dict):
+        return None
+    for key, reason in _CANCEL_REASONS.items():
+        if key in context:
+            return reason
+    return "canceled"
+
+
+def _subscription_details(
+    purchase: Mapping[str, Any], package: str, code: int | None, raw_state: str
+) -> dict[str, Any]:
+    """Inspection extras. Left out on purpose: subscribeWithGoogleInfo, externalAccount
+    identifiers and outOfAppPurchaseContext (personal data, other tokens)."""
+    details: dict[str, Any] = {
+        "package_name": package,
+        "subscription_state": raw_state or None,
+        "acknowledgement_state": purchase.get("acknowledgementState"),
+        "region_code": purchase.get("regionCode"),
+        "notification_type": code,
+        "notification_name": SUBSCRIPTION_NOTIFICATION_NAMES.get(code or 0),
+        "test_purchase": "testPurchase" in purchase or None,
+        "gone": is_gone(purchase) or None,
+        "linked": "linkedPurchaseToken" in purchase or None,
+        "cancel_reason": _cancel_reason(purchase),
+    }
+    paused = purchase.get("pausedStateContext")
+    if isinstance(paused, dict):
+        details["auto_resume_time"] = paused.get("autoResumeTime")
+    return {k: v for k, v in details.items() if v is not None}
+
+
+def _line_item_details(item: Mapping[str, Any]) -> dict[str, Any]:
+    offer = _object(item.get("offerDetails"))
+    plan = _object(item.get("autoRenewingPlan"))
+    details: dict[str, Any] = {
+        "order_id": item.get("latestSuccessfulOrderId"),
+        "base_plan_id": offer.get("basePlanId"),
+        "offer_id": offer.get("offerId"),
+        "offer_tags": offer.get("offerTags"),
+        "offer_phase": next(iter(item.get("offerPhase") or {}), None),
+        "prepaid": "prepaidPlan" in item or None,
+        "price_change": plan.get("priceChangeDetails"),
+        "installments": plan.get("installmentDetails"),
+        "price_step_up_consent": plan.get("priceStepUpConsentDetails"),
+        "deferred_item_replacement": item.get("deferredItemReplacement"),
+    }
+    return {k: v for k, v in details.items() if v is not None}
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

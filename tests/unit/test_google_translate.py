@@ -1,0 +1,338 @@
+"""SubscriptionPurchaseV2 / ProductPurchase → StoreEvent: the state-mapping table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from entitlements.model import EventKind, PeriodType, PurchaseKind, Status, Store
+from entitlements.state import apply, view
+from receipts.google.notifications import SUBSCRIPTION_NOTIFICATION_NAMES
+from receipts.google.translate import (
+    Category,
+    classify,
+    gone_subscription,
+    needs_acknowledgement,
+    product_events,
+    subscription_events,
+    voided_event,
+)
+from receipts.testing.google_signer import voided_notification
+from receipts.testing.play_purchases import (
+    SUBSCRIPTION_STATES,
+    product_purchase,
+    subscription_purchase,
+)
+
+PKG = "com.example.app"
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def _one(state: str, code: int | None = None, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    purchase = subscription_purchase(state, now=NOW, **kw)
+    events = subscription_events(code, "tok-1", purchase, PKG, NOW)
+    assert len(events) == 1
+    return events[0], purchase
+
+
+# state → (status, will_renew, in_billing_retry, grace set)
+STATE_TABLE = [
+    ("active", Status.ACTIVE, True, False, False),
+    ("canceled", Status.ACTIVE, False, False, False),
+    ("grace", Status.GRACE_PERIOD, True, True, True),
+    ("on_hold", Status.ON_HOLD, True, True, False),
+    ("paused", Status.PAUSED, True, False, False),
+    ("expired", Status.EXPIRED, False, False, False),
+    ("pending", Status.PENDING, False, False, False),
+    ("pending_canceled", Status.PENDING, False, False, False),
+]
+
+
+@pytest.mark.parametrize(("state", "status", "renews", "retry", "grace"), STATE_TABLE)
+def test_subscription_state_table(
+    state: str, status: Status, renews: bool, retry: bool, grace: bool
+) -> None:
+    event, purchase = _one(state, user="u-1")
+    assert event.store is Store.PLAY_STORE
+    assert event.purchase_id == "tok-1"
+    assert event.occurred_at == NOW
+    assert event.status is status
+    assert event.renewal is not None
+    assert event.renewal.will_renew is renews
+    assert event.renewal.in_billing_retry is retry
+    expiry = datetime.fromisoformat(purchase["lineItems"][0]["expiryTime"])
+    assert event.renewal.grace_period_expires_at == (expiry if grace else None)
+    assert event.transaction is not None
+    assert event.transaction.expires_at == expiry
+    assert event.transaction.kind is PurchaseKind.SUBSCRIPTION
+    assert event.app_user_id == "u-1"
+    assert event.revoke is False
+    assert event.details["subscription_state"] == purchase["subscriptionState"].removeprefix(
+        "SUBSCRIPTION_STATE_"
+    )
+
+
+def test_all_states_covered() -> None:
+    assert {row[0] for row in STATE_TABLE} == set(SUBSCRIPTION_STATES)
+
+
+def test_active_transaction_facts() -> None:
+    event, _ = _one("active", order_id="GPA.1..3")
+    t = event.transaction
+    assert t.transaction_id == "GPA.1..3"
+    assert t.product_id == "premium_monthly"
+    assert t.purchased_at == NOW - timedelta(days=1)
+    assert t.signed_at == NOW
+    assert t.period_type is PeriodType.NORMAL
+    assert event.is_sandbox is False
+    assert event.details["order_id"] == "GPA.1..3"
+
+
+def test_pending_has_no_start_and_no_order_so_token_and_now_are_used() -> None:
+    event, _ = _one("pending")
+    assert event.transaction.transaction_id == "tok-1"
+    assert event.transaction.purchased_at == NOW
+
+
+def test_state_machine_view_of_states() -> None:
+    """The translated events read as the contract says once folded by `apply`."""
+    expected = {
+        "active": Status.ACTIVE,
+        "canceled": Status.ACTIVE,
+        "grace": Status.GRACE_PERIOD,
+        "on_hold": Status.ON_HOLD,
+        "paused": Status.PAUSED,
+        "expired": Status.EXPIRED,
+    }
+    for state, status in expected.items():
+        event, purchase = _one(state)
+        v = view(apply(None, event))
+        assert v.status is status, state
+        if state == "grace":
+            assert v.grace_period_expires_at == datetime.fromisoformat(
+                purchase["lineItems"][0]["expiryTime"]
+            )
+        if state == "canceled":
+            assert v.will_renew is False
+            assert v.unsubscribe_detected_at == NOW
+
+
+CODE_TABLE = {
+    1: EventKind.BILLING_RECOVERED,
+    2: EventKind.RENEWED,
+    3: EventKind.RENEWAL_DISABLED,
+    4: EventKind.PURCHASED,
+    5: EventKind.ON_HOLD,
+    6: EventKind.BILLING_FAILED,
+    7: EventKind.RENEWAL_ENABLED,
+    8: EventKind.PRICE_INCREASE,
+    9: EventKind.RENEWAL_EXTENDED,
+    10: EventKind.PAUSED,
+    11: EventKind.INFORMATIONAL,
+    12: EventKind.REVOKED,
+    13: EventKind.EXPIRED,
+    17: EventKind.PRODUCT_CHANGED,
+    18: EventKind.RENEWAL_DISABLED,
+    19: EventKind.PRICE_INCREASE,
+    20: EventKind.INFORMATIONAL,
+    22: EventKind.PRICE_INCREASE,
+}
+
+
+def test_code_table_covers_every_documented_code() -> None:
+    assert set(CODE_TABLE) == set(SUBSCRIPTION_NOTIFICATION_NAMES)
+    assert set(CODE_TABLE) == {*range(1, 14), 17, 18, 19, 20, 22}
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(CODE_TABLE.items()))
+def test_notification_code_kind(code: int, kind: EventKind) -> None:
+    event, _ = _one("active", code)
+    assert event.kind is kind
+    assert event.revoke is (code == 12)
+    assert event.details["notification_type"] == code
+    assert event.details["notification_name"] == SUBSCRIPTION_NOTIFICATION_NAMES[code]
+
+
+@pytest.mark.parametrize("code", [None, 14, 21, 99])
+def test_unknown_or_absent_code_is_a_state_read(code: int | None) -> None:
+    event, _ = _one("active", code)
+    assert event.kind is EventKind.STATE_REFRESHED
+    assert event.status is Status.ACTIVE
+
+
+def test_revoked_notification_revokes_even_if_api_says_active() -> None:
+    event, _ = _one("active", 12)
+    assert event.revoke is True
+    assert view(apply(None, event)).status is Status.REVOKED
+
+
+@pytest.mark.parametrize(
+    ("phase", "offer_id", "tags", "period"),
+    [
+        ("trial", None, None, PeriodType.TRIAL),
+        ("intro", None, None, PeriodType.INTRO),
+        ("base", None, None, PeriodType.NORMAL),
+        ("proration", None, None, PeriodType.NORMAL),
+        (None, None, None, PeriodType.NORMAL),
+        (None, "winter-free-trial", None, PeriodType.TRIAL),
+        (None, "offer-7", ["intro-50"], PeriodType.INTRO),
+        (None, "loyalty", ["vip"], PeriodType.NORMAL),
+        ("base", "free-trial-7d", None, PeriodType.NORMAL),  # offerPhase wins
+    ],
+)
+def test_period_type(
+    phase: str | None, offer_id: str | None, tags: list[str] | None, period: PeriodType
+) -> None:
+    event, _ = _one("active", offer_phase=phase, offer_id=offer_id, offer_tags=tags)
+    assert event.transaction.period_type is period
+
+
+def test_test_purchase_is_sandbox() -> None:
+    event, _ = _one("active", test_purchase=True)
+    assert event.is_sandbox is True
+
+
+def test_prepaid_plan_never_renews() -> None:
+    event, _ = _one("active", prepaid=True)
+    assert event.renewal.will_renew is False
+    assert event.details["prepaid"] is True
+
+
+def test_linked_token_supersedes_but_not_while_pending() -> None:
+    event, _ = _one("active", linked_token="old-token")
+    assert event.supersedes == "old-token"
+    assert "old-token" not in repr(event.details)
+    for state in ("pending", "pending_canceled"):
+        pending, _ = _one(state, linked_token="old-token")
+        assert pending.supersedes is None
+
+
+@pytest.mark.parametrize(
+    ("price_state", "accepted"),
+    [("OUTSTANDING", False), ("CONFIRMED", True), ("APPLIED", True), ("CANCELED", None)],
+)
+def test_price_change(price_state: str, accepted: bool | None) -> None:
+    event, _ = _one("active", 19, price_change_state=price_state)
+    assert event.renewal.price_increase_accepted is accepted
+    assert event.details["price_change"]["priceChangeState"] == price_state
+
+
+def test_cancel_reason_and_no_personal_data() -> None:
+    event, _ = _one("canceled", 3, user="u-7")
+    assert event.renewal.expiration_reason == "user_canceled"
+    text = repr(event.details)
+    assert "person@example.com" not in text
+    assert "u-7" not in text
+    assert event.details["acknowledgement_state"] == "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"
+
+
+def test_add_on_line_items_are_separate_purchases() -> None:
+    add_on = {
+        "productId": "extra_storage",
+        "expiryTime": "2026-12-01T00:00:00Z",
+        "autoRenewingPlan": {"autoRenewEnabled": True},
+        "latestSuccessfulOrderId": "GPA.9",
+    }
+    purchase = subscription_purchase("active", now=NOW, extra_line_items=[add_on])
+    events = subscription_events(17, "tok", purchase, PKG, NOW)
+    assert [e.purchase_id for e in events] == ["tok", "tok|extra_storage"]
+    assert events[1].transaction.product_id == "extra_storage"
+
+
+def test_gone_subscription_reads_as_expired() -> None:
+    events = subscription_events(13, "tok", gone_subscription(), PKG, NOW)
+    assert len(events) == 1
+    assert events[0].status is Status.EXPIRED
+    assert events[0].transaction is None
+    assert events[0].details["gone"] is True
+    assert needs_acknowledgement(gone_subscription()) is False
+
+
+@pytest.mark.parametrize(
+    ("purchase", "needed"),
+    [
+        (subscription_purchase("active", acknowledged=False), True),
+        (subscription_purchase("active", acknowledged=True), False),
+        (subscription_purchase("canceled", acknowledged=False), True),
+        (subscription_purchase("pending", acknowledged=False), False),
+        (subscription_purchase("expired", acknowledged=False), False),
+        (product_purchase(acknowledged=False), True),
+        (product_purchase(acknowledged=True), False),
+        (product_purchase(purchase_state=2), False),
+        ({}, False),
+    ],
+)
+def test_needs_acknowledgement(purchase: dict[str, object], needed: bool) -> None:
+    assert needs_acknowledgement(purchase) is needed
+
+
+# --- one-time products ----------------------------------------------------------------
+
+
+def test_non_consumable_grants_lifetime() -> None:
+    bought = NOW - timedelta(hours=2)
+    [event] = product_events(
+        1, "pt", product_purchase(purchase_time=bought, user="u-2"), "lifetime_unlock", NOW
+    )
+    assert event.status is Status.ACTIVE
+    assert event.kind is EventKind.PURCHASED
+    t = event.transaction
+    assert (t.kind, t.expires_at, t.transaction_id) == (
+        PurchaseKind.NON_CONSUMABLE,
+        None,
+        "GPA.3300-4444-5555-66666",
+    )
+    assert t.purchased_at == bought.replace(microsecond=(bought.microsecond // 1000) * 1000)
+    assert event.app_user_id == "u-2"
+    assert view(apply(None, event)).status is Status.ACTIVE
+
+
+def test_consumable_and_test_purchase() -> None:
+    [event] = product_events(
+        None,
+        "pt",
+        product_purchase("coins", test_purchase=True),
+        "coins",
+        NOW,
+        consumable_products={"coins"},
+    )
+    assert event.transaction.kind is PurchaseKind.CONSUMABLE
+    assert event.is_sandbox is True
+    assert event.details["purchase_type"] == "test"
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "status"),
+    [
+        (0, 1, Status.ACTIVE),
+        (2, 1, Status.PENDING),
+        (1, 2, Status.PENDING),
+        (1, None, Status.REVOKED),
+    ],
+)
+def test_product_purchase_states(state: int, code: int | None, status: Status) -> None:
+    [event] = product_events(code, "pt", product_purchase(purchase_state=state), "p", NOW)
+    assert event.status is status
+
+
+def test_voided_full_refund_revokes_and_partial_does_not() -> None:
+    full = classify(voided_notification(PKG, "tok", "GPA.1"), {PKG})
+    assert full.category is Category.VOIDED
+    event = voided_event(full, NOW)
+    assert event is not None
+    assert (event.purchase_id, event.revoke, event.kind) == ("tok", True, EventKind.REFUNDED)
+    partial = classify(voided_notification(PKG, "tok", "GPA.1", refund_type=2), {PKG})
+    assert voided_event(partial, NOW) is None
+
+
+def test_voided_after_active_state_is_revoked() -> None:
+    active, _ = _one("active")
+    voided = voided_event(classify(voided_notification(PKG, "tok-1", "GPA.1"), {PKG}), NOW)
+    assert voided is not None
+    state = apply(apply(None, active), voided)
+    assert view(state).status is Status.REVOKED
+    # ...and a later API read saying ACTIVE does not lift it (sticky).
+    later, _ = _one("active")
+    assert view(apply(state, later)).status is Status.REVOKED
