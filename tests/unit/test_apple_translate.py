@@ -1,0 +1,281 @@
+"""Apple → StoreEvent translation: every A4 type/subtype, period types, facts, and the scenarios."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from entitlements.model import (
+    EventKind,
+    Ownership,
+    PeriodType,
+    PurchaseKind,
+    Status,
+    Store,
+)
+from entitlements.state import apply, view
+from receipts.apple.translate import (
+    event_kind,
+    from_ms,
+    notification_events,
+    period_type,
+    transaction_event,
+)
+from receipts.apple.verifier import AppleNotification, AppleVerifier
+from receipts.testing.apple_ca import TestCA, ms, transaction_payload
+from receipts.testing.apple_scenarios import EVENTS, AppleScenario, Lifecycle
+
+BUNDLE = "com.example.app"
+USER = "6f1c3a2e-8a59-4c4f-9a55-0c3f6b1b2d7e"
+NOW = dt.datetime(2026, 5, 10, 9, 30, tzinfo=dt.UTC)
+
+# Independently written expectations: (type, subtype) → kind, or None (no purchase event).
+EXPECTED_KINDS: dict[tuple[str, str | None], EventKind | None] = {
+    ("SUBSCRIBED", "INITIAL_BUY"): EventKind.PURCHASED,
+    ("SUBSCRIBED", "RESUBSCRIBE"): EventKind.PURCHASED,
+    ("DID_RENEW", None): EventKind.RENEWED,
+    ("DID_RENEW", "BILLING_RECOVERY"): EventKind.BILLING_RECOVERED,
+    ("DID_FAIL_TO_RENEW", "GRACE_PERIOD"): EventKind.BILLING_FAILED,
+    ("DID_FAIL_TO_RENEW", None): EventKind.BILLING_FAILED,
+    ("GRACE_PERIOD_EXPIRED", None): EventKind.GRACE_PERIOD_EXPIRED,
+    ("EXPIRED", "VOLUNTARY"): EventKind.EXPIRED,
+    ("EXPIRED", "BILLING_RETRY"): EventKind.EXPIRED,
+    ("EXPIRED", "PRICE_INCREASE"): EventKind.EXPIRED,
+    ("EXPIRED", "PRODUCT_NOT_FOR_SALE"): EventKind.EXPIRED,
+    ("EXPIRED", None): EventKind.EXPIRED,
+    ("DID_CHANGE_RENEWAL_PREF", "UPGRADE"): EventKind.PRODUCT_CHANGED,
+    ("DID_CHANGE_RENEWAL_PREF", "DOWNGRADE"): EventKind.PRODUCT_CHANGED,
+    ("DID_CHANGE_RENEWAL_PREF", None): EventKind.PRODUCT_CHANGED,
+    ("DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_ENABLED"): EventKind.RENEWAL_ENABLED,
+    ("DID_CHANGE_RENEWAL_STATUS", "AUTO_RENEW_DISABLED"): EventKind.RENEWAL_DISABLED,
+    ("OFFER_REDEEMED", "UPGRADE"): EventKind.OFFER_REDEEMED,
+    ("OFFER_REDEEMED", "DOWNGRADE"): EventKind.OFFER_REDEEMED,
+    ("OFFER_REDEEMED", None): EventKind.OFFER_REDEEMED,
+    ("PRICE_INCREASE", "PENDING"): EventKind.PRICE_INCREASE,
+    ("PRICE_INCREASE", "ACCEPTED"): EventKind.PRICE_INCREASE,
+    ("REFUND", None): EventKind.REFUNDED,
+    ("REFUND_DECLINED", None): EventKind.REFUND_DECLINED,
+    ("REFUND_REVERSED", None): EventKind.REFUND_REVERSED,
+    ("REVOKE", None): EventKind.REVOKED,
+    ("CONSUMPTION_REQUEST", None): EventKind.CONSUMPTION_REQUEST,
+    ("RENEWAL_EXTENDED", None): EventKind.RENEWAL_EXTENDED,
+    ("RENEWAL_EXTENSION", "SUMMARY"): EventKind.INFORMATIONAL,
+    ("RENEWAL_EXTENSION", "FAILURE"): EventKind.INFORMATIONAL,
+    ("ONE_TIME_CHARGE", None): EventKind.PURCHASED,
+    ("TEST", None): None,
+    ("EXTERNAL_PURCHASE_TOKEN", "UNREPORTED"): None,
+    ("EXTERNAL_PURCHASE_TOKEN", "CREATED"): None,
+    ("EXTERNAL_PURCHASE_TOKEN", "ACTIVE_TOKEN_REMINDER"): None,
+    ("RESCIND_CONSENT", None): None,
+    ("METADATA_UPDATE", None): EventKind.INFORMATIONAL,
+    ("MIGRATION", None): EventKind.INFORMATIONAL,
+    ("PRICE_CHANGE", None): EventKind.INFORMATIONAL,
+}
+
+# Scenario events whose notification carries no purchase (no StoreEvent).
+NO_EVENT = {
+    "test",
+    "renewal-extension-summary",
+    "rescind-consent",
+    "external-purchase-token",
+    "external-purchase-token-created",
+    "external-purchase-token-reminder",
+}
+
+EXPECTED_STATUS = {
+    "subscribe": Status.ACTIVE,
+    "renew": Status.ACTIVE,
+    "fail-grace": Status.GRACE_PERIOD,
+    "fail": Status.BILLING_RETRY,
+    "grace-expired": Status.BILLING_RETRY,
+    "expire-voluntary": Status.EXPIRED,
+    "refund": Status.REVOKED,
+    "revoke": Status.REVOKED,
+    "refund-reversed": Status.ACTIVE,
+}
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCA:
+    return TestCA.generate()
+
+
+@pytest.fixture(scope="module")
+def verifier(ca: TestCA) -> AppleVerifier:
+    return AppleVerifier(BUNDLE, 1234567890, ["Production", "Sandbox"], [ca.root_der], False)
+
+
+def _notify(
+    ca: TestCA, verifier: AppleVerifier, scenario: AppleScenario, event: str, now: dt.datetime
+) -> AppleNotification:
+    return verifier.verify_notification_sync(scenario.body(event, now)["signedPayload"])
+
+
+def test_every_a4_row_has_a_kind_and_a_scenario() -> None:
+    for (ntype, subtype), expected in EXPECTED_KINDS.items():
+        assert event_kind(ntype, subtype) == expected, (ntype, subtype)
+    assert set(EVENTS.values()) == set(EXPECTED_KINDS)
+    assert event_kind("SOMETHING_NEW", None) is EventKind.INFORMATIONAL
+    assert event_kind(None, None) is None
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
+def test_scenario_event_translates(ca: TestCA, verifier: AppleVerifier, event: str) -> None:
+    scenario = AppleScenario(ca, Lifecycle(user=USER, product="premium.monthly"))
+    note = _notify(ca, verifier, scenario, event, NOW)
+    assert (note.notification_type, note.subtype) == EVENTS[event]
+    events = notification_events(note)
+    if event in NO_EVENT:
+        assert events == []
+        return
+    [ev] = events
+    assert ev.kind == EXPECTED_KINDS[EVENTS[event]]
+    assert ev.store is Store.APP_STORE
+    assert ev.occurred_at == NOW
+    assert ev.is_sandbox is True
+    assert ev.environment == "Sandbox"
+    assert ev.app_user_id == USER
+    assert ev.details["notification_uuid"] == note.notification_uuid
+    assert ev.transaction is not None
+    if event.startswith("one-time"):
+        assert ev.purchase_id == ev.transaction.transaction_id
+        assert ev.renewal is None
+        assert ev.status is None
+    else:
+        assert ev.purchase_id == scenario.state.original_transaction_id
+        assert ev.transaction.kind is PurchaseKind.SUBSCRIPTION
+        assert ev.renewal is not None
+    if event in EXPECTED_STATUS:
+        assert ev.status is EXPECTED_STATUS[event]
+
+
+async def test_lifecycle_facts(ca: TestCA, verifier: AppleVerifier) -> None:
+    scenario = AppleScenario(ca, Lifecycle(user="not-a-uuid", product="premium.monthly"))
+    t0 = NOW
+    [trial] = notification_events(_notify(ca, verifier, scenario, "subscribe-trial", t0))
+    assert trial.app_user_id is None
+    assert trial.transaction is not None
+    assert trial.renewal is not None
+    assert trial.transaction.period_type is PeriodType.TRIAL
+    assert trial.transaction.expires_at == t0 + dt.timedelta(days=7)
+    assert trial.renewal.will_renew is True
+
+    t1 = t0 + dt.timedelta(days=7)
+    [renew] = notification_events(_notify(ca, verifier, scenario, "renew", t1))
+    assert renew.transaction is not None
+    assert renew.transaction.period_type is PeriodType.NORMAL
+    assert renew.transaction.transaction_id != trial.transaction.transaction_id
+    assert renew.purchase_id == trial.purchase_id
+    assert renew.transaction.expires_at == t1 + dt.timedelta(days=30)
+
+    [cancel] = notification_events(_notify(ca, verifier, scenario, "cancel", t1 + dt.timedelta(1)))
+    assert cancel.renewal is not None
+    assert cancel.renewal.will_renew is False
+
+    t2 = t1 + dt.timedelta(days=30)
+    [grace] = notification_events(_notify(ca, verifier, scenario, "fail-grace", t2))
+    assert grace.renewal is not None
+    assert grace.renewal.in_billing_retry is True
+    assert grace.renewal.grace_period_expires_at == t2 + dt.timedelta(days=16)
+    assert grace.renewal.expiration_reason == "billing_error"
+
+    [refund] = notification_events(_notify(ca, verifier, scenario, "refund", t2 + dt.timedelta(1)))
+    assert refund.transaction is not None
+    assert refund.transaction.revoked_at == t2 + dt.timedelta(1)
+    assert refund.transaction.revocation_reason == "refund_full:other"
+    assert refund.details["revocation_percentage"] == 100000
+
+    [pending] = notification_events(
+        _notify(ca, verifier, scenario, "price-increase-pending", t2 + dt.timedelta(2))
+    )
+    assert pending.renewal is not None
+    assert pending.renewal.price_increase_accepted is False
+
+    state = None
+    for ev in (trial, renew, cancel, grace, refund, pending):
+        state = apply(state, ev)
+    assert state is not None
+    shown = view(state)
+    assert shown.status is Status.REVOKED
+    assert shown.revoked_at == t2 + dt.timedelta(1)
+
+
+async def test_upgrade_switches_product_and_revoke_is_family(
+    ca: TestCA, verifier: AppleVerifier
+) -> None:
+    scenario = AppleScenario(ca, Lifecycle(user=USER, product="premium.monthly"))
+    [up] = notification_events(_notify(ca, verifier, scenario, "upgrade", NOW))
+    assert up.transaction is not None
+    assert up.transaction.product_id == "premium.monthly.upgrade"
+    [down] = notification_events(_notify(ca, verifier, scenario, "downgrade", NOW))
+    assert down.renewal is not None
+    assert down.renewal.auto_renew_product_id == "premium.monthly.upgrade.lite"
+    [revoke] = notification_events(_notify(ca, verifier, scenario, "revoke", NOW))
+    assert revoke.transaction is not None
+    assert revoke.transaction.ownership is Ownership.FAMILY_SHARED
+    assert revoke.transaction.revocation_reason == "family_revoke:other"
+
+
+@pytest.mark.parametrize(
+    ("offer_type", "discount", "expected"),
+    [
+        (None, None, PeriodType.NORMAL),
+        (1, "FREE_TRIAL", PeriodType.TRIAL),
+        (1, "PAY_AS_YOU_GO", PeriodType.INTRO),
+        (1, "PAY_UP_FRONT", PeriodType.INTRO),
+        (2, "PAY_AS_YOU_GO", PeriodType.INTRO),
+        (3, "FREE_TRIAL", PeriodType.TRIAL),
+        (3, "ONE_TIME", PeriodType.INTRO),
+        (4, "PAY_UP_FRONT", PeriodType.INTRO),
+        (2, None, PeriodType.INTRO),
+    ],
+)
+def test_period_types(offer_type: int | None, discount: str | None, expected: PeriodType) -> None:
+    assert period_type(offer_type, discount) is expected
+
+
+@pytest.mark.parametrize(
+    ("product_type", "kind"),
+    [
+        ("Consumable", PurchaseKind.CONSUMABLE),
+        ("Non-Consumable", PurchaseKind.NON_CONSUMABLE),
+        ("Non-Renewing Subscription", PurchaseKind.NON_RENEWING),
+        ("Auto-Renewable Subscription", PurchaseKind.SUBSCRIPTION),
+    ],
+)
+def test_bare_transaction(
+    ca: TestCA, verifier: AppleVerifier, product_type: str, kind: PurchaseKind
+) -> None:
+    signed = NOW - dt.timedelta(minutes=5)
+    payload = transaction_payload(
+        bundle_id=BUNDLE,
+        environment="Production",
+        transaction_id="77",
+        original_transaction_id="70",
+        product_id="coins",
+        purchase_date=NOW - dt.timedelta(days=1),
+        signed_date=signed,
+        product_type=product_type,
+        offerType=2,
+        offerDiscountType="PAY_UP_FRONT",
+    )
+    ev = transaction_event(verifier.verify_transaction_sync(ca.sign(payload)))
+    assert ev.kind is EventKind.STATE_REFRESHED
+    assert ev.purchase_id == "70"
+    assert ev.occurred_at == signed
+    assert ev.is_sandbox is False
+    assert ev.environment == "Production"
+    assert ev.transaction is not None
+    assert ev.transaction.kind is kind
+    assert ev.transaction.period_type is PeriodType.INTRO
+    assert ev.transaction.purchased_at == NOW - dt.timedelta(days=1)
+    assert ev.status is None
+
+
+def test_from_ms_is_utc() -> None:
+    when = from_ms(ms(NOW) + 123)
+    assert when == NOW + dt.timedelta(milliseconds=123)
+    assert when is not None
+    assert when.tzinfo is dt.UTC
+    assert from_ms(None) is None
