@@ -9,6 +9,7 @@ token endpoint). Nothing here is secure; it exists for tests and the offline dem
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -77,10 +78,7 @@ class RsaKey:
 
     def signer(self) -> google.auth.crypt.RSASigner:
         """A google-auth signer for this key, carrying its kid."""
-        signer: google.auth.crypt.RSASigner = google.auth.crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-            self.private_pem, key_id=self.kid
-        )
-        return signer
+        return _signer(self.private_pem, self.kid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +155,10 @@ class GoogleTestKeys:
             "iss": issuer,
         }
         claims.update(extra or {})
-        signer = google.auth.crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
-            signer_key.private_pem, key_id=kid or signer_key.kid
+        signer = _signer(signer_key.private_pem, signer_key.kid)
+        token: bytes = google.auth.jwt.encode(  # type: ignore[no-untyped-call]
+            signer, claims, key_id=kid or signer_key.kid
         )
-        token: bytes = google.auth.jwt.encode(signer, claims)  # type: ignore[no-untyped-call]
         return token.decode()
 
     def service_account_info(
@@ -185,6 +183,15 @@ class GoogleTestKeys:
         path.write_text(json.dumps(self.service_account_info(token_uri), indent=2))
         path.chmod(0o600)
         return path
+
+
+@functools.lru_cache(maxsize=32)
+def _signer(private_pem: bytes, kid: str) -> google.auth.crypt.RSASigner:
+    """Loading an RSA key validates it (tens of ms): load each key once."""
+    signer: google.auth.crypt.RSASigner = google.auth.crypt.RSASigner.from_string(  # type: ignore[no-untyped-call]
+        private_pem, key_id=kid
+    )
+    return signer
 
 
 # --- push bodies -----------------------------------------------------------------------
