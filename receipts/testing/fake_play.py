@@ -10,6 +10,7 @@ same keys: the demo service keeps its cached token across `simulate` runs.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import time
@@ -27,6 +28,7 @@ from receipts.testing.play_purchases import product_purchase, subscription_purch
 
 __all__ = ["Failure", "FakePlay", "product_purchase", "running_fake_play", "subscription_purchase"]
 
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _API = "/androidpublisher/v3/applications/{package}/purchases"
 _STATUS_NAMES = {
     400: ("INVALID_ARGUMENT", "invalid"),
@@ -141,12 +143,12 @@ class FakePlay:
 
     def set_subscription(self, package: str, token: str, purchase: dict[str, Any]) -> None:
         """Make `subscriptionsv2.get(package, token)` return `purchase`."""
-        self.subscriptions[(package, token)] = purchase
+        self.subscriptions[(package, token)] = copy.deepcopy(purchase)
         self.gone.discard(token)
 
     def set_product(self, package: str, product_id: str, token: str, body: dict[str, Any]) -> None:
         """Make `products.get(package, product_id, token)` return `body`."""
-        self.products[(package, product_id, token)] = body
+        self.products[(package, product_id, token)] = copy.deepcopy(body)
 
     def fail(self, status: int, times: int = 1, path_contains: str = "") -> None:
         """Inject `times` failures with `status` (0 = stall)."""
@@ -186,7 +188,8 @@ class FakePlay:
             claims = google.auth.jwt.decode(  # type: ignore[no-untyped-call]
                 str(form.get("assertion", "")),
                 certs={sa.kid: sa.cert_pem},
-                audience=self.token_uri,
+                # google-auth always addresses Google's endpoint, whatever the token_uri
+                audience=[GOOGLE_TOKEN_AUDIENCE, self.token_uri],
             )
         except (ValueError, google.auth.exceptions.GoogleAuthError):
             body = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}

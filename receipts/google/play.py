@@ -1,0 +1,264 @@
+"""The Play Developer API (androidpublisher v3) client: aiohttp REST with service-account tokens.
+
+Direct REST rather than google-api-python-client: truly async, pooled connections on the
+shared session, our own timeouts and retries. Paths are exactly the real API's, relative
+to `root_url` (default https://androidpublisher.googleapis.com/), so a fake can stand in.
+Failures map to receipts.errors: 429/5xx/network → retried, then `StoreUnavailable`;
+400/404 → `PurchaseNotFound`; 410 on a subscription → `gone_subscription()` (expired long
+ago); 401/403 → `PlayAccessDenied`. Messages never contain purchase tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import google.auth.exceptions
+import google.auth.transport.requests
+import google.oauth2.service_account
+import requests
+
+from receipts.errors import PurchaseNotFound, StoreUnavailable
+from receipts.google.translate import gone_subscription
+
+PLAY_API_URL = "https://androidpublisher.googleapis.com/"
+SCOPE = "https://www.googleapis.com/auth/androidpublisher"
+_REFRESH_EARLY = timedelta(minutes=5)
+_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class PlayAccessDenied(StoreUnavailable):
+    """The Play Developer API refused our credentials: check the service account and its
+    permissions in Play Console."""
+
+    # A StoreUnavailable (503, retryable): the fault is our configuration, not the purchase,
+    # so Pub/Sub should keep redelivering until an operator fixes it, and the app retries.
+    code = "store_access_denied"
+
+
+class AccessTokens:
+    """OAuth2 access tokens of a service account, refreshed ~5 minutes before expiry.
+
+    The refresh is google-auth's synchronous HTTP call, run in a thread under a lock so
+    concurrent requests share one refresh.
+    """
+
+    def __init__(self, credentials: google.oauth2.service_account.Credentials) -> None:
+        self._credentials = credentials
+        self._lock = asyncio.Lock()
+        # One HTTP session for refreshes (used under the lock, so one thread at a time).
+        self._http = requests.Session()
+
+    def close(self) -> None:
+        """Close the refresh HTTP session."""
+        self._http.close()
+
+    @classmethod
+    def from_service_account_info(cls, info: dict[str, Any]) -> AccessTokens:
+        """From a parsed service-account JSON key."""
+        creds = google.oauth2.service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            info, scopes=[SCOPE]
+        )
+        return cls(creds)
+
+    @classmethod
+    def from_service_account_file(cls, path: Path) -> AccessTokens:
+        """From a service-account JSON key file (read once, at start-up)."""
+        return cls.from_service_account_info(json.loads(path.read_text()))
+
+    def _fresh(self) -> bool:
+        creds = self._credentials
+        if not creds.token or creds.expiry is None:
+            return False
+        expiry = creds.expiry.replace(tzinfo=UTC)  # google-auth keeps naive UTC
+        return bool(datetime.now(UTC) < expiry - _REFRESH_EARLY)
+
+    async def token(self, *, force: bool = False) -> str:
+        """A valid access token; `force` refreshes even if the cached one looks valid."""
+        stale = self._credentials.token
+        if self._fresh() and not force:
+            return str(stale)
+        async with self._lock:
+            # Another task may have refreshed while we waited.
+            if self._fresh() and not (force and self._credentials.token == stale):
+                return str(self._credentials.token)
+            request = google.auth.transport.requests.Request(session=self._http)
+            try:
+                await asyncio.to_thread(self._credentials.refresh, request)
+            except google.auth.exceptions.RefreshError as exc:
+                if getattr(exc, "retryable", False):
+                    raise StoreUnavailable("Google's token endpoint failed.") from exc
+                raise PlayAccessDenied("Google refused the service account credentials.") from exc
+            except google.auth.exceptions.TransportError as exc:
+                raise StoreUnavailable("Google's token endpoint is unreachable.") from exc
+            return str(self._credentials.token)
+
+
+class PlayClient:
+    """Reads and acknowledges purchases. Share one per process; it holds no connections of
+    its own (they belong to the session)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        tokens: AccessTokens | None,
+        *,
+        root_url: str = PLAY_API_URL,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        backoff: float = 0.25,
+        max_backoff: float = 4.0,
+        allow_anonymous: bool = False,
+    ) -> None:
+        if tokens is None and not allow_anonymous:
+            raise ValueError("PlayClient needs service-account credentials")
+        self._session = session
+        self._tokens = tokens
+        self._root = (root_url or PLAY_API_URL).rstrip("/") + "/"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._attempts = max(1, attempts)
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+
+    def close(self) -> None:
+        """Release the token refresher's HTTP session (the aiohttp session is the caller's)."""
+        if self._tokens is not None:
+            self._tokens.close()
+
+    # --- API -----------------------------------------------------------------------------
+
+    async def get_subscription(self, package: str, token: str) -> dict[str, Any]:
+        """purchases.subscriptionsv2.get → SubscriptionPurchaseV2 JSON.
+
+        HTTP 410 (expired more than ~60 days ago) returns `gone_subscription()`, which
+        translates to EXPIRED.
+        """
+        path = f"{self._app(package)}/purchases/subscriptionsv2/tokens/{_q(token)}"
+        status, body = await self._call("GET", path, gone_ok=True)
+        return gone_subscription() if status == 410 else body
+
+    async def acknowledge_subscription(self, package: str, product_id: str, token: str) -> None:
+        """purchases.subscriptions.acknowledge (v1: there is no v2 acknowledge)."""
+        path = (
+            f"{self._app(package)}/purchases/subscriptions/{_q(product_id)}"
+            f"/tokens/{_q(token)}:acknowledge"
+        )
+        await self._call("POST", path, json_body={})
+
+    async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]:
+        """purchases.products.get → ProductPurchase (v1) JSON."""
+        path = f"{self._app(package)}/purchases/products/{_q(product_id)}/tokens/{_q(token)}"
+        _, body = await self._call("GET", path)
+        return body
+
+    async def acknowledge_product(self, package: str, product_id: str, token: str) -> None:
+        """purchases.products.acknowledge."""
+        path = (
+            f"{self._app(package)}/purchases/products/{_q(product_id)}"
+            f"/tokens/{_q(token)}:acknowledge"
+        )
+        await self._call("POST", path, json_body={})
+
+    # --- transport -----------------------------------------------------------------------
+
+    @staticmethod
+    def _app(package: str) -> str:
+        return f"androidpublisher/v3/applications/{_q(package)}"
+
+    async def _headers(self, *, force: bool = False) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._tokens is not None:
+            headers["Authorization"] = f"Bearer {await self._tokens.token(force=force)}"
+        return headers
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        gone_ok: bool = False,
+    ) -> tuple[int, dict[str, Any]]:
+        url = self._root + path
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = await self._headers(force=reauthenticated)
+            try:
+                async with self._session.request(
+                    method, url, json=json_body, headers=headers, timeout=self._timeout
+                ) as resp:
+                    status = resp.status
+                    raw = await resp.read()
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt >= self._attempts:
+                    raise StoreUnavailable("The Play Developer API is unreachable.") from exc
+                await self._sleep(attempt, None)
+                continue
+            if 200 <= status < 300:
+                return status, _json_object(raw)
+            if status == 410 and gone_ok:
+                return status, {}
+            if status == 401 and not reauthenticated and self._tokens is not None:
+                reauthenticated = True  # the token may have been revoked early: refresh once
+                continue
+            if status in (401, 403):
+                reason = _google_reason(raw)
+                raise PlayAccessDenied(
+                    f"The Play Developer API refused our credentials ({status} {reason})."
+                )
+            if status in (400, 404, 410):
+                raise PurchaseNotFound(
+                    f"The Play Developer API does not know this purchase ({status} "
+                    f"{_google_reason(raw)})."
+                )
+            if status in _RETRYABLE or status >= 500:
+                if attempt >= self._attempts:
+                    raise StoreUnavailable(
+                        f"The Play Developer API kept failing ({status} {_google_reason(raw)})."
+                    )
+                await self._sleep(attempt, retry_after)
+                continue
+            raise StoreUnavailable(f"The Play Developer API answered {status}.")
+
+    async def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        """Exponential backoff with full jitter; a short Retry-After is honoured."""
+        delay = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
+        delay = random.uniform(delay / 2, delay)  # noqa: S311  # jitter, not cryptography
+        if retry_after is not None and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), self._max_backoff))
+        await asyncio.sleep(delay)
+
+
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise StoreUnavailable("The Play Developer API answered with invalid JSON.") from exc
+    if not isinstance(body, dict):
+        raise StoreUnavailable("The Play Developer API answered with a non-object.")
+    return body
+
+
+def _google_reason(raw: bytes) -> str:
+    """The `status`/`reason` of Google's error body; never its message (it may echo input)."""
+    try:
+        error = json.loads(raw).get("error", {})
+        reasons = [e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)]
+        return str(error.get("status") or next(iter(reasons), None) or "error")
+    except (ValueError, AttributeError, TypeError):
+        return "error"
