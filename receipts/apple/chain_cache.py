@@ -75,6 +75,8 @@ class CachingChainVerifier:
 
     def __getattr__(self, name: str) -> object:
         # Anything else the library reads from its chain verifier (enable_strict_checks, …).
+        if name == "_inner":
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def verify_chain(
