@@ -43,7 +43,9 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
         )
     state = current
     if event.transaction is not None:
-        state = replace(state, transactions=_merge_transaction(state.transactions, event.transaction))
+        state = replace(
+            state, transactions=_merge_transaction(state.transactions, event.transaction)
+        )
     if event.renewal is not None:
         renewal = _newer_renewal(state.renewal, event.renewal)
         state = replace(
@@ -57,7 +59,9 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
         state = replace(state, store_status=event.status, store_status_at=event.occurred_at)
     billing = _billing_observation(event)
     if billing is not None:
-        state = replace(state, billing_issue=_observe(state.billing_issue, event.occurred_at, billing))
+        state = replace(
+            state, billing_issue=_observe(state.billing_issue, event.occurred_at, billing)
+        )
     if event.revoke:
         revoked_at = event.occurred_at
         if state.revoked_at is not None:
@@ -197,9 +201,12 @@ def _derive_status(
     """The store's own verdict when it is at least as new as the current transaction;
     otherwise what the renewal facts and the transaction say."""
     newest_purchase = latest.purchased_at if latest is not None else None
-    if state.store_status is not None and state.store_status_at is not None:
-        if newest_purchase is None or state.store_status_at >= newest_purchase:
-            return state.store_status
+    if (
+        state.store_status is not None
+        and state.store_status_at is not None
+        and (newest_purchase is None or state.store_status_at >= newest_purchase)
+    ):
+        return state.store_status
     if (
         renewal is not None
         and renewal.in_billing_retry

@@ -1,0 +1,305 @@
+"""The typed, frozen settings tree (contract §2): TOML file + RECEIPTD_<SECTION>__<KEY> env.
+
+`load_settings` reports every problem at once, each naming its key. Secrets are SecretStr,
+so they never show in `repr` or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SCOPES = ("customers:read", "purchases:write", "admin")
+ENVIRONMENTS = ("Production", "Sandbox", "Xcode", "LocalTesting")
+_ENTITLEMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path(".receiptd")
+    shutdown_timeout: float = Field(default=10.0, gt=0)
+
+
+class DatabaseSettings(_Section):
+    url: SecretStr = SecretStr("")
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    command_timeout: float = Field(default=10.0, gt=0)
+
+
+class RedisSettings(_Section):
+    url: SecretStr = SecretStr("")
+    cache_ttl_seconds: int = Field(default=300, ge=1)
+
+
+class AppleSettings(_Section):
+    bundle_id: str = Field(min_length=1)
+    app_apple_id: int | None = None
+    environments: tuple[str, ...] = ("Production", "Sandbox")
+    root_certificates: tuple[Path, ...] = ()
+    online_checks: bool = False
+    issuer_id: str = ""
+    key_id: str = ""
+    private_key_file: Path | None = None
+    api_base_url: str = ""
+
+    @field_validator("environments")
+    @classmethod
+    def _known_environments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in ENVIRONMENTS]
+        if unknown or not value:
+            raise ValueError(f"must be a non-empty list of {', '.join(ENVIRONMENTS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_app_id(self) -> AppleSettings:
+        if "Production" in self.environments and self.app_apple_id is None:
+            raise ValueError("app_apple_id is required when Production is accepted")
+        if not self.root_certificates:
+            raise ValueError("root_certificates must name at least one certificate file")
+        return self
+
+    @property
+    def api_configured(self) -> bool:
+        return bool(self.issuer_id and self.key_id and self.private_key_file)
+
+
+class GoogleSettings(_Section):
+    package_names: tuple[str, ...] = Field(min_length=1)
+    service_account_file: Path | None = None
+    play_api_url: str = ""
+    pubsub_audience: str = ""
+    pubsub_service_account: str = ""
+    pubsub_certs_url: str = ""
+    consumable_products: tuple[str, ...] = ()
+
+
+class EntitlementSettings(_Section):
+    products: tuple[str, ...] = ()
+
+
+class ApiKey(_Section):
+    name: str = Field(min_length=1)
+    key: SecretStr | None = None
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    scopes: tuple[Literal["customers:read", "purchases:write", "admin"], ...] = ()
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKey:
+        if (self.key is None) == (self.key_sha256 is None):
+            raise ValueError("give exactly one of key or key_sha256")
+        if self.key is not None and len(self.key.get_secret_value()) < 16:
+            raise ValueError("key must be at least 16 characters")
+        return self
+
+
+class UserTokenSettings(_Section):
+    issuer: str = ""
+    audience: str = "receiptd"
+    jwks_url: str = ""
+    secret: SecretStr = SecretStr("")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.jwks_url or self.secret.get_secret_value())
+
+
+class AuthSettings(_Section):
+    api_keys: tuple[ApiKey, ...] = ()
+    user_tokens: UserTokenSettings = UserTokenSettings()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique_names(cls, value: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        names = [k.name for k in value]
+        if len(names) != len(set(names)):
+            raise ValueError("api key names must be unique")
+        return value
+
+
+class CustomerSettings(_Section):
+    transfer_policy: Literal["transfer", "keep"] = "transfer"
+
+
+class RetentionSettings(_Section):
+    raw_payload_days: int = Field(default=90, ge=1)
+
+
+class OutboundWebhook(_Section):
+    url: str = Field(pattern=r"^https?://")
+    secrets: tuple[SecretStr, ...] = Field(min_length=1)
+
+
+class WebhookSettings(_Section):
+    retry_initial_seconds: float = Field(default=5, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    outbound: tuple[OutboundWebhook, ...] = ()
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build with `load_settings`; tests may construct it directly."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix="RECEIPTD_",
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    apple: AppleSettings | None = None
+    google: GoogleSettings | None = None
+    entitlements: dict[str, EntitlementSettings] = Field(default_factory=dict)
+    auth: AuthSettings = AuthSettings()
+    customers: CustomerSettings = CustomerSettings()
+    retention: RetentionSettings = RetentionSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+
+    @field_validator("entitlements")
+    @classmethod
+    def _entitlement_names(
+        cls, value: dict[str, EntitlementSettings]
+    ) -> dict[str, EntitlementSettings]:
+        bad = [name for name in value if not re.match(_ENTITLEMENT_NAME, name)]
+        if bad:
+            raise ValueError(f"invalid entitlement name(s): {', '.join(bad)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only explicit values: `load_settings` merges file and environment itself, so
+        # that a test constructing Settings(...) is never influenced by the process env.
+        return (init_settings,)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Load the TOML file (path, else $RECEIPTD_CONFIG, else none) and the environment.
+
+    Raises ConfigError naming every invalid or unknown key.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = path or env.get("RECEIPTD_CONFIG") or None
+    base = Path.cwd()
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        base = file.resolve().parent
+        try:
+            data = _read_toml(file)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    _merge_env(data, env)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return _resolve_paths(settings, base)
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    with file.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def _merge_env(data: dict[str, Any], env: dict[str, str]) -> None:
+    for name, raw in env.items():
+        upper = name.upper()
+        if upper == "DATABASE_URL":
+            data.setdefault("database", {})["url"] = raw
+            continue
+        if upper == "REDIS_URL":
+            data.setdefault("redis", {})["url"] = raw
+            continue
+        if not upper.startswith("RECEIPTD_") or upper == "RECEIPTD_CONFIG":
+            continue
+        parts = [p.lower() for p in upper.removeprefix("RECEIPTD_").split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"environment variable {name}: expected RECEIPTD_<SECTION>__<KEY>")
+        value: Any = raw
+        if raw[:1] in "[{" or raw in ("true", "false"):
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{loc}: {msg}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def fix(p: Path | None) -> Path | None:
+        if p is None or str(p) == "":
+            return None
+        return p if p.is_absolute() else (base / p).resolve()
+
+    server = settings.server.model_copy(update={"data_dir": fix(settings.server.data_dir)})
+    update: dict[str, Any] = {"server": server}
+    if settings.apple is not None:
+        update["apple"] = settings.apple.model_copy(
+            update={
+                "root_certificates": tuple(fix(p) for p in settings.apple.root_certificates),
+                "private_key_file": fix(settings.apple.private_key_file),
+            }
+        )
+    if settings.google is not None:
+        update["google"] = settings.google.model_copy(
+            update={"service_account_file": fix(settings.google.service_account_file)}
+        )
+    return settings.model_copy(update=update)

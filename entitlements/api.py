@@ -1,0 +1,97 @@
+"""The read API of contract §3: customer object and single-entitlement check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
+from entitlements.errors import InvalidRequest, UnknownEntitlement
+from entitlements.permissions import caller
+from entitlements.service import EntitlementService
+
+SERVICE = web.AppKey("entitlement_service", EntitlementService)
+Clock = Callable[[], datetime]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+
+routes = web.RouteTableDef()
+
+# App user ids: what apps use in practice (UUIDs, numeric ids, RevenueCat-style
+# "$RCAnonymousID:…", emails) without path separators, spaces or control characters.
+_APP_USER_ID = re.compile(r"^[A-Za-z0-9._:@$+\-=~|]{1,200}$")
+
+
+def app_user_id_from(request: web.Request) -> str:
+    """The `{app_user_id}` path segment, validated (400 on bad characters or length)."""
+    value = request.match_info["app_user_id"]
+    if not _APP_USER_ID.match(value):
+        raise InvalidRequest(
+            "app_user_id must be 1-200 characters of A-Z a-z 0-9 . _ : @ $ + - = ~ |"
+        )
+    return value
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+async def customer_payload(request: web.Request, app_user_id: str) -> dict[str, Any]:
+    """The contract's customer object for `app_user_id`, computed now."""
+    service = request.app[SERVICE]
+    now = request.app[CLOCK]()
+    record = await service.customer_record(app_user_id)
+    body = customer_object(record, service.catalog, now)
+    return {"app_user_id": body.pop("app_user_id"), "as_of": rfc3339(now), **body}
+
+
+@routes.get("/v1/customers/{app_user_id}")
+async def get_customer(request: web.Request) -> web.StreamResponse:
+    app_user_id = app_user_id_from(request)
+    (await caller(request)).require_read(app_user_id)
+    body = await customer_payload(request, app_user_id)
+    return _with_etag(request, body)
+
+
+@routes.get("/v1/customers/{app_user_id}/entitlements/{name}")
+async def get_entitlement(request: web.Request) -> web.StreamResponse:
+    app_user_id = app_user_id_from(request)
+    name = request.match_info["name"]
+    (await caller(request)).require_read(app_user_id)
+    service = request.app[SERVICE]
+    if not service.catalog.defines(name):
+        raise UnknownEntitlement(f"no entitlement named {name!r} is configured")
+    record = await service.customer_record(app_user_id)
+    now = request.app[CLOCK]()
+    entitlements = entitlements_of(record, service.catalog, now)
+    return json_response(entitlement_summary(app_user_id, name, entitlements))
+
+
+def _with_etag(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    """ETag over everything but `as_of`, so polling apps get 304 until something changes
+    (including `active` flipping when a period ends)."""
+    stable = {k: v for k, v in body.items() if k != "as_of"}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
+    etag = f'"{digest}"'
+    if _matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=304, headers={"ETag": etag})
+    response = json_response(body)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+def _matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return "*" in candidates or etag in candidates

@@ -1,0 +1,70 @@
+"""Errors of the entitlements domain.
+
+    EntitlementError                 base
+    ├── UnknownEntitlement           no configuration defines this entitlement name (→ 404)
+    ├── PurchaseOwnedByAnotherUser   transfer_policy "keep" refuses a re-link (→ 409)
+    ├── DatabaseUnavailable          PostgreSQL cannot be reached (→ 503, retry later)
+    ├── InvalidRequest               malformed body, id or parameter (→ 400)
+    ├── Unauthenticated              no or bad credentials (→ 401)
+    ├── Forbidden                    credentials without the needed scope or user (→ 403)
+    └── StoreNotConfigured           the store section is absent from the config (→ 404)
+
+A class's docstring is its default message.
+"""
+
+from __future__ import annotations
+
+
+class EntitlementError(Exception):
+    """The entitlement request could not be served."""
+
+    code = "entitlement_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UnknownEntitlement(EntitlementError):
+    """No entitlement of that name is configured."""
+
+    code = "unknown_entitlement"
+
+
+class PurchaseOwnedByAnotherUser(EntitlementError):
+    """The purchase belongs to another user and the transfer policy keeps it there."""
+
+    code = "purchase_owned_by_another_user"
+
+
+class DatabaseUnavailable(EntitlementError):
+    """The database is unavailable; retry later."""
+
+    code = "database_unavailable"
+
+
+class InvalidRequest(EntitlementError):
+    """The request is malformed."""
+
+    code = "invalid_request"
+
+
+class Unauthenticated(EntitlementError):
+    """Missing or invalid credentials."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(EntitlementError):
+    """These credentials do not allow this request."""
+
+    code = "forbidden"
+
+
+class StoreNotConfigured(EntitlementError):
+    """This store is not configured on this service."""
+
+    code = "store_not_configured"

@@ -1,0 +1,235 @@
+"""All SQL of the entitlements domain, as named constants; functions return our types.
+
+Every function takes the connection it runs on, so the service decides the transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from entitlements.access import CustomerRecord, Grant
+from entitlements.codec import from_jsonable, to_jsonable
+from entitlements.model import (
+    Ownership,
+    PeriodType,
+    PurchaseKind,
+    PurchaseState,
+    PurchaseView,
+    Status,
+    Store,
+)
+
+# pg_advisory_xact_lock key taken right before change-feed rows are inserted, so that
+# the feed's id order is the commit order (see migrations/0001_initial.sql).
+FEED_LOCK_KEY = 0x7265636569707465
+
+SELECT_CUSTOMER = """
+SELECT app_user_id, suspended_at FROM customers WHERE app_user_id = $1
+"""
+SELECT_PURCHASE_VIEWS = """
+SELECT store, purchase_id, product_id, kind, status, period_type, will_renew, expires_at,
+       grace_period_expires_at, purchased_at, is_sandbox, unsubscribe_detected_at,
+       billing_issue_detected_at, revoked_at, ownership, superseded
+FROM purchases WHERE app_user_id = $1
+ORDER BY purchased_at NULLS FIRST, id
+"""
+SELECT_GRANTS = """
+SELECT id, entitlement, starts_at, expires_at, ended_at
+FROM grants WHERE app_user_id = $1 ORDER BY id
+"""
+INSERT_NOTIFICATION = """
+INSERT INTO store_notifications
+    (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
+     payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (store, message_id) DO NOTHING
+RETURNING id
+"""
+ENSURE_PURCHASE_ROW = """
+INSERT INTO purchases
+    (store, purchase_id, product_id, kind, status, period_type, will_renew, is_sandbox,
+     state, state_updated_at)
+VALUES ($1, $2, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now())
+ON CONFLICT (store, purchase_id) DO NOTHING
+"""
+LOCK_PURCHASE = """
+SELECT state, app_user_id FROM purchases WHERE store = $1 AND purchase_id = $2 FOR UPDATE
+"""
+UPDATE_PURCHASE = """
+UPDATE purchases SET
+    product_id = $3, kind = $4, status = $5, period_type = $6, will_renew = $7,
+    expires_at = $8, grace_period_expires_at = $9, purchased_at = $10, is_sandbox = $11,
+    unsubscribe_detected_at = $12, billing_issue_detected_at = $13, revoked_at = $14,
+    ownership = $15, superseded = $16, state = $17::jsonb, state_updated_at = $18,
+    app_user_id = $19,
+    linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
+    updated_at = now()
+WHERE store = $1 AND purchase_id = $2
+"""
+ENSURE_CUSTOMER = """
+INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOTHING
+"""
+LOCK_CUSTOMER = """
+SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1 FOR UPDATE
+"""
+ADVANCE_CUSTOMER = """
+UPDATE customers SET event_sequence = event_sequence + 1, snapshot = $2::jsonb, updated_at = now()
+WHERE app_user_id = $1
+RETURNING event_sequence
+"""
+LOCK_FEED = "SELECT pg_advisory_xact_lock($1)"
+INSERT_EVENT = """
+INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    """One raw store notification for the journal."""
+
+    store: Store
+    message_id: str
+    notification_type: str | None
+    subtype: str | None
+    signed_at: datetime | None
+    purchase_id: str | None
+    result: Literal["processed", "ignored", "rejected"]
+    reason: str | None
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockedPurchase:
+    state: PurchaseState | None
+    app_user_id: str | None
+
+
+async def fetch_customer(conn: asyncpg.Connection, app_user_id: str) -> CustomerRecord:
+    """The stored record of a customer; an unknown id reads as an empty customer."""
+    customer = await conn.fetchrow(SELECT_CUSTOMER, app_user_id)
+    if customer is None:
+        return CustomerRecord(app_user_id=app_user_id, suspended=False, purchases=(), grants=())
+    purchases = await conn.fetch(SELECT_PURCHASE_VIEWS, app_user_id)
+    grants = await conn.fetch(SELECT_GRANTS, app_user_id)
+    return CustomerRecord(
+        app_user_id=app_user_id,
+        suspended=customer["suspended_at"] is not None,
+        purchases=tuple(_view(r) for r in purchases if r["product_id"]),
+        grants=tuple(Grant(**dict(r)) for r in grants),
+    )
+
+
+async def insert_notification(conn: asyncpg.Connection, row: NotificationRow) -> bool:
+    """Journal a notification; False when this store message id was seen before."""
+    new_id = await conn.fetchval(
+        INSERT_NOTIFICATION,
+        row.store.value,
+        row.message_id,
+        row.notification_type,
+        row.subtype,
+        row.signed_at,
+        row.purchase_id,
+        row.result,
+        row.reason,
+        row.payload,
+    )
+    return new_id is not None
+
+
+async def lock_purchase(conn: asyncpg.Connection, store: Store, purchase_id: str) -> LockedPurchase:
+    """Lock (creating if needed) the purchase row for the rest of the transaction."""
+    await conn.execute(ENSURE_PURCHASE_ROW, store.value, purchase_id)
+    row = await conn.fetchrow(LOCK_PURCHASE, store.value, purchase_id)
+    assert row is not None
+    raw = json.loads(row["state"]) if isinstance(row["state"], str) else row["state"]
+    state = from_jsonable(PurchaseState, raw) if raw else None
+    return LockedPurchase(state=state, app_user_id=row["app_user_id"])
+
+
+async def save_purchase(
+    conn: asyncpg.Connection, state: PurchaseState, view: PurchaseView, app_user_id: str | None
+) -> None:
+    """Write a purchase's state and derived view (the row must be locked)."""
+    await conn.execute(
+        UPDATE_PURCHASE,
+        state.store.value,
+        state.purchase_id,
+        view.product_id,
+        view.kind.value,
+        view.status.value,
+        view.period_type.value,
+        view.will_renew,
+        view.expires_at,
+        view.grace_period_expires_at,
+        view.purchased_at,
+        view.is_sandbox,
+        view.unsubscribe_detected_at,
+        view.billing_issue_detected_at,
+        view.revoked_at,
+        view.ownership.value,
+        view.superseded,
+        json.dumps(to_jsonable(state)),
+        state.updated_at,
+        app_user_id,
+    )
+
+
+async def ensure_customer(conn: asyncpg.Connection, app_user_id: str) -> None:
+    await conn.execute(ENSURE_CUSTOMER, app_user_id)
+
+
+async def record_changes(
+    conn: asyncpg.Connection, changes: list[tuple[str, str, dict[str, Any]]]
+) -> dict[str, int]:
+    """Append change-feed events for customers whose entitlement snapshot changed.
+
+    `changes` holds (app_user_id, event type, entitlements snapshot). Returns the new
+    sequence per customer that got an event. Call after all other writes of the
+    transaction: customers are locked in id order, then the feed lock is taken and held
+    until commit, so lock order is always purchases → customers → feed (no deadlocks).
+    """
+    changed: list[tuple[str, str, str]] = []
+    for app_user_id, event_type, entitlements in sorted(changes, key=lambda c: c[0]):
+        row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
+        assert row is not None, "ensure_customer first"
+        old = row["snapshot"]
+        if old is not None and json.loads(old) == entitlements:
+            continue
+        changed.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
+    if not changed:
+        return {}
+    await conn.execute(LOCK_FEED, FEED_LOCK_KEY)
+    sequences: dict[str, int] = {}
+    for app_user_id, event_type, snapshot in changed:
+        sequence: int = await conn.fetchval(ADVANCE_CUSTOMER, app_user_id, snapshot)
+        await conn.execute(INSERT_EVENT, uuid.uuid4(), app_user_id, sequence, event_type, snapshot)
+        sequences[app_user_id] = sequence
+    return sequences
+
+
+def _view(r: asyncpg.Record) -> PurchaseView:
+    return PurchaseView(
+        store=Store(r["store"]),
+        purchase_id=r["purchase_id"],
+        product_id=r["product_id"],
+        kind=PurchaseKind(r["kind"]),
+        status=Status(r["status"]),
+        period_type=PeriodType(r["period_type"]),
+        will_renew=r["will_renew"],
+        expires_at=r["expires_at"],
+        grace_period_expires_at=r["grace_period_expires_at"],
+        purchased_at=r["purchased_at"],
+        is_sandbox=r["is_sandbox"],
+        unsubscribe_detected_at=r["unsubscribe_detected_at"],
+        billing_issue_detected_at=r["billing_issue_detected_at"],
+        revoked_at=r["revoked_at"],
+        ownership=Ownership(r["ownership"]),
+        superseded=r["superseded"],
+    )

@@ -1,0 +1,104 @@
+-- table customer_aliases
+customer_aliases.alias text NOT NULL
+customer_aliases.app_user_id text NOT NULL
+customer_aliases.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table customer_events
+customer_events.id bigint NOT NULL DEFAULT nextval('customer_events_id_seq'::regclass)
+customer_events.event_id uuid NOT NULL
+customer_events.app_user_id text NOT NULL
+customer_events.sequence bigint NOT NULL
+customer_events.type text NOT NULL
+customer_events.created_at timestamp with time zone NOT NULL DEFAULT now()
+customer_events.entitlements jsonb NOT NULL
+-- table customers
+customers.app_user_id text NOT NULL
+customers.created_at timestamp with time zone NOT NULL DEFAULT now()
+customers.updated_at timestamp with time zone NOT NULL DEFAULT now()
+customers.suspended_at timestamp with time zone
+customers.event_sequence bigint NOT NULL DEFAULT 0
+customers.snapshot jsonb
+-- table grants
+grants.id bigint NOT NULL DEFAULT nextval('grants_id_seq'::regclass)
+grants.app_user_id text NOT NULL
+grants.entitlement text NOT NULL
+grants.starts_at timestamp with time zone NOT NULL
+grants.expires_at timestamp with time zone
+grants.ended_at timestamp with time zone
+grants.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table purchases
+purchases.id bigint NOT NULL DEFAULT nextval('purchases_id_seq'::regclass)
+purchases.store text NOT NULL
+purchases.purchase_id text NOT NULL
+purchases.app_user_id text
+purchases.product_id text NOT NULL
+purchases.kind text NOT NULL
+purchases.status text NOT NULL
+purchases.period_type text NOT NULL
+purchases.will_renew boolean NOT NULL
+purchases.expires_at timestamp with time zone
+purchases.grace_period_expires_at timestamp with time zone
+purchases.purchased_at timestamp with time zone
+purchases.is_sandbox boolean NOT NULL
+purchases.unsubscribe_detected_at timestamp with time zone
+purchases.billing_issue_detected_at timestamp with time zone
+purchases.revoked_at timestamp with time zone
+purchases.ownership text NOT NULL DEFAULT 'purchased'::text
+purchases.superseded boolean NOT NULL DEFAULT false
+purchases.state jsonb NOT NULL
+purchases.state_updated_at timestamp with time zone NOT NULL
+purchases.linked_at timestamp with time zone
+purchases.created_at timestamp with time zone NOT NULL DEFAULT now()
+purchases.updated_at timestamp with time zone NOT NULL DEFAULT now()
+-- table schema_migrations
+schema_migrations.version integer NOT NULL
+schema_migrations.name text NOT NULL
+schema_migrations.applied_at timestamp with time zone NOT NULL DEFAULT now()
+-- table store_notifications
+store_notifications.id bigint NOT NULL DEFAULT nextval('store_notifications_id_seq'::regclass)
+store_notifications.store text NOT NULL
+store_notifications.message_id text NOT NULL
+store_notifications.received_at timestamp with time zone NOT NULL DEFAULT now()
+store_notifications.notification_type text
+store_notifications.subtype text
+store_notifications.signed_at timestamp with time zone
+store_notifications.purchase_id text
+store_notifications.result text NOT NULL
+store_notifications.reason text
+store_notifications.payload text
+store_notifications.payload_pruned_at timestamp with time zone
+-- constraints
+customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
+customer_aliases customer_aliases_pkey: PRIMARY KEY (alias)
+customer_events customer_events_app_user_id_sequence_key: UNIQUE (app_user_id, sequence)
+customer_events customer_events_event_id_key: UNIQUE (event_id)
+customer_events customer_events_pkey: PRIMARY KEY (id)
+customers customers_pkey: PRIMARY KEY (app_user_id)
+grants grants_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
+grants grants_pkey: PRIMARY KEY (id)
+purchases purchases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE SET NULL
+purchases purchases_pkey: PRIMARY KEY (id)
+purchases purchases_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
+purchases purchases_store_purchase_id_key: UNIQUE (store, purchase_id)
+schema_migrations schema_migrations_pkey: PRIMARY KEY (version)
+store_notifications store_notifications_pkey: PRIMARY KEY (id)
+store_notifications store_notifications_result_check: CHECK ((result = ANY (ARRAY['processed'::text, 'ignored'::text, 'rejected'::text])))
+store_notifications store_notifications_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
+store_notifications store_notifications_store_message_id_key: UNIQUE (store, message_id)
+-- indexes
+CREATE UNIQUE INDEX customer_aliases_pkey ON public.customer_aliases USING btree (alias)
+CREATE INDEX customer_aliases_user_idx ON public.customer_aliases USING btree (app_user_id)
+CREATE UNIQUE INDEX customer_events_app_user_id_sequence_key ON public.customer_events USING btree (app_user_id, sequence)
+CREATE UNIQUE INDEX customer_events_event_id_key ON public.customer_events USING btree (event_id)
+CREATE UNIQUE INDEX customer_events_pkey ON public.customer_events USING btree (id)
+CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (app_user_id)
+CREATE UNIQUE INDEX grants_pkey ON public.grants USING btree (id)
+CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlement)
+CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
+CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
+CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)
+CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
+CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
+CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
+CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
+CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)

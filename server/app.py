@@ -1,0 +1,139 @@
+"""The app factory: settings → cleanup contexts (resources) → routes. Only wiring here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aredis
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+from entitlements import api as entitlements_api
+from entitlements.access import Catalog
+from entitlements.cache import CustomerCache, NoCache, RedisCustomerCache
+from entitlements.permissions import AUTHENTICATOR
+from entitlements.service import EntitlementService
+from server import ops
+from server.auth import Authenticator
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.middleware import HttpMetrics, build_middleware
+from server.migrations import migrate
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+SETTINGS = web.AppKey("settings", Settings)
+HTTP = web.AppKey("http_session", aiohttp.ClientSession)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+CACHE = web.AppKey("cache", CustomerCache)  # type: ignore[type-abstract]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> web.Application:
+    """Build the application; resources are created by its cleanup contexts at start-up."""
+    registry = CollectorRegistry()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[build_middleware(HttpMetrics(registry))],  # type: ignore[list-item]
+    )
+    app[SETTINGS] = settings
+    app[ops.REGISTRY] = registry
+    app[entitlements_api.CLOCK] = clock
+    app.cleanup_ctx.extend([executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx])
+    app.add_routes(ops.routes)
+    app.add_routes(entitlements_api.routes)
+    return app
+
+
+def catalog_from(settings: Settings) -> Catalog:
+    return Catalog({name: frozenset(e.products) for name, e in settings.entitlements.items()})
+
+
+async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Bounded pool for the few synchronous library calls (OCSP checks, credential refresh).
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiptd-sync")
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
+    session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
+    app[HTTP] = session
+    yield
+    await session.close()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    url = settings.database.url.get_secret_value()
+    embedded = None
+    if not url:
+        embedded = EmbeddedPostgres(settings.server.data_dir)
+        url = await embedded.start()
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=settings.database.pool_min_size,
+            max_size=settings.database.pool_max_size,
+            command_timeout=settings.database.command_timeout,
+        )
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        app[ops.POOL] = pool
+        yield
+        await pool.close()
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    url = settings.redis.url.get_secret_value()
+    if url.lower() == "off":
+        app[CACHE] = NoCache()
+        yield
+        return
+    embedded = None
+    if not url:
+        embedded = EmbeddedRedis(settings.server.data_dir)
+        url = await embedded.start()
+    client = aredis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25)
+    app[CACHE] = RedisCustomerCache(client, settings.redis.cache_ttl_seconds)
+    try:
+        yield
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[entitlements_api.SERVICE] = EntitlementService(
+        pool=app[ops.POOL],
+        cache=app[CACHE],
+        catalog=catalog_from(settings),
+        clock=app[entitlements_api.CLOCK],
+        transfer_policy=settings.customers.transfer_policy,
+    )
+    app[AUTHENTICATOR] = Authenticator(settings.auth, app[HTTP])
+    log.info(
+        "service_ready",
+        apple=settings.apple is not None,
+        google=settings.google is not None,
+        entitlements=sorted(settings.entitlements),
+    )
+    yield

@@ -1,0 +1,106 @@
+"""Request middleware: request id + canonical log line, metrics, and the error table."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from server.errors import describe_http, error_body, status_for
+
+log = structlog.get_logger("receiptd.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+
+class HttpMetrics:
+    """Request counts and latency by route and status, in an app-owned registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "receiptd_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "receiptd_http_request_duration_seconds",
+            "HTTP request latency by route and method",
+            ["route", "method"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(error_body(code, message)).encode(),
+        content_type="application/json",
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def build_middleware(
+    metrics: HttpMetrics,
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """One middleware, outermost: every response, including errors, is measured and logged."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        try:
+            response = await _handle(request, handler)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics.requests.labels(route, request.method, str(response.status)).inc()
+        metrics.latency.labels(route, request.method).observe(elapsed)
+        response.headers["X-Request-ID"] = request_id
+        log.info(
+            "http_request",
+            request_id=request_id,
+            method=request.method,
+            route=route,
+            status=response.status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+        return response
+
+    return middleware
+
+
+async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = describe_http(exc)
+        return _error(exc.status, code, message)
+    except Exception as exc:
+        status = status_for(exc)
+        if status is None:
+            log.exception("unhandled_error", error=type(exc).__name__)
+            return _error(500, "internal_error", "internal error")
+        code = getattr(exc, "code", "error")
+        message = getattr(exc, "message", str(exc))
+        if status >= 500:
+            log.warning("dependency_unavailable", code=code)
+        return _error(status, code, message)

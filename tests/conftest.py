@@ -1,0 +1,187 @@
+"""Shared fixtures: real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are
+set), a migrated template database cloned per test, a settable clock, and an app client."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as aredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from config.settings import Settings
+from server.app import create_app
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.migrations import migrate
+
+ADMIN_KEY = "test-admin-key-0123456789"
+READER_KEY = "test-reader-key-0123456789"
+WRITER_KEY = "test-writer-key-0123456789"
+USER_TOKEN_SECRET = "test-user-token-secret-0123456789abcdef"
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Iterator[Path]:
+    # Short path: unix socket paths are limited to ~107 bytes.
+    with tempfile.TemporaryDirectory(prefix="rcd-", dir="/tmp") as tmp:
+        yield Path(tmp)
+
+
+@pytest.fixture(scope="session")
+async def pg_server_url(data_root: Path) -> AsyncIterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedPostgres(data_root / "pg")
+    url = await embedded.start()
+    yield url
+    await embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_server_url: str) -> str:
+    """A database with every migration applied, cloned by each test."""
+    name = f"receiptd_tpl_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    tpl = await asyncpg.connect(with_database(pg_server_url, name))
+    try:
+        await migrate(tpl)
+    finally:
+        await tpl.close()
+    return name
+
+
+@pytest.fixture
+async def database_url(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(pg_server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        yield with_database(pg_server_url, name)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_server_url(data_root: Path) -> AsyncIterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedRedis(data_root / "redis")
+    url = await embedded.start()
+    yield url
+    await embedded.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> str:
+    client = aredis.Redis.from_url(redis_server_url)
+    await client.flushdb()
+    await client.aclose()
+    return redis_server_url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    client = aredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@dataclass
+class Clock:
+    """A settable clock injected into the app: tests move time instead of sleeping."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC))
+
+
+def base_config(database_url: str, redis_url: str, data_dir: Path) -> dict[str, Any]:
+    """Plain settings values for tests; extend per test."""
+    return {
+        "server": {"data_dir": data_dir},
+        "database": {"url": database_url},
+        "redis": {"url": redis_url},
+        "entitlements": {
+            "premium": {"products": ["com.example.premium.monthly", "premium_monthly"]},
+            "pro": {"products": ["com.example.pro.yearly"]},
+        },
+        "auth": {
+            "api_keys": [
+                {"name": "admin", "key": ADMIN_KEY, "scopes": ["admin"]},
+                {"name": "reader", "key": READER_KEY, "scopes": ["customers:read"]},
+                {"name": "writer", "key": WRITER_KEY, "scopes": ["purchases:write"]},
+            ],
+            "user_tokens": {"secret": USER_TOKEN_SECRET, "issuer": "", "audience": "receiptd"},
+        },
+    }
+
+
+@pytest.fixture
+def config(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, Any]:
+    return base_config(database_url, redis_url, tmp_path)
+
+
+AppFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+def make_client(
+    database_url: str,
+    redis_url: str,
+    aiohttp_client: Callable[..., Awaitable[TestClient[web.Request, web.Application]]],
+    clock: Clock,
+) -> AppFactory:
+    """Start the real app (real pool, cache, migrations) from a settings dict.
+
+    Depends on the database and Redis fixtures so that they are torn down after the app.
+    """
+
+    async def factory(cfg: dict[str, Any]) -> TestClient[web.Request, web.Application]:
+        return await aiohttp_client(create_app(Settings(**cfg), clock=clock))
+
+    return factory
+
+
+@pytest.fixture
+async def client(
+    make_client: AppFactory, config: dict[str, Any]
+) -> TestClient[web.Request, web.Application]:
+    return await make_client(config)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

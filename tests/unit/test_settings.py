@@ -1,0 +1,126 @@
+"""Configuration (contract §2): TOML + environment, validation naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, load_settings
+
+MINIMAL_APPLE = """
+[apple]
+bundle_id = "com.example.app"
+environments = ["Sandbox"]
+root_certificates = ["certs/root.der"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "receiptd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    s = load_settings(None, {})
+    assert (s.server.host, s.server.port) == ("127.0.0.1", 8080)
+    assert s.apple is None
+    assert s.google is None
+    assert s.customers.transfer_policy == "transfer"
+    assert s.retention.raw_payload_days == 90
+    assert s.server.data_dir == Path.cwd() / ".receiptd"
+
+
+def test_relative_paths_are_relative_to_the_config_folder(tmp_path) -> None:
+    s = load_settings(write(tmp_path, MINIMAL_APPLE + '[server]\ndata_dir = "data"\n'), {})
+    assert s.apple is not None
+    assert s.apple.root_certificates == (tmp_path / "certs/root.der",)
+    assert s.server.data_dir == tmp_path / "data"
+
+
+def test_environment_overrides_and_url_shortcuts(tmp_path) -> None:
+    path = write(tmp_path, "[server]\nport = 9000\n")
+    s = load_settings(
+        path,
+        {
+            "RECEIPTD_SERVER__PORT": "9100",
+            "RECEIPTD_CUSTOMERS__TRANSFER_POLICY": "keep",
+            "RECEIPTD_GOOGLE__PACKAGE_NAMES": '["com.example.app"]',
+            "DATABASE_URL": "postgresql://db/x",
+            "REDIS_URL": "off",
+        },
+    )
+    assert s.server.port == 9100
+    assert s.customers.transfer_policy == "keep"
+    assert s.google is not None
+    assert s.google.package_names == ("com.example.app",)
+    assert s.database.url.get_secret_value() == "postgresql://db/x"
+    assert s.redis.url.get_secret_value() == "off"
+
+
+def test_config_path_from_environment(tmp_path) -> None:
+    path = write(tmp_path, "[server]\nport = 9001\n")
+    assert load_settings(None, {"RECEIPTD_CONFIG": str(path)}).server.port == 9001
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "named"),
+    [
+        ("[server]\nprot = 1\n", {}, "server.prot: unknown key"),
+        ("[sever]\nport = 1\n", {}, "sever: unknown key"),
+        ("[server]\nport = 'x'\n", {}, "server.port"),
+        ("[server]\nport = 70000\n", {}, "server.port"),
+        ("", {"RECEIPTD_SERVER__PORT": "abc"}, "server.port"),
+        ("", {"RECEIPTD_SERVER__BOGUS": "1"}, "server.bogus: unknown key"),
+        ("[customers]\ntransfer_policy = 'steal'\n", {}, "customers.transfer_policy"),
+        ("[apple]\nenvironments = ['Sandbox']\nroot_certificates=['r']\n", {}, "apple.bundle_id"),
+        (MINIMAL_APPLE.replace('["Sandbox"]', '["Production"]'), {}, "app_apple_id"),
+        (MINIMAL_APPLE.replace('["Sandbox"]', '["Prod"]'), {}, "apple.environments"),
+        ("[google]\npackage_names = []\n", {}, "google.package_names"),
+        ("[[auth.api_keys]]\nname='a'\nkey='short'\nscopes=['admin']\n", {}, "auth.api_keys.0"),
+        ("[[auth.api_keys]]\nname='a'\nkey='x'*1\nscopes=['admin']\n", {}, "not valid TOML"),
+        (
+            "[[auth.api_keys]]\nname='a'\nkey='0123456789abcdefg'\nscopes=['root']\n",
+            {},
+            "auth.api_keys.0.scopes",
+        ),
+        ("[entitlements.'bad name']\nproducts=[]\n", {}, "entitlements"),
+        ("[retention]\nraw_payload_days = 0\n", {}, "retention.raw_payload_days"),
+    ],
+)
+def test_invalid_configuration_names_the_key(tmp_path, text, env, named) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text), env)
+    assert named in str(err.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "[server]\nport='x'\nhots='y'\n"), {})
+    assert "server.port" in str(err.value)
+    assert "server.hots: unknown key" in str(err.value)
+
+
+def test_missing_file_is_an_error(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", {})
+
+
+def test_secrets_never_appear_in_repr(tmp_path) -> None:
+    text = (
+        "[database]\nurl = 'postgresql://u:hunter2pass@db/x'\n"
+        "[[auth.api_keys]]\nname='a'\nkey='super-secret-key-123'\nscopes=['admin']\n"
+        "[auth.user_tokens]\nsecret = 'jwt-shared-secret-xyz'\n"
+    )
+    s = load_settings(write(tmp_path, text), {})
+    shown = repr(s) + str(s)
+    for secret in ("hunter2pass", "super-secret-key-123", "jwt-shared-secret-xyz"):
+        assert secret not in shown
+
+
+def test_demo_configuration_loads() -> None:
+    demo = Path(__file__).parents[2] / "demo" / "receiptd.toml"
+    s = load_settings(demo, {})
+    assert "premium" in s.entitlements
+    assert s.server.data_dir == (demo.parent / "../.receiptd").resolve()
