@@ -11,6 +11,8 @@ State-mapping decisions (see also the unit tests' table):
 - PENDING and PENDING_PURCHASE_CANCELED both map to PENDING: the purchase was never paid,
   never grants and is never shown as an entitlement; a cancelled pending purchase stays
   that way. Neither states `supersedes` (a pending upgrade does not end the old token).
+- A subscription line item is one transaction keyed by the purchase id (see
+  `_subscription_transaction`); `latestSuccessfulOrderId` is kept in details["order_id"].
 - An HTTP 410 read (`gone_subscription()`) is EXPIRED with no transaction facts.
 - SUBSCRIPTION_REVOKED and full voided refunds revoke at once (sticky), whatever the API says.
 """
@@ -180,7 +182,7 @@ def subscription_events(
         events.append(
             StoreEvent(
                 purchase_id=purchase_id,
-                transaction=_subscription_transaction(purchase, item, token, product_id, now),
+                transaction=_subscription_transaction(purchase, item, purchase_id, product_id, now),
                 renewal=_renewal(purchase, item, raw_state, now),
                 supersedes=supersedes if index == 0 else None,
                 details=item_details,
@@ -295,12 +297,22 @@ def voided_event(notification: Notification, now: datetime) -> StoreEvent | None
 
 
 def _subscription_transaction(
-    purchase: Mapping[str, Any], item: Mapping[str, Any], token: str, product_id: str, now: datetime
+    purchase: Mapping[str, Any],
+    item: Mapping[str, Any],
+    purchase_id: str,
+    product_id: str,
+    now: datetime,
 ) -> TransactionFacts:
-    order_id = item.get("latestSuccessfulOrderId")
+    """One transaction per line item, keyed by the purchase id, not by the order id.
+
+    subscriptionsv2 gives the current state, not an order history, and every order of a
+    token shares its startTime; keyed per order, an older order (say a trial whose expiry
+    was later than a grace period's) could sort as "latest". Keyed per line item, the
+    newest read always wins. The order id is kept in the event details.
+    """
     started = parse_rfc3339(purchase.get("startTime"))
     return TransactionFacts(
-        transaction_id=order_id if isinstance(order_id, str) and order_id else token,
+        transaction_id=purchase_id,
         product_id=product_id,
         kind=PurchaseKind.SUBSCRIPTION,
         purchased_at=started or now,  # pending purchases have no startTime yet

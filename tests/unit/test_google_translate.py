@@ -81,7 +81,7 @@ def test_all_states_covered() -> None:
 def test_active_transaction_facts() -> None:
     event, _ = _one("active", order_id="GPA.1..3")
     t = event.transaction
-    assert t.transaction_id == "GPA.1..3"
+    assert t.transaction_id == "tok-1"  # one transaction per line item: newest read wins
     assert t.product_id == "premium_monthly"
     assert t.purchased_at == NOW - timedelta(days=1)
     assert t.signed_at == NOW
@@ -92,7 +92,6 @@ def test_active_transaction_facts() -> None:
 
 def test_pending_has_no_start_and_no_order_so_token_and_now_are_used() -> None:
     event, _ = _one("pending")
-    assert event.transaction.transaction_id == "tok-1"
     assert event.transaction.purchased_at == NOW
 
 
@@ -336,3 +335,28 @@ def test_voided_after_active_state_is_revoked() -> None:
     # ...and a later API read saying ACTIVE does not lift it (sticky).
     later, _ = _one("active")
     assert view(apply(state, later)).status is Status.REVOKED
+
+
+def test_newest_read_wins_even_when_expiry_moves_back() -> None:
+    """A trial read, then a renewal, then a grace read whose expiry is earlier than the
+    trial's (simulated time): the view follows the newest read, not the longest expiry."""
+    later = NOW + timedelta(minutes=1)
+    latest = NOW + timedelta(minutes=2)
+    trial = subscription_purchase(
+        "active", now=NOW, offer_phase="trial", expiry=NOW + timedelta(days=7), order_id="GPA.1"
+    )
+    renewed = subscription_purchase(
+        "active", now=NOW, expiry=NOW + timedelta(days=37), order_id="GPA.1..0"
+    )
+    grace = subscription_purchase(
+        "grace", now=NOW, expiry=NOW + timedelta(days=3), order_id="GPA.1..0"
+    )
+    state = None
+    for at, body, code in [(NOW, trial, 4), (later, renewed, 2), (latest, grace, 6)]:
+        [event] = subscription_events(code, "tok", body, PKG, at)
+        state = apply(state, event)
+    v = view(state)
+    assert v.status is Status.GRACE_PERIOD
+    assert v.expires_at == NOW + timedelta(days=3)
+    assert v.grace_period_expires_at == NOW + timedelta(days=3)
+    assert v.period_type is PeriodType.NORMAL
