@@ -148,13 +148,13 @@ async def test_timeout_is_retried_then_store_unavailable(
 ) -> None:
     fake.set_subscription(PKG, "t", subscription_purchase("active"))
     fake.fail(0, times=2)  # stall twice
-    client = _client(fake, keys, session, attempts=2, timeout=0.2)
+    client = _client(fake, keys, session, attempts=2, timeout=0.1)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable):
         await client.get_subscription(PKG, "t")
     assert time.monotonic() - started < 1.5
     fake.fail(0, times=1)
-    client3 = _client(fake, keys, session, attempts=2, timeout=0.2)
+    client3 = _client(fake, keys, session, attempts=2, timeout=0.1)
     assert (await client3.get_subscription(PKG, "t"))["subscriptionState"].endswith("ACTIVE")
 
 

@@ -110,7 +110,7 @@ async def test_official_client_retries_on_503(fake: FakePlay, service: Any) -> N
 
     def get() -> Any:
         request = purchases.subscriptionsv2().get(packageName=PKG, token="t")
+        request._rand = lambda: 0.0  # its backoff is rand() * 2**n seconds: skip the wait
         return request.execute(num_retries=2)
 
-    # googleapiclient sleeps 0..1 s (random) before its retry: acceptable for one test.
     assert (await asyncio.to_thread(get))["subscriptionState"] == "SUBSCRIPTION_STATE_ACTIVE"
