@@ -1,0 +1,129 @@
+"""Google Play one-time products (ProductPurchase v1) and voided purchases as StoreEvents.
+
+Pure functions, no I/O; re-exported by `receipts.google.translate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from entitlements.model import (
+    EventKind,
+    PurchaseKind,
+    Status,
+    Store,
+    StoreEvent,
+    TransactionFacts,
+)
+from receipts.google.notifications import (
+    ONE_TIME_PRODUCT_CANCELED,
+    REFUND_TYPE_PARTIAL,
+    Category,
+    Notification,
+    parse_millis,
+)
+
+_PURCHASE_TYPES = {0: "test", 1: "promo", 2: "rewarded"}
+
+
+def product_events(
+    notification_type: int | None,
+    token: str,
+    purchase: Mapping[str, Any],
+    product_id: str,
+    now: datetime,
+    *,
+    consumable_products: Collection[str] = frozenset(),
+    revoke: bool = False,
+) -> list[StoreEvent]:
+    """Translate one products.get (ProductPurchase v1) read into StoreEvents.
+
+    purchaseState 0 → ACTIVE (lifetime for non-consumables), 2 → PENDING, 1 (cancelled) →
+    PENDING after ONE_TIME_PRODUCT_CANCELED (a pending purchase that was never paid), else
+    REVOKED (a paid purchase that was cancelled or refunded). Products listed in
+    `consumable_products` are CONSUMABLE and never hold an entitlement open.
+    """
+    state = purchase.get("purchaseState", 0)
+    if state == 2:
+        status = Status.PENDING
+    elif state == 1:
+        never_paid = notification_type == ONE_TIME_PRODUCT_CANCELED
+        status = Status.PENDING if never_paid else Status.REVOKED
+    else:
+        status = Status.ACTIVE
+    kind = {1: EventKind.PURCHASED, 2: EventKind.INFORMATIONAL}.get(
+        notification_type or 0, EventKind.STATE_REFRESHED
+    )
+    if status is Status.REVOKED:
+        kind = EventKind.REVOKED
+    purchased_at = parse_millis(purchase.get("purchaseTimeMillis")) or now
+    order_id = purchase.get("orderId")
+    consumable = product_id in consumable_products
+    purchase_kind = PurchaseKind.CONSUMABLE if consumable else PurchaseKind.NON_CONSUMABLE
+    transaction = TransactionFacts(
+        transaction_id=order_id if isinstance(order_id, str) and order_id else token,
+        product_id=product_id,
+        kind=purchase_kind,
+        purchased_at=purchased_at,
+        signed_at=now,
+        expires_at=None,
+        original_purchased_at=purchased_at,
+        revoked_at=now if status is Status.REVOKED else None,
+        revocation_reason="cancelled" if status is Status.REVOKED else None,
+    )
+    user = purchase.get("obfuscatedExternalAccountId")
+    details = {
+        "package_name": purchase.get("packageName"),
+        "order_id": order_id,
+        "purchase_state": state,
+        "consumption_state": purchase.get("consumptionState"),
+        "acknowledgement_state": purchase.get("acknowledgementState"),
+        "purchase_type": _PURCHASE_TYPES.get(purchase.get("purchaseType", -1)),
+        "quantity": purchase.get("quantity", 1),
+        "refundable_quantity": purchase.get("refundableQuantity"),
+        "region_code": purchase.get("regionCode"),
+        "notification_type": notification_type,
+    }
+    return [
+        StoreEvent(
+            store=Store.PLAY_STORE,
+            purchase_id=token,
+            kind=kind,
+            occurred_at=now,
+            is_sandbox=purchase.get("purchaseType") == 0,
+            transaction=transaction,
+            status=status,
+            revoke=revoke,
+            app_user_id=user if isinstance(user, str) and user else None,
+            details={k: v for k, v in details.items() if v is not None},
+        )
+    ]
+
+
+def voided_event(notification: Notification, now: datetime) -> StoreEvent | None:
+    """The revocation stated by a voidedPurchaseNotification itself (contract: at once).
+
+    A quantity-based partial refund does not revoke (the remaining quantity stays paid;
+    Google sends the last remaining quantity as a full refund) and yields None. The caller
+    may also re-read the purchase and pass `revoke=True` to the `*_events` functions.
+    """
+    if notification.category is not Category.VOIDED or notification.purchase_token is None:
+        return None
+    if notification.refund_type == REFUND_TYPE_PARTIAL:
+        return None
+    return StoreEvent(
+        store=Store.PLAY_STORE,
+        purchase_id=notification.purchase_token,
+        kind=EventKind.REFUNDED,
+        occurred_at=now,
+        is_sandbox=False,
+        revoke=True,
+        details={
+            "package_name": notification.package_name,
+            "order_id": notification.order_id,
+            "voided_product_type": notification.voided_product_type,
+            "refund_type": notification.refund_type,
+        },
+    )
