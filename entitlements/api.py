@@ -27,14 +27,18 @@ routes = web.RouteTableDef()
 _APP_USER_ID = re.compile(r"^[A-Za-z0-9._:@$+\-=~|]{1,200}$")
 
 
-def app_user_id_from(request: web.Request) -> str:
-    """The `{app_user_id}` path segment, validated (400 on bad characters or length)."""
-    value = request.match_info["app_user_id"]
+def app_user_id_from_value(value: str) -> str:
+    """A validated app user id (400 on bad characters or length)."""
     if not _APP_USER_ID.match(value):
         raise InvalidRequest(
             "app_user_id must be 1-200 characters of A-Z a-z 0-9 . _ : @ $ + - = ~ |"
         )
     return value
+
+
+def app_user_id_from(request: web.Request) -> str:
+    """The `{app_user_id}` path segment, validated."""
+    return app_user_id_from_value(request.match_info["app_user_id"])
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:

@@ -8,6 +8,7 @@
     ├── PushAuthenticationFailed      Pub/Sub OIDC token missing or invalid (→ 401)
     ├── PurchaseNotFound              the store does not know the transaction / token (→ 422)
     ├── ProductNotOurs                the product or package is not configured (→ 422)
+    ├── NotConfigured                 the store, or its API credentials, is not configured (→ 422)
     └── StoreUnavailable              store API or certificate endpoint unreachable (→ 503)
 
 A class's docstring is its default message. Messages never contain tokens, receipts or JWS.
@@ -70,6 +71,12 @@ class ProductNotOurs(ReceiptError):
     """The product or package is not one this service is configured for."""
 
     code = "product_not_configured"
+
+
+class NotConfigured(ReceiptError):
+    """This store, or the API access this request needs, is not configured."""
+
+    code = "store_not_configured"
 
 
 class StoreUnavailable(ReceiptError):

@@ -16,23 +16,22 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings
 from entitlements import api as entitlements_api
 from entitlements.access import Catalog
-from entitlements.cache import CustomerCache, NoCache, RedisCustomerCache
+from entitlements.cache import NoCache, RedisCustomerCache
 from entitlements.permissions import AUTHENTICATOR
 from entitlements.service import EntitlementService
+from purchases import api as purchase_api
 from server import ops
+from server.app_keys import CACHE, EXECUTOR, HTTP, SETTINGS
 from server.auth import Authenticator
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
+from server.stores import apple_ctx
+from webhooks import apple as apple_webhook
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-
-SETTINGS = web.AppKey("settings", Settings)
-HTTP = web.AppKey("http_session", aiohttp.ClientSession)
-EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
-CACHE = web.AppKey("cache", CustomerCache)  # type: ignore[type-abstract]
 
 
 def utc_now() -> datetime:
@@ -49,9 +48,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     app[SETTINGS] = settings
     app[ops.REGISTRY] = registry
     app[entitlements_api.CLOCK] = clock
-    app.cleanup_ctx.extend([executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx])
+    app.cleanup_ctx.extend(
+        [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx]
+    )
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
+    app.add_routes(apple_webhook.routes)
+    app.add_routes(purchase_api.routes)
     return app
 
 

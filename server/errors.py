@@ -21,6 +21,7 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (rec.VerificationFailed, 422),
     (rec.PurchaseNotFound, 422),
     (rec.ProductNotOurs, 422),
+    (rec.NotConfigured, 422),
     (rec.StoreUnavailable, 503),
     (rec.ReceiptError, 422),
 )

@@ -87,6 +87,10 @@ def build_middleware(
 
 
 async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = request.app._client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        # Refuse before routing or reading; chunked bodies are capped when read.
+        return _error(413, "body_too_large", "request body exceeds 1 MiB")
     try:
         return await handler(request)
     except web.HTTPException as exc:

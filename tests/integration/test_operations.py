@@ -3,6 +3,7 @@ OpenAPI, logs without secrets."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
@@ -44,10 +45,9 @@ async def test_database_outage_is_503_then_recovers(make_client, config, db_prox
 
 
 async def test_body_over_one_mebibyte_is_413(client) -> None:
+    too_big = io.BytesIO(b"x" * (1024 * 1024 + 1))
     resp = await client.post(
-        "/webhooks/apple",
-        data=b"x" * (1024 * 1024 + 1),
-        headers={"Content-Type": "application/json"},
+        "/webhooks/apple", data=too_big, headers={"Content-Type": "application/json"}
     )
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "body_too_large"

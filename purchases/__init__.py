@@ -1,0 +1,1 @@
+"""App-submitted purchases (POST /v1/purchases): validate with the store, link, answer."""

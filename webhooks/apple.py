@@ -1,0 +1,85 @@
+"""POST /webhooks/apple: App Store Server Notifications V2 (contract §3).
+
+Verify the signed payload (never trusting anything before verification), journal it and
+apply it in one transaction, answer 200 only after commit. Rejected input changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from entitlements.api import SERVICE
+from entitlements.errors import StoreNotConfigured
+from entitlements.model import Store
+from entitlements.repository import NotificationRow
+from receipts.apple import AppleVerifier, notification_events
+from receipts.errors import MalformedPayload, VerificationFailed
+
+log = structlog.get_logger(__name__)
+
+APPLE_VERIFIER = web.AppKey("apple_verifier", AppleVerifier)
+
+routes = web.RouteTableDef()
+
+# Notification types that say nothing about a purchase of this app's customers.
+_IGNORED_TYPES = frozenset({"TEST"})
+
+
+def signed_payload_of(body: bytes) -> str:
+    """The `signedPayload` string of an Apple notification body (400 otherwise)."""
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayload("body is not JSON") from None
+    if not isinstance(document, dict):
+        raise MalformedPayload("body must be a JSON object")
+    signed = document.get("signedPayload")
+    if not isinstance(signed, str) or not signed:
+        raise MalformedPayload("body has no signedPayload string")
+    return signed
+
+
+@routes.post("/webhooks/apple")
+async def post_apple_notification(request: web.Request) -> web.Response:
+    verifier = request.app.get(APPLE_VERIFIER)
+    if verifier is None:
+        raise StoreNotConfigured("the App Store is not configured on this service")
+    body = await request.read()
+    signed = signed_payload_of(body)
+    try:
+        notification = await verifier.verify_notification(signed)
+    except MalformedPayload as exc:
+        # The envelope was fine; what is inside is not a verifiable Apple JWS: 422, not 400.
+        raise VerificationFailed(exc.message) from None
+    events = notification_events(notification)
+    uuid = notification.notification_uuid
+    if not uuid:
+        raise MalformedPayload("notification has no notificationUUID")
+    ignored = notification.notification_type in _IGNORED_TYPES or not events
+    purchase_id = events[0].purchase_id if events else None
+    note = NotificationRow(
+        store=Store.APP_STORE,
+        message_id=uuid,
+        notification_type=notification.notification_type,
+        subtype=notification.subtype,
+        signed_at=notification.signed_at,
+        purchase_id=purchase_id,
+        result="ignored" if ignored else "processed",
+        reason=None,
+        payload=body.decode("utf-8"),
+    )
+    outcome = await request.app[SERVICE].ingest(note, events)
+    log.info(
+        "apple_notification",
+        notification_uuid=uuid,
+        notification_type=notification.notification_type,
+        subtype=notification.subtype,
+        environment=notification.environment,
+        original_transaction_id=purchase_id,
+        result=outcome.status,
+    )
+    return web.json_response({"status": outcome.status})
