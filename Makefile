@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
+	$(BIN)/receiptd demo init --dir .receiptd/demo
 	$(BIN)/receiptd serve --config $(CONFIG)
 
 check: install

@@ -50,3 +50,5 @@ def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
     root.setLevel(level)
     # Our middleware writes one canonical line per request; aiohttp's would repeat it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pgserver logs every pg_ctl command line at INFO; only its problems matter here.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

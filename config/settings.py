@@ -299,7 +299,34 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
             }
         )
     if settings.google is not None:
+        certs_url = settings.google.pubsub_certs_url
+        if certs_url.startswith("file:") and not certs_url.startswith("file:///"):
+            # A relative file URL, like every relative path, is relative to the config file.
+            certs_url = (base / certs_url.removeprefix("file:")).resolve().as_uri()
         update["google"] = settings.google.model_copy(
-            update={"service_account_file": fix(settings.google.service_account_file)}
+            update={
+                "service_account_file": fix(settings.google.service_account_file),
+                "pubsub_certs_url": certs_url,
+            }
         )
-    return settings.model_copy(update=update)
+    resolved = settings.model_copy(update=update)
+    _check_files(resolved)
+    return resolved
+
+
+def _check_files(settings: Settings) -> None:
+    """Files the stores need must exist at start-up, reported by key."""
+    missing: list[str] = []
+    if settings.apple is not None:
+        for i, path in enumerate(settings.apple.root_certificates):
+            if not path.is_file():
+                missing.append(f"apple.root_certificates.{i}: file not found: {path}")
+        key = settings.apple.private_key_file
+        if key is not None and not key.is_file():
+            missing.append(f"apple.private_key_file: file not found: {key}")
+    if settings.google is not None:
+        sa = settings.google.service_account_file
+        if sa is not None and not sa.is_file():
+            missing.append(f"google.service_account_file: file not found: {sa}")
+    if missing:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(missing))

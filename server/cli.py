@@ -23,8 +23,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    configure_logging(json=not sys.stdout.isatty() or args.json_logs)
-    if args.command in ("serve", "migrate"):
+    if args.command in ("serve", "migrate"):  # the commands that read the configuration
+        configure_logging(json=not sys.stdout.isatty() or args.json_logs)
         try:
             settings = load_settings(args.config)
         except ConfigError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,24 @@ def test_defaults_without_a_file() -> None:
 
 
 def test_relative_paths_are_relative_to_the_config_folder(tmp_path) -> None:
-    s = load_settings(write(tmp_path, MINIMAL_APPLE + '[server]\ndata_dir = "data"\n'), {})
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs/root.der").write_bytes(b"x")
+    text = MINIMAL_APPLE + '[server]\ndata_dir = "data"\n'
+    text += "[google]\npackage_names = ['p']\npubsub_certs_url = 'file:keys/certs.json'\n"
+    s = load_settings(write(tmp_path, text), {})
     assert s.apple is not None
     assert s.apple.root_certificates == (tmp_path / "certs/root.der",)
     assert s.server.data_dir == tmp_path / "data"
+    assert s.google is not None
+    assert s.google.pubsub_certs_url == (tmp_path / "keys/certs.json").as_uri()
+
+
+def test_missing_store_files_are_reported_by_key(tmp_path) -> None:
+    text = MINIMAL_APPLE + "[google]\npackage_names = ['p']\nservice_account_file = 'sa.json'\n"
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text), {})
+    assert "apple.root_certificates.0: file not found" in str(err.value)
+    assert "google.service_account_file: file not found" in str(err.value)
 
 
 def test_environment_overrides_and_url_shortcuts(tmp_path) -> None:
@@ -119,8 +134,17 @@ def test_secrets_never_appear_in_repr(tmp_path) -> None:
         assert secret not in shown
 
 
-def test_demo_configuration_loads() -> None:
-    demo = Path(__file__).parents[2] / "demo" / "receiptd.toml"
-    s = load_settings(demo, {})
+def test_demo_configuration_loads_after_demo_init(tmp_path) -> None:
+    from server.cli import main
+
+    repo = Path(__file__).parents[2]
+    (tmp_path / "demo").mkdir()
+    shutil.copy(repo / "demo" / "receiptd.toml", tmp_path / "demo" / "receiptd.toml")
+    assert main(["demo", "init", "--dir", str(tmp_path / ".receiptd" / "demo")]) == 0
+    s = load_settings(tmp_path / "demo" / "receiptd.toml", {})
     assert "premium" in s.entitlements
-    assert s.server.data_dir == (demo.parent / "../.receiptd").resolve()
+    assert s.server.data_dir == tmp_path / ".receiptd"
+    assert s.apple is not None
+    assert s.apple.root_certificates[0].is_file()
+    assert s.google is not None
+    assert s.google.pubsub_certs_url.startswith("file:///")
