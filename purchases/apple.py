@@ -9,7 +9,7 @@ from aiohttp import web
 from entitlements.errors import InvalidRequest
 from entitlements.model import StoreEvent
 from receipts.apple import AppStoreServerClient, transaction_event, transaction_id_from_receipt
-from receipts.errors import NotConfigured
+from receipts.errors import MalformedPayload, NotConfigured, VerificationFailed
 from webhooks.apple import APPLE_VERIFIER
 
 APPLE_API = web.AppKey("apple_api_client", AppStoreServerClient)
@@ -37,7 +37,11 @@ async def apple_purchase_events(
     events: list[StoreEvent] = []
     environment = None
     if proof == "signed_transaction":
-        verified = await verifier.verify_transaction(submission[proof])
+        try:
+            verified = await verifier.verify_transaction(submission[proof])
+        except MalformedPayload as exc:
+            # Present but not a verifiable Apple JWS: the proof does not verify (422).
+            raise VerificationFailed(exc.message) from None
         events.append(transaction_event(verified))
         transaction_id = str(verified.raw.get("transactionId"))
         environment = verified.raw.get("environment")
