@@ -99,7 +99,9 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes], deadline_s: float 
     raise RuntimeError("service did not become ready")
 
 
-async def post_all(url: str, bodies: list[dict[str, str]], concurrency: int) -> tuple[float, list[float]]:
+async def post_all(
+    url: str, bodies: list[dict[str, str]], concurrency: int
+) -> tuple[float, list[float]]:
     queue: asyncio.Queue[dict[str, str]] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -153,8 +155,12 @@ def main() -> int:
         url = f"http://127.0.0.1:{args.port}"
         try:
             asyncio.run(wait_ready(url, proc))
-            warm = [AppleScenario(ca, Lifecycle(user=str(uuid.uuid4()), product=PRODUCT)).body(
-                "subscribe", datetime.now(UTC)) for _ in warmup]
+            warm = [
+                AppleScenario(ca, Lifecycle(user=str(uuid.uuid4()), product=PRODUCT)).body(
+                    "subscribe", datetime.now(UTC)
+                )
+                for _ in warmup
+            ]
             asyncio.run(post_all(url, warm, args.concurrency))
             rate, latencies = asyncio.run(post_all(url, measured, args.concurrency))
         finally:
