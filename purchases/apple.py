@@ -8,11 +8,9 @@ from aiohttp import web
 
 from entitlements.errors import InvalidRequest
 from entitlements.model import StoreEvent
-from receipts.apple import AppStoreServerClient, transaction_event, transaction_id_from_receipt
+from receipts.apple import transaction_event, transaction_id_from_receipt
 from receipts.errors import MalformedPayload, NotConfigured, VerificationFailed
-from webhooks.apple import APPLE_VERIFIER
-
-APPLE_API = web.AppKey("apple_api_client", AppStoreServerClient)
+from webhooks.apple import APPLE_API, APPLE_VERIFIER
 
 PROOFS = ("signed_transaction", "transaction_id", "receipt")
 

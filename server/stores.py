@@ -10,11 +10,10 @@ import structlog
 from aiohttp import web
 
 from config.settings import AppleSettings
-from purchases.apple import APPLE_API
 from receipts.apple import AppleVerifier, AppStoreServerClient
 from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL
 from server.app_keys import EXECUTOR, HTTP, SETTINGS
-from webhooks.apple import APPLE_VERIFIER
+from webhooks.apple import APPLE_API, APPLE_VERIFIER
 
 log = structlog.get_logger(__name__)
 

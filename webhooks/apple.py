@@ -14,14 +14,15 @@ from aiohttp import web
 
 from entitlements.api import SERVICE
 from entitlements.errors import StoreNotConfigured
-from entitlements.model import Store
+from entitlements.model import EventKind, Status, Store, StoreEvent
 from entitlements.repository import NotificationRow
-from receipts.apple import AppleVerifier, notification_events
+from receipts.apple import AppleVerifier, AppStoreServerClient, notification_events, purchase_event
 from receipts.errors import MalformedPayload, VerificationFailed
 
 log = structlog.get_logger(__name__)
 
 APPLE_VERIFIER = web.AppKey("apple_verifier", AppleVerifier)
+APPLE_API = web.AppKey("apple_api_client", AppStoreServerClient)
 
 routes = web.RouteTableDef()
 
@@ -55,7 +56,9 @@ async def post_apple_notification(request: web.Request) -> web.Response:
     except MalformedPayload as exc:
         # The envelope was fine; what is inside is not a verifiable Apple JWS: 422, not 400.
         raise VerificationFailed(exc.message) from None
-    events = notification_events(notification)
+    events = await with_grace_period_end(
+        request.app.get(APPLE_API), notification_events(notification)
+    )
     uuid = notification.notification_uuid
     if not uuid:
         raise MalformedPayload("notification has no notificationUUID")
@@ -83,3 +86,36 @@ async def post_apple_notification(request: web.Request) -> web.Response:
         result=outcome.status,
     )
     return web.json_response({"status": outcome.status})
+
+
+async def with_grace_period_end(
+    client: AppStoreServerClient | None, events: list[StoreEvent]
+) -> list[StoreEvent]:
+    """DID_FAIL_TO_RENEW/GRACE_PERIOD has been seen with a null gracePeriodExpiresDate; without
+    it the grace period grants nothing. With API credentials, add the subscription's current
+    status (its renewal info carries the date). Apple retries on our 503 if the API is down."""
+    missing = [
+        e
+        for e in events
+        if e.status is Status.GRACE_PERIOD
+        and (e.renewal is None or e.renewal.grace_period_expires_at is None)
+    ]
+    if client is None or not missing:
+        return events
+    event = missing[0]
+    statuses = await client.get_all_subscription_statuses(
+        event.purchase_id, environment_hint=event.environment
+    )
+    refreshed = [
+        purchase_event(
+            s.transaction,
+            s.renewal,
+            kind=EventKind.STATE_REFRESHED,
+            status=s.status,
+            environment=s.environment,
+        )
+        for s in statuses
+        if s.transaction is not None or s.renewal is not None
+    ]
+    log.info("apple_grace_period_refreshed", original_transaction_id=event.purchase_id)
+    return events + [e for e in refreshed if e.purchase_id == event.purchase_id]

@@ -12,7 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from receipts.testing.apple_ca import TestCA, renewal_payload, transaction_payload
+from receipts.testing.apple_ca import (
+    TestCA,
+    notification_payload,
+    renewal_payload,
+    transaction_payload,
+)
 from receipts.testing.fake_appstore import FakeAppStore, app_receipt
 from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
@@ -292,3 +297,46 @@ async def test_transfer_policies(make_client, config, ca_dir, clock) -> None:
     assert status == 409
     assert body["error"]["code"] == "purchase_owned_by_another_user"
     assert (await submit(client, second))[0] == 200  # the owner may resubmit
+
+
+async def test_grace_period_without_end_date_is_completed_from_the_status_api(
+    api_client, fake_api, ca_dir, clock
+) -> None:
+    """DID_FAIL_TO_RENEW/GRACE_PERIOD seen with gracePeriodExpiresDate null: the webhook asks
+    Get All Subscription Statuses for the renewal info that carries it."""
+    ca = ca_dir[0]
+    user = "0b7d6f5e-2f6a-4b8e-9a51-5f3b2f4d1c11"
+    tx = signed_tx(ca, clock, "7001", appAccountToken=user)
+    grace_end = clock.now + timedelta(days=16)
+    renewal_args = {
+        "environment": "Sandbox",
+        "original_transaction_id": "7001",
+        "product_id": PRODUCT,
+        "signed_date": clock.now,
+        "isInBillingRetryPeriod": True,
+    }
+    without_date = ca.sign(renewal_payload(**renewal_args))
+    with_date = ca.sign(
+        renewal_payload(**renewal_args, gracePeriodExpiresDate=int(grace_end.timestamp() * 1000))
+    )
+    fake_api.add_transaction(tx)
+    fake_api.set_status(tx, with_date, 4)
+    notification = notification_payload(
+        notification_type="DID_FAIL_TO_RENEW",
+        subtype="GRACE_PERIOD",
+        bundle_id=BUNDLE_ID,
+        environment="Sandbox",
+        signed_date=clock.now,
+        app_apple_id=1234567890,
+        signed_transaction=tx,
+        signed_renewal=without_date,
+        status=4,
+    )
+    resp = await api_client.post("/webhooks/apple", json={"signedPayload": ca.sign(notification)})
+    assert (resp.status, await resp.json()) == (200, {"status": "processed"})
+    body = await (await api_client.get(f"/v1/customers/{user}", headers=auth(READER_KEY))).json()
+    premium = body["entitlements"]["premium"]
+    assert premium["status"] == "grace_period"
+    assert premium["grace_period_expires_at"] == grace_end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert premium["active"] is True
+    assert any(r.path.startswith("/inApps/v1/subscriptions/7001") for r in fake_api.requests)
