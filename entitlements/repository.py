@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -51,15 +52,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (store, message_id) DO NOTHING
 RETURNING id
 """
-ENSURE_PURCHASE_ROW = """
+# Creates the row if needed and locks it in one round trip: ON CONFLICT DO UPDATE takes the
+# same row lock as SELECT … FOR UPDATE and RETURNING gives the stored state.
+LOCK_PURCHASE = """
 INSERT INTO purchases
     (store, purchase_id, product_id, kind, status, period_type, will_renew, is_sandbox,
      state, state_updated_at)
 VALUES ($1, $2, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now())
-ON CONFLICT (store, purchase_id) DO NOTHING
-"""
-LOCK_PURCHASE = """
-SELECT state, app_user_id FROM purchases WHERE store = $1 AND purchase_id = $2 FOR UPDATE
+ON CONFLICT (store, purchase_id) DO UPDATE SET store = EXCLUDED.store
+RETURNING state, app_user_id
 """
 UPDATE_PURCHASE = """
 UPDATE purchases SET
@@ -78,15 +79,17 @@ INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOT
 LOCK_CUSTOMER = """
 SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1 FOR UPDATE
 """
-ADVANCE_CUSTOMER = """
-UPDATE customers SET event_sequence = event_sequence + 1, snapshot = $2::jsonb, updated_at = now()
-WHERE app_user_id = $1
-RETURNING event_sequence
-"""
 LOCK_FEED = "SELECT pg_advisory_xact_lock($1)"
-INSERT_EVENT = """
+APPEND_EVENT = """
+WITH advanced AS (
+    UPDATE customers
+    SET event_sequence = event_sequence + 1, snapshot = $4::jsonb, updated_at = now()
+    WHERE app_user_id = $2
+    RETURNING event_sequence
+)
 INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements)
-VALUES ($1, $2, $3, $4, $5::jsonb)
+SELECT $1, $2, event_sequence, $3, $4::jsonb FROM advanced
+RETURNING sequence
 """
 
 
@@ -116,11 +119,17 @@ async def fetch_customer(conn: asyncpg.Connection, app_user_id: str) -> Customer
     customer = await conn.fetchrow(SELECT_CUSTOMER, app_user_id)
     if customer is None:
         return CustomerRecord(app_user_id=app_user_id, suspended=False, purchases=(), grants=())
+    return await _customer_record(conn, app_user_id, customer["suspended_at"] is not None)
+
+
+async def _customer_record(
+    conn: asyncpg.Connection, app_user_id: str, suspended: bool
+) -> CustomerRecord:
     purchases = await conn.fetch(SELECT_PURCHASE_VIEWS, app_user_id)
     grants = await conn.fetch(SELECT_GRANTS, app_user_id)
     return CustomerRecord(
         app_user_id=app_user_id,
-        suspended=customer["suspended_at"] is not None,
+        suspended=suspended,
         purchases=tuple(_view(r) for r in purchases if r["product_id"]),
         grants=tuple(Grant(**dict(r)) for r in grants),
     )
@@ -145,7 +154,6 @@ async def insert_notification(conn: asyncpg.Connection, row: NotificationRow) ->
 
 async def lock_purchase(conn: asyncpg.Connection, store: Store, purchase_id: str) -> LockedPurchase:
     """Lock (creating if needed) the purchase row for the rest of the transaction."""
-    await conn.execute(ENSURE_PURCHASE_ROW, store.value, purchase_id)
     row = await conn.fetchrow(LOCK_PURCHASE, store.value, purchase_id)
     assert row is not None
     raw = json.loads(row["state"]) if isinstance(row["state"], str) else row["state"]
@@ -186,31 +194,36 @@ async def ensure_customer(conn: asyncpg.Connection, app_user_id: str) -> None:
 
 
 async def record_changes(
-    conn: asyncpg.Connection, changes: list[tuple[str, str, dict[str, Any]]]
+    conn: asyncpg.Connection,
+    changes: list[tuple[str, str]],
+    snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
 ) -> dict[str, int]:
     """Append change-feed events for customers whose entitlement snapshot changed.
 
-    `changes` holds (app_user_id, event type, entitlements snapshot). Returns the new
-    sequence per customer that got an event. Call after all other writes of the
-    transaction: customers are locked in id order, then the feed lock is taken and held
-    until commit, so lock order is always purchases → customers → feed (no deadlocks).
+    `changes` holds (app_user_id, event type); `snapshot_of` computes the entitlements of a
+    locked customer's record. Returns the new sequence per customer that got an event. Call
+    after all other writes of the transaction: customers are locked in id order, then the
+    feed lock is taken and held until commit, so lock order is always purchases →
+    customers → feed (no deadlocks) and feed ids are in commit order.
     """
-    changed: list[tuple[str, str, str]] = []
-    for app_user_id, event_type, entitlements in sorted(changes, key=lambda c: c[0]):
+    pending: list[tuple[str, str, str]] = []
+    for app_user_id, event_type in sorted(changes):
         row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
         assert row is not None, "ensure_customer first"
+        record = await _customer_record(conn, app_user_id, row["suspended_at"] is not None)
+        entitlements = snapshot_of(record)
         old = row["snapshot"]
         if old is not None and json.loads(old) == entitlements:
             continue
-        changed.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
-    if not changed:
+        pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
+    if not pending:
         return {}
     await conn.execute(LOCK_FEED, FEED_LOCK_KEY)
     sequences: dict[str, int] = {}
-    for app_user_id, event_type, snapshot in changed:
-        sequence: int = await conn.fetchval(ADVANCE_CUSTOMER, app_user_id, snapshot)
-        await conn.execute(INSERT_EVENT, uuid.uuid4(), app_user_id, sequence, event_type, snapshot)
-        sequences[app_user_id] = sequence
+    for app_user_id, event_type, snapshot in pending:
+        sequences[app_user_id] = await conn.fetchval(
+            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot
+        )
     return sequences
 
 

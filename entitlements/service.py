@@ -140,7 +140,7 @@ class EntitlementService:
             if owner is None and state.supersedes is not None:
                 previous = locked.get((key[0], state.supersedes))
                 owner = previous.app_user_id if previous is not None else None
-            if owner is not None:
+            if owner is not None and owner != current.app_user_id:
                 await repo.ensure_customer(conn, owner)
             await repo.save_purchase(conn, state, view(state), owner)
             owners[key] = owner
@@ -162,11 +162,11 @@ class EntitlementService:
             if previous.app_user_id is not None:
                 touched.setdefault(previous.app_user_id, EventKind.PRODUCT_CHANGED.value)
 
-        changes = []
-        for user, label in touched.items():
-            record = await repo.fetch_customer(conn, user)
-            changes.append((user, label, entitlements_of(record, self._catalog, now)))
-        sequences = await repo.record_changes(conn, changes)
+        sequences = await repo.record_changes(
+            conn,
+            list(touched.items()),
+            lambda record: entitlements_of(record, self._catalog, now),
+        )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
         return frozenset(touched), owners
