@@ -25,6 +25,16 @@ grants.starts_at timestamp with time zone NOT NULL
 grants.expires_at timestamp with time zone
 grants.ended_at timestamp with time zone
 grants.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table play_acknowledgements
+play_acknowledgements.id bigint NOT NULL DEFAULT nextval('play_acknowledgements_id_seq'::regclass)
+play_acknowledgements.kind text NOT NULL
+play_acknowledgements.package_name text NOT NULL
+play_acknowledgements.product_id text NOT NULL
+play_acknowledgements.purchase_token text NOT NULL
+play_acknowledgements.created_at timestamp with time zone NOT NULL
+play_acknowledgements.attempts integer NOT NULL DEFAULT 0
+play_acknowledgements.next_attempt_at timestamp with time zone NOT NULL
+play_acknowledgements.last_error text
 -- table purchases
 purchases.id bigint NOT NULL DEFAULT nextval('purchases_id_seq'::regclass)
 purchases.store text NOT NULL
@@ -75,6 +85,9 @@ customer_events customer_events_pkey: PRIMARY KEY (id)
 customers customers_pkey: PRIMARY KEY (app_user_id)
 grants grants_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 grants grants_pkey: PRIMARY KEY (id)
+play_acknowledgements play_acknowledgements_kind_check: CHECK ((kind = ANY (ARRAY['subscription'::text, 'product'::text])))
+play_acknowledgements play_acknowledgements_kind_package_name_product_id_purchase_key: UNIQUE (kind, package_name, product_id, purchase_token)
+play_acknowledgements play_acknowledgements_pkey: PRIMARY KEY (id)
 purchases purchases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE SET NULL
 purchases purchases_pkey: PRIMARY KEY (id)
 purchases purchases_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
@@ -93,6 +106,9 @@ CREATE UNIQUE INDEX customer_events_pkey ON public.customer_events USING btree (
 CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (app_user_id)
 CREATE UNIQUE INDEX grants_pkey ON public.grants USING btree (id)
 CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlement)
+CREATE INDEX play_acknowledgements_due_idx ON public.play_acknowledgements USING btree (next_attempt_at)
+CREATE UNIQUE INDEX play_acknowledgements_kind_package_name_product_id_purchase_key ON public.play_acknowledgements USING btree (kind, package_name, product_id, purchase_token)
+CREATE UNIQUE INDEX play_acknowledgements_pkey ON public.play_acknowledgements USING btree (id)
 CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)

@@ -24,10 +24,12 @@ from server import ops
 from server.app_keys import CACHE, EXECUTOR, HTTP, SETTINGS
 from server.auth import Authenticator
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.google_store import google_ctx
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
 from server.stores import apple_ctx
 from webhooks import apple as apple_webhook
+from webhooks import google as google_webhook
 
 log = structlog.get_logger(__name__)
 
@@ -49,11 +51,12 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     app[ops.REGISTRY] = registry
     app[entitlements_api.CLOCK] = clock
     app.cleanup_ctx.extend(
-        [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx]
+        [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx, google_ctx]
     )
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(apple_webhook.routes)
+    app.add_routes(google_webhook.routes)
     app.add_routes(purchase_api.routes)
     return app
 

@@ -1,0 +1,156 @@
+"""The configured Google Play adapters, and the reads that turn Play API state into events.
+
+Shared by POST /webhooks/google and POST /v1/purchases: both re-read the purchase from the
+Play Developer API (the notification or the app is never trusted for state), translate it
+with receipts.google, and say which acknowledgements it still needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from entitlements.access import Catalog
+from entitlements.model import StoreEvent
+from receipts.errors import PurchaseNotFound
+from receipts.google.play import PlayClient
+from receipts.google.push_auth import PushTokenVerifier
+from receipts.google.translate import (
+    is_gone,
+    needs_acknowledgement,
+    product_events,
+    subscription_events,
+)
+from webhooks.play_acks import PlayAcknowledgements
+from webhooks.repository import AckRequest
+
+
+@dataclass(frozen=True, slots=True)
+class GooglePlay:
+    """Everything the Play paths need, built once by the composition root."""
+
+    verifier: PushTokenVerifier
+    play: PlayClient
+    acks: PlayAcknowledgements
+    pool: asyncpg.Pool
+    package_names: frozenset[str]
+    consumable_products: frozenset[str]
+
+    def knows_product(self, product_id: str, catalog: Catalog) -> bool:
+        """A product some entitlement names, or a configured consumable."""
+        return product_id in self.consumable_products or any(
+            product_id in products for products in catalog.products_by_entitlement.values()
+        )
+
+
+GOOGLE_PLAY = web.AppKey("google_play", GooglePlay)
+
+
+@dataclass(frozen=True, slots=True)
+class PlayRead:
+    """Events from one Play API read, and the acknowledgements the purchase still needs."""
+
+    events: list[StoreEvent]
+    acks: list[AckRequest] = field(default_factory=list)
+    line_item_products: frozenset[str] = frozenset()
+
+
+async def read_subscription(
+    google: GooglePlay,
+    package: str,
+    token: str,
+    now: datetime,
+    *,
+    notification_type: int | None = None,
+    revoke: bool = False,
+) -> PlayRead:
+    """subscriptionsv2.get → events (one per line item) and the pending acknowledgement."""
+    purchase = await google.play.get_subscription(package, token)
+    events = subscription_events(notification_type, token, purchase, package, now, revoke=revoke)
+    products = _line_item_products(purchase)
+    acks = []
+    if needs_acknowledgement(purchase) and products:
+        # acknowledge is still v1: subscriptionId is a line item's productId
+        first = str(purchase["lineItems"][0].get("productId") or "")
+        acks.append(AckRequest("subscription", package, first or min(products), token))
+    return PlayRead(events, acks, products)
+
+
+async def read_product(
+    google: GooglePlay,
+    package: str,
+    product_id: str,
+    token: str,
+    now: datetime,
+    *,
+    notification_type: int | None = None,
+) -> PlayRead:
+    """products.get → the one-time purchase's event and its pending acknowledgement."""
+    purchase = await google.play.get_product(package, product_id, token)
+    events = product_events(
+        notification_type,
+        token,
+        purchase,
+        product_id,
+        now,
+        consumable_products=google.consumable_products,
+    )
+    acks = []
+    if needs_acknowledgement(purchase):
+        acks.append(AckRequest("product", package, product_id, token))
+    return PlayRead(events, acks, frozenset({product_id}))
+
+
+async def read_submitted(
+    google: GooglePlay,
+    package: str,
+    product_id: str,
+    token: str,
+    now: datetime,
+    *,
+    product_type: str | None,
+) -> PlayRead:
+    """The purchase an app submitted, subscription or one-time product.
+
+    With `product_type` ("subscription" / "one_time") the app says which; without it a
+    configured consumable is read as a product, anything else with subscriptionsv2 first
+    and products.get when Play does not know it as a subscription (404, or 410 which might
+    be either). One extra round trip for one-time products submitted without a type.
+    """
+    if product_type == "one_time" or (
+        product_type is None and product_id in google.consumable_products
+    ):
+        return await read_product(google, package, product_id, token, now)
+    try:
+        read = await read_subscription(google, package, token, now)
+    except PurchaseNotFound:
+        if product_type == "subscription":
+            raise
+        return await read_product(google, package, product_id, token, now)
+    if read.line_item_products:
+        if product_id not in read.line_item_products:
+            raise PurchaseNotFound("The purchase token is not for this product.")
+        return read
+    if product_type is None and _gone(read):
+        try:
+            return await read_product(google, package, product_id, token, now)
+        except PurchaseNotFound:
+            pass
+    return read
+
+
+def _gone(read: PlayRead) -> bool:
+    return any(e.details.get("gone") for e in read.events)
+
+
+def _line_item_products(purchase: dict[str, Any]) -> frozenset[str]:
+    if is_gone(purchase):
+        return frozenset()
+    items = purchase.get("lineItems") or []
+    return frozenset(
+        str(i["productId"]) for i in items if isinstance(i, dict) and i.get("productId")
+    )
