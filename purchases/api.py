@@ -13,7 +13,7 @@ from entitlements.api import SERVICE, app_user_id_from_value, customer_payload, 
 from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
 from purchases.apple import apple_purchase_events
-from purchases.google import google_purchase_events
+from purchases.google import acknowledge_submitted, google_purchase_events
 from receipts.errors import ProductNotOurs
 
 log = structlog.get_logger(__name__)
@@ -54,6 +54,8 @@ async def post_purchase(request: web.Request) -> web.Response:
         raise ProductNotOurs("the store returned no purchase for this proof")
     service = request.app[SERVICE]
     outcome = await service.ingest(None, events, submitted_by=app_user_id)
+    if submission["store"] == "play_store":
+        await acknowledge_submitted(request.app, submission)  # the 3-day rule, after commit
     log.info(
         "purchase_submitted",
         store=submission["store"],

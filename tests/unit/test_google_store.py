@@ -1,0 +1,66 @@
+"""Start-up policy of the Google Play context and the acknowledgement backoff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config.settings import ConfigError, GoogleSettings
+from server.google_store import check_google_settings, is_loopback
+from webhooks.play_acks import purchase_ref, retry_delay
+
+COMPLETE = {
+    "package_names": ["com.example.app"],
+    "pubsub_audience": "https://receiptd.example/webhooks/google",
+    "pubsub_service_account": "push@example.iam.gserviceaccount.com",
+}
+
+
+def test_complete_settings_pass() -> None:
+    check_google_settings(GoogleSettings(**COMPLETE, service_account_file=Path("/sa.json")))
+    check_google_settings(GoogleSettings(**COMPLETE, play_api_url="http://127.0.0.1:8091/"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"pubsub_audience": ""}, "google.pubsub_audience"),
+        ({"pubsub_service_account": ""}, "google.pubsub_service_account"),
+        ({}, "google.service_account_file"),  # the real Play API needs credentials
+        ({"play_api_url": "https://play.example/"}, "google.service_account_file"),
+        ({"play_api_url": "http://127.0.0.1.evil.example/"}, "google.service_account_file"),
+    ],
+)
+def test_missing_identity_or_credentials_refuse_to_start(overrides, key) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_google_settings(GoogleSettings(**(COMPLETE | overrides)))
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://127.0.0.1:1/", True),
+        ("http://localhost/", True),
+        ("http://[::1]:80/", True),
+        ("", False),
+        ("https://androidpublisher.googleapis.com/", False),
+        ("http://10.0.0.1/", False),
+    ],
+)
+def test_is_loopback(url, loopback) -> None:
+    assert is_loopback(url) is loopback
+
+
+def test_retry_delay_doubles_up_to_an_hour() -> None:
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
+    assert retry_delay(50) == timedelta(hours=1)
+    assert retry_delay(10_000) == timedelta(hours=1)
+
+
+def test_purchase_ref_is_short_and_not_the_token() -> None:
+    ref = purchase_ref("a-secret-purchase-token")
+    assert len(ref) == 12
+    assert "secret" not in ref
+    assert ref == purchase_ref("a-secret-purchase-token")
