@@ -13,7 +13,13 @@ import asyncpg
 import pytest
 
 from receipts.testing.fake_play import FakePlay
-from receipts.testing.google_signer import DEMO_PUSH_EMAIL, GoogleTestKeys, push_envelope
+from receipts.testing.google_signer import (
+    DEMO_PUSH_EMAIL,
+    GoogleTestKeys,
+    push_envelope,
+    subscription_notification,
+)
+from receipts.testing.play_purchases import subscription_purchase
 from tests.conftest import READER_KEY, auth
 
 PACKAGE = "com.example.app"
@@ -23,6 +29,7 @@ MONTHLY = "premium_monthly"
 YEARLY = "premium_yearly"
 LIFETIME = "lifetime_unlock"
 COINS = "coins_100"
+USER = "u-google-1"
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +98,22 @@ async def rows(database_url: str, query: str) -> list[asyncpg.Record]:
 
 def iso(when: Any) -> str:
     return str(when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.fixture
+async def google_client(fake_play, make_client, config, tmp_path):
+    # fake_play first: it is torn down after the app, so the app never outlives it.
+    return await make_client(google_config(config, fake_play, tmp_path))
+
+
+def sub(clock, state: str, token: str = "tok-a", **kw: Any) -> dict[str, Any]:
+    kw.setdefault("user", USER)
+    return subscription_purchase(state, now=clock.now, **kw)
+
+
+async def notify(client, fake, keys, clock, code, state, token="tok-a", **kw) -> dict[str, Any]:
+    """Make the Play API say `state` for `token`, push notification `code`; expect 200."""
+    fake.set_subscription(PACKAGE, token, sub(clock, state, token, **kw))
+    status, body = await push(client, keys, subscription_notification(PACKAGE, token, code))
+    assert status == 200, body
+    return body

@@ -26,13 +26,9 @@ from tests.e2e.google_helpers import (
 
 google_keys = google_helpers.google_keys
 fake_play = google_helpers.fake_play
+google_client = google_helpers.google_client
 
 USER = "u-play-1"
-
-
-@pytest.fixture
-async def google_client(fake_play, make_client, config, tmp_path):
-    return await make_client(google_config(config, fake_play, tmp_path))
 
 
 def body(product_id: str = MONTHLY, token: str = "tok-1", **extra: Any) -> dict[str, Any]:
