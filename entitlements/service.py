@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 TransferPolicy = Literal["transfer", "keep"]
+# Extra writes a caller needs committed atomically with the state (e.g. a pending store
+# acknowledgement); they run inside the ingest transaction, after the journal insert.
+TransactionWrite = Callable[[asyncpg.Connection], Awaitable[None]]
 
 # Errors that mean "the database is not there right now" rather than a bug.
 DB_DOWN_ERRORS: tuple[type[BaseException], ...] = (
@@ -88,11 +91,13 @@ class EntitlementService:
         events: Sequence[StoreEvent],
         *,
         submitted_by: str | None = None,
+        also: TransactionWrite | None = None,
     ) -> IngestOutcome:
         """Journal `note` (if given) and fold `events` into stored state, atomically.
 
         `submitted_by` links every purchase in `events` to that user (app submission,
         under the transfer policy); otherwise store link hints link unlinked purchases.
+        `also` runs in the same transaction (not for a duplicate).
         """
         now = self._clock()
 
@@ -100,6 +105,8 @@ class EntitlementService:
             async with conn.transaction():
                 if note is not None and not await repo.insert_notification(conn, note):
                     return IngestOutcome(status="duplicate")
+                if also is not None:
+                    await also(conn)
                 changed, owners = await self._apply_all(conn, events, submitted_by, now)
             status = note.result if note is not None else "processed"
             return IngestOutcome(status=status, changed_users=changed, purchase_users=owners)

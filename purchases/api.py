@@ -47,13 +47,13 @@ async def post_purchase(request: web.Request) -> web.Response:
     app_user_id: str = submission["app_user_id"]
     principal.require_write(app_user_id)
     if submission["store"] == "app_store":
-        events = await apple_purchase_events(request.app, submission)
+        events, also = await apple_purchase_events(request.app, submission)
     else:
-        events = await google_purchase_events(request.app, submission)
+        events, also = await google_purchase_events(request.app, submission)
     if not events:
         raise ProductNotOurs("the store returned no purchase for this proof")
     service = request.app[SERVICE]
-    outcome = await service.ingest(None, events, submitted_by=app_user_id)
+    outcome = await service.ingest(None, events, submitted_by=app_user_id, also=also)
     if submission["store"] == "play_store":
         await acknowledge_submitted(request.app, submission)  # the 3-day rule, after commit
     log.info(

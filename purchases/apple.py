@@ -8,6 +8,7 @@ from aiohttp import web
 
 from entitlements.errors import InvalidRequest
 from entitlements.model import StoreEvent
+from entitlements.service import TransactionWrite
 from receipts.apple import transaction_event, transaction_id_from_receipt
 from receipts.errors import MalformedPayload, NotConfigured, VerificationFailed
 from webhooks.apple import APPLE_API, APPLE_VERIFIER
@@ -17,8 +18,8 @@ PROOFS = ("signed_transaction", "transaction_id", "receipt")
 
 async def apple_purchase_events(
     app: web.Application, submission: dict[str, Any]
-) -> list[StoreEvent]:
-    """Verified StoreEvents for an App Store submission.
+) -> tuple[list[StoreEvent], TransactionWrite | None]:
+    """Verified StoreEvents for an App Store submission (no extra writes).
 
     With App Store Server API credentials, the transaction's subscription statuses and the
     account's whole history are pulled too, so the stored state is complete and every
@@ -52,6 +53,6 @@ async def apple_purchase_events(
             raise NotConfigured(
                 "App Store Server API credentials are not configured; submit signed_transaction"
             )
-        return events
+        return events, None
     events += await client.fetch_purchase_events(transaction_id, environment_hint=environment)
-    return events
+    return events, None

@@ -16,6 +16,7 @@ from aiohttp import web
 from entitlements.api import CLOCK, SERVICE
 from entitlements.errors import InvalidRequest
 from entitlements.model import StoreEvent
+from entitlements.service import TransactionWrite
 from receipts.errors import NotConfigured, ProductNotOurs
 from webhooks.google_play import GOOGLE_PLAY, read_submitted
 
@@ -40,8 +41,9 @@ def play_submission(submission: dict[str, Any]) -> tuple[str, str, str, str | No
 
 async def google_purchase_events(
     app: web.Application, submission: dict[str, Any]
-) -> list[StoreEvent]:
-    """Verified StoreEvents for a Play submission; pending acknowledgements are recorded."""
+) -> tuple[list[StoreEvent], TransactionWrite | None]:
+    """Verified StoreEvents for a Play submission, and the write of its pending
+    acknowledgements (to commit with them)."""
     package, product_id, token, product_type = play_submission(submission)
     google = app.get(GOOGLE_PLAY)
     if google is None:
@@ -53,8 +55,7 @@ async def google_purchase_events(
     read = await read_submitted(
         google, package, product_id, token, app[CLOCK](), product_type=product_type
     )
-    await google.acks.record(read.acks)
-    return read.events
+    return read.events, google.acks.writer(read.acks)
 
 
 async def acknowledge_submitted(app: web.Application, submission: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 Authenticate the push (OIDC) → parse the envelope (not one: 400) → poison is journaled
 `rejected` → TEST and refund reviews are journaled `ignored` → cheap dedupe on messageId →
-re-read the purchase from the Play API → record pending acknowledgements → journal and apply
+re-read the purchase from the Play API → journal, apply and record pending acknowledgements
 in one transaction → acknowledge. Nothing is written before the Play API has answered, so
 an outage is a 503 with nothing stored and Pub/Sub's redelivery is processed in full.
 """
@@ -119,9 +119,11 @@ async def _handle(request: web.Request, google: GooglePlay, line: dict[str, Any]
         return "duplicate"
     now = request.app[CLOCK]()
     read, result, reason = await _read(google, n, now)
-    await google.acks.record(read.acks)  # before the commit: the row exists before the 200
     line["events"] = len(read.events)
-    outcome = await service.ingest(note(n, result, reason), read.events)
+    # The pending acknowledgement commits with the state: it exists before the 200.
+    outcome = await service.ingest(
+        note(n, result, reason), read.events, also=google.acks.writer(read.acks)
+    )
     if outcome.status == "processed" and read.acks:
         await google.acks.settle(package, token)
     return outcome.status

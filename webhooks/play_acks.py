@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 
 from entitlements.errors import DatabaseUnavailable
+from entitlements.service import TransactionWrite
 from receipts.errors import ReceiptError
 from receipts.google.play import PlayClient
 from receipts.google.translate import needs_acknowledgement
@@ -70,12 +71,17 @@ class PlayAcknowledgements:
 
     # --- the request path ----------------------------------------------------------------
 
-    async def record(self, requests: Sequence[AckRequest]) -> None:
-        """Write the pending rows (idempotent). Raises DatabaseUnavailable (→ 503)."""
+    def writer(self, requests: Sequence[AckRequest]) -> TransactionWrite | None:
+        """The pending rows' insert (idempotent), to run inside the ingest transaction so the
+        rows commit together with the state they acknowledge."""
         if not requests:
-            return
+            return None
         now = self._clock()
-        await repo.run(self._pool, lambda c: repo.insert_acks(c, requests, now, now + INLINE_GRACE))
+
+        async def write(conn: asyncpg.Connection) -> None:
+            await repo.insert_acks(conn, requests, now, now + INLINE_GRACE)
+
+        return write
 
     async def settle(self, package_name: str, token: str) -> None:
         """Acknowledge this token's fresh rows now (after commit). Never raises: a failure
