@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -96,10 +97,25 @@ class GoogleSettings(_Section):
     package_names: tuple[str, ...] = Field(min_length=1)
     service_account_file: Path | None = None
     play_api_url: str = ""
-    pubsub_audience: str = ""
-    pubsub_service_account: str = ""
+    # The push identity: without it no push could be authenticated.
+    pubsub_audience: str = Field(min_length=1)
+    pubsub_service_account: str = Field(min_length=1)
     pubsub_certs_url: str = ""
     consumable_products: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _credentials_or_local_fake(self) -> GoogleSettings:
+        # Unauthenticated Play API calls are only answered by a local fake (tests, demo).
+        if self.service_account_file is None and not is_loopback(self.play_api_url):
+            raise ValueError(
+                "service_account_file is required unless play_api_url points at 127.0.0.1"
+            )
+        return self
+
+
+def is_loopback(url: str) -> bool:
+    """Whether `url` names this machine (127.0.0.1, localhost, ::1)."""
+    return bool(url) and urlsplit(url).hostname in {"127.0.0.1", "localhost", "::1"}
 
 
 class EntitlementSettings(_Section):

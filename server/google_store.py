@@ -3,9 +3,8 @@
 Credentials policy: the Play Developer API is called with the service account of
 `service_account_file`. Without one, requests go out unauthenticated, which only a local
 fake answers, so that is allowed only when `play_api_url` points at the loopback interface
-(tests, the demo); anything else refuses to start, naming the key. The push identity
-(`pubsub_audience`, `pubsub_service_account`) is required: without it no push could be
-authenticated, and a webhook that cannot authenticate must not run.
+(tests, the demo). Both rules, and the required push identity, are enforced by the settings
+(config.settings.GoogleSettings), so a bad configuration stops start-up naming the key.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
-from config.settings import ConfigError, GoogleSettings
 from entitlements.api import CLOCK
 from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
@@ -28,27 +25,6 @@ from webhooks.google_play import GOOGLE_PLAY, GooglePlay
 from webhooks.play_acks import PlayAcknowledgements
 
 log = structlog.get_logger(__name__)
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
-def check_google_settings(settings: GoogleSettings) -> None:
-    """Raise ConfigError naming every key the Google Play paths cannot run without."""
-    problems = []
-    if not settings.pubsub_audience:
-        problems.append("google.pubsub_audience: required (the push subscription's audience)")
-    if not settings.pubsub_service_account:
-        problems.append("google.pubsub_service_account: required (the push's service account)")
-    if settings.service_account_file is None and not is_loopback(settings.play_api_url):
-        problems.append(
-            "google.service_account_file: required unless play_api_url points at 127.0.0.1"
-        )
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-
-
-def is_loopback(url: str) -> bool:
-    return bool(url) and urlsplit(url).hostname in _LOOPBACK
 
 
 def _load_tokens(path: Path) -> AccessTokens:
@@ -60,7 +36,6 @@ async def google_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings is None:
         yield
         return
-    check_google_settings(settings)
     tokens = None
     if settings.service_account_file is not None:
         tokens = await asyncio.to_thread(_load_tokens, settings.service_account_file)

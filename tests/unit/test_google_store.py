@@ -1,14 +1,13 @@
-"""Start-up policy of the Google Play context and the acknowledgement backoff."""
+"""Start-up policy of the Google Play settings and the acknowledgement backoff."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from config.settings import ConfigError, GoogleSettings
-from server.google_store import check_google_settings, is_loopback
+from config.settings import ConfigError, is_loopback, load_settings
 from webhooks.play_acks import purchase_ref, retry_delay
 
 COMPLETE = {
@@ -18,24 +17,35 @@ COMPLETE = {
 }
 
 
-def test_complete_settings_pass() -> None:
-    check_google_settings(GoogleSettings(**COMPLETE, service_account_file=Path("/sa.json")))
-    check_google_settings(GoogleSettings(**COMPLETE, play_api_url="http://127.0.0.1:8091/"))
+def google_env(section: dict[str, object]) -> dict[str, str]:
+    return {
+        f"RECEIPTD_GOOGLE__{k.upper()}": json.dumps(v) if isinstance(v, list) else str(v)
+        for k, v in section.items()
+    }
+
+
+def test_complete_settings_pass(tmp_path) -> None:
+    sa = tmp_path / "sa.json"
+    sa.write_text("{}")
+    load_settings(None, google_env(COMPLETE | {"service_account_file": str(sa)}))
+    load_settings(None, google_env(COMPLETE | {"play_api_url": "http://127.0.0.1:8091/"}))
 
 
 @pytest.mark.parametrize(
-    ("overrides", "key"),
+    ("overrides", "named"),
     [
         ({"pubsub_audience": ""}, "google.pubsub_audience"),
         ({"pubsub_service_account": ""}, "google.pubsub_service_account"),
-        ({}, "google.service_account_file"),  # the real Play API needs credentials
-        ({"play_api_url": "https://play.example/"}, "google.service_account_file"),
-        ({"play_api_url": "http://127.0.0.1.evil.example/"}, "google.service_account_file"),
+        ({}, "service_account_file is required"),  # the real Play API needs credentials
+        ({"play_api_url": "https://play.example/"}, "service_account_file is required"),
+        ({"play_api_url": "http://127.0.0.1.evil.example/"}, "service_account_file is required"),
     ],
 )
-def test_missing_identity_or_credentials_refuse_to_start(overrides, key) -> None:
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        check_google_settings(GoogleSettings(**(COMPLETE | overrides)))
+def test_missing_identity_or_credentials_refuse_to_start(overrides, named) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, google_env(COMPLETE | overrides))
+    assert named in str(err.value)
+    assert "google" in str(err.value)
 
 
 @pytest.mark.parametrize(

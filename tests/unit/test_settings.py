@@ -38,6 +38,7 @@ def test_relative_paths_are_relative_to_the_config_folder(tmp_path) -> None:
     (tmp_path / "certs/root.der").write_bytes(b"x")
     text = MINIMAL_APPLE + '[server]\ndata_dir = "data"\n'
     text += "[google]\npackage_names = ['p']\npubsub_certs_url = 'file:keys/certs.json'\n"
+    text += "pubsub_audience = 'a'\npubsub_service_account = 'e'\nplay_api_url = 'http://127.0.0.1:1/'\n"
     s = load_settings(write(tmp_path, text), {})
     assert s.apple is not None
     assert s.apple.root_certificates == (tmp_path / "certs/root.der",)
@@ -48,6 +49,7 @@ def test_relative_paths_are_relative_to_the_config_folder(tmp_path) -> None:
 
 def test_missing_store_files_are_reported_by_key(tmp_path) -> None:
     text = MINIMAL_APPLE + "[google]\npackage_names = ['p']\nservice_account_file = 'sa.json'\n"
+    text += "pubsub_audience = 'a'\npubsub_service_account = 'e'\n"
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, text), {})
     assert "apple.root_certificates.0: file not found" in str(err.value)
@@ -62,6 +64,9 @@ def test_environment_overrides_and_url_shortcuts(tmp_path) -> None:
             "RECEIPTD_SERVER__PORT": "9100",
             "RECEIPTD_CUSTOMERS__TRANSFER_POLICY": "keep",
             "RECEIPTD_GOOGLE__PACKAGE_NAMES": '["com.example.app"]',
+            "RECEIPTD_GOOGLE__PUBSUB_AUDIENCE": "https://receiptd.example/webhooks/google",
+            "RECEIPTD_GOOGLE__PUBSUB_SERVICE_ACCOUNT": "push@example.iam.gserviceaccount.com",
+            "RECEIPTD_GOOGLE__PLAY_API_URL": "http://127.0.0.1:9/",
             "DATABASE_URL": "postgresql://db/x",
             "REDIS_URL": "off",
         },
