@@ -26,6 +26,7 @@ import aiohttp
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
 
+from receipts import jws_speed
 from receipts.apple import AppleVerifier
 from receipts.testing.apple_ca import TestCA
 from receipts.testing.apple_scenarios import AppleScenario, Lifecycle
@@ -139,7 +140,9 @@ def main() -> int:
         print(f"signing {args.n} notifications (not timed)…", flush=True)
         bodies = make_bodies(ca, args.n)
         warmup, measured = bodies[: min(200, args.n // 10)], bodies
-        lib = library_rate(ca, measured)
+        lib = library_rate(ca, measured)  # the library as shipped: the baseline
+        cached = cached_rate(ca, measured)
+        jws_speed.install()
         ours = cached_rate(ca, measured)
 
         config = write_config(tmp, tmp / "ca", args.port)
@@ -174,7 +177,8 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores; n={args.n}, concurrency={args.concurrency}")
     print(f"{'measure':<52}{'per second':>12}")
     print(f"{'library verify only (3 JWS/notification, 1 thread)':<52}{lib:>12.0f}")
-    print(f"{'receiptd verifier with chain cache (1 thread)':<52}{ours:>12.0f}")
+    print(f"{'receiptd verifier, chain cache only (1 thread)':<52}{cached:>12.0f}")
+    print(f"{'  + fast base64url check (as served, 1 thread)':<52}{ours:>12.0f}")
     print(f"{'end to end: HTTP → verified → committed':<52}{rate:>12.0f}")
     print(f"ratio end-to-end / library verify-only: {rate / lib:.2f}")
     print(f"ratio cached verifier / library verify-only: {ours / lib:.2f}")
