@@ -35,6 +35,7 @@ test: check
 bench: install
 	$(BIN)/python bench/apple_ingest.py
 	$(BIN)/python bench/google_ingest.py
+	$(BIN)/python bench/google_play_client.py
 
 clean:
 	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache
