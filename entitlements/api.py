@@ -41,6 +41,17 @@ def app_user_id_from(request: web.Request) -> str:
     return app_user_id_from_value(request.match_info["app_user_id"])
 
 
+def json_object(body: bytes, error: type[Exception] = InvalidRequest) -> dict[str, Any]:
+    """A request body that must be one JSON object; `error` (a 400 class) otherwise."""
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise error("body is not JSON") from None
+    if not isinstance(document, dict):
+        raise error("body must be a JSON object")
+    return document
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(
         status=status,

@@ -3,13 +3,18 @@ to the user (under the transfer policy) and answer with the customer object."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import structlog
 from aiohttp import web
 
-from entitlements.api import SERVICE, app_user_id_from_value, customer_payload, json_response
+from entitlements.api import (
+    SERVICE,
+    app_user_id_from_value,
+    customer_payload,
+    json_object,
+    json_response,
+)
 from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
 from purchases.apple import apple_purchase_events
@@ -25,12 +30,7 @@ STORES = ("app_store", "play_store")
 
 def parse_submission(body: bytes) -> dict[str, Any]:
     """The JSON object of a submission with a valid app_user_id and store (400 otherwise)."""
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("body is not JSON") from None
-    if not isinstance(document, dict):
-        raise InvalidRequest("body must be a JSON object")
+    document = json_object(body)
     app_user_id = document.get("app_user_id")
     if not isinstance(app_user_id, str):
         raise InvalidRequest("app_user_id is required")

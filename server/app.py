@@ -23,7 +23,7 @@ from purchases import api as purchase_api
 from server import ops
 from server.app_keys import CACHE, EXECUTOR, HTTP, SETTINGS
 from server.auth import Authenticator
-from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.embedded import EmbeddedRedis, database_url
 from server.google_store import google_ctx
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
@@ -83,26 +83,21 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    url = settings.database.url.get_secret_value()
-    embedded = None
-    if not url:
-        embedded = EmbeddedPostgres(settings.server.data_dir)
-        url = await embedded.start()
-    try:
+    configured = settings.database.url.get_secret_value()
+    async with database_url(configured, settings.server.data_dir) as url:
         pool = await asyncpg.create_pool(
             url,
             min_size=settings.database.pool_min_size,
             max_size=settings.database.pool_max_size,
             command_timeout=settings.database.command_timeout,
         )
-        async with pool.acquire() as conn:
-            await migrate(conn)
-        app[ops.POOL] = pool
-        yield
-        await pool.close()
-    finally:
-        if embedded is not None:
-            await embedded.stop()
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            app[ops.POOL] = pool
+            yield
+        finally:
+            await pool.close()
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:

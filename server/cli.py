@@ -12,7 +12,7 @@ from aiohttp import web
 
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
-from server.embedded import EmbeddedPostgres
+from server.embedded import database_url
 from server.migrations import migrate
 
 
@@ -73,19 +73,12 @@ def _serve(settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    url = settings.database.url.get_secret_value()
-    embedded = None
-    if not url:
-        embedded = EmbeddedPostgres(settings.server.data_dir)
-        url = await embedded.start()
-    try:
+    configured = settings.database.url.get_secret_value()
+    async with database_url(configured, settings.server.data_dir) as url:
         conn = await asyncpg.connect(url)
         try:
             applied = await migrate(conn)
         finally:
             await conn.close()
-    finally:
-        if embedded is not None:
-            await embedded.stop()
     print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema up to date")
     return 0

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,3 +142,17 @@ async def _redis_answers(url: str) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def database_url(configured: str, data_dir: Path) -> AsyncIterator[str]:
+    """The configured PostgreSQL URL, or the embedded server's (started and stopped here)."""
+    if configured:
+        yield configured
+        return
+    embedded = EmbeddedPostgres(data_dir)
+    url = await embedded.start()
+    try:
+        yield url
+    finally:
+        await embedded.stop()

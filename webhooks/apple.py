@@ -6,17 +6,15 @@ apply it in one transaction, answer 200 only after commit. Rejected input change
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import structlog
 from aiohttp import web
 
-from entitlements.api import SERVICE
+from entitlements.api import SERVICE, json_object
 from entitlements.errors import StoreNotConfigured
-from entitlements.model import EventKind, Status, Store, StoreEvent
+from entitlements.model import Status, Store, StoreEvent
 from entitlements.repository import NotificationRow
-from receipts.apple import AppleVerifier, AppStoreServerClient, notification_events, purchase_event
+from receipts.apple import AppleVerifier, AppStoreServerClient, notification_events
+from receipts.apple.api import status_events
 from receipts.errors import MalformedPayload, VerificationFailed
 
 log = structlog.get_logger(__name__)
@@ -32,13 +30,7 @@ _IGNORED_TYPES = frozenset({"TEST"})
 
 def signed_payload_of(body: bytes) -> str:
     """The `signedPayload` string of an Apple notification body (400 otherwise)."""
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedPayload("body is not JSON") from None
-    if not isinstance(document, dict):
-        raise MalformedPayload("body must be a JSON object")
-    signed = document.get("signedPayload")
+    signed = json_object(body, MalformedPayload).get("signedPayload")
     if not isinstance(signed, str) or not signed:
         raise MalformedPayload("body has no signedPayload string")
     return signed
@@ -106,16 +98,6 @@ async def with_grace_period_end(
     statuses = await client.get_all_subscription_statuses(
         event.purchase_id, environment_hint=event.environment
     )
-    refreshed = [
-        purchase_event(
-            s.transaction,
-            s.renewal,
-            kind=EventKind.STATE_REFRESHED,
-            status=s.status,
-            environment=s.environment,
-        )
-        for s in statuses
-        if s.transaction is not None or s.renewal is not None
-    ]
+    refreshed = status_events(statuses)
     log.info("apple_grace_period_refreshed", original_transaction_id=event.purchase_id)
     return events + [e for e in refreshed if e.purchase_id == event.purchase_id]

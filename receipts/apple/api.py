@@ -56,6 +56,21 @@ class SubscriptionStatus:
     environment: str
 
 
+def status_events(statuses: list[SubscriptionStatus]) -> list[StoreEvent]:
+    """StoreEvents for Get All Subscription Statuses items (renewal info + store status)."""
+    return [
+        purchase_event(
+            item.transaction,
+            item.renewal,
+            kind=EventKind.STATE_REFRESHED,
+            status=item.status,
+            environment=item.environment,
+        )
+        for item in statuses
+        if item.transaction is not None or item.renewal is not None
+    ]
+
+
 def make_auth_token(
     *,
     issuer_id: str,
@@ -184,19 +199,7 @@ class AppStoreServerClient:
         )
         events = [transaction_event(transaction)]
         events += [transaction_event(t) for t in history]
-        for item in statuses:
-            if item.transaction is None and item.renewal is None:
-                continue
-            events.append(
-                purchase_event(
-                    item.transaction,
-                    item.renewal,
-                    kind=EventKind.STATE_REFRESHED,
-                    status=item.status,
-                    environment=item.environment,
-                )
-            )
-        return events
+        return events + status_events(statuses)
 
     # --- response handling ---------------------------------------------------------------
 
