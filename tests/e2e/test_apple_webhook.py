@@ -4,7 +4,7 @@ verifier path), applied to real PostgreSQL/Redis, read back through GET /v1/cust
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -47,6 +47,27 @@ async def journal(database_url: str) -> list[asyncpg.Record]:
         return await conn.fetch("SELECT * FROM store_notifications ORDER BY id")
     finally:
         await conn.close()
+
+
+ENTITLEMENT_FIELDS = {
+    "active",
+    "status",
+    "period_type",
+    "will_renew",
+    "expires_at",
+    "grace_period_expires_at",
+    "product_id",
+    "store",
+    "is_sandbox",
+    "purchased_at",
+    "unsubscribe_detected_at",
+    "billing_issue_detected_at",
+    "revoked_at",
+}
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
 def iso(when) -> str:
@@ -141,15 +162,24 @@ async def test_subscription_lifecycle(apple_client, apple_ca, clock, name) -> No
     got = (await customer(apple_client, s.state.user))["entitlements"]["premium"]
     for field, value in expected.items():
         assert got[field] == value, (name, field, got)
-    # Fields the contract fixes for every store subscription.
+    # Every field the contract names, each consistent with the lifecycle's signed data.
+    assert set(got) == ENTITLEMENT_FIELDS
     assert got["store"] == "app_store"
     assert got["is_sandbox"] is True
-    assert got["expires_at"] == iso(
-        s.state.expires_ms
-        and __import__("datetime").datetime.fromtimestamp(
-            s.state.expires_ms / 1000, tz=clock.now.tzinfo
-        )
-    )
+    assert got["product_id"] == s.state.product
+    assert got["expires_at"] == iso(from_ms(s.state.expires_ms))
+    assert got["purchased_at"] == iso(from_ms(s.state.purchased_ms))
+    assert (got["revoked_at"] is not None) == (got["status"] == "revoked")
+    assert (got["grace_period_expires_at"] is not None) == (got["status"] == "grace_period")
+    if got["status"] in ("active", "grace_period", "billing_retry"):
+        # will_renew also reads false once revoked or expired; while live it mirrors the
+        # auto-renew switch, whose turning off is what unsubscribe_detected_at records.
+        assert (got["unsubscribe_detected_at"] is not None) == (not got["will_renew"])
+    in_billing_trouble = got["status"] in ("grace_period", "billing_retry")
+    if in_billing_trouble:
+        assert got["billing_issue_detected_at"] is not None
+    assert got["active"] == (got["status"] in ("active", "grace_period"))
+    assert got["period_type"] in ("trial", "intro", "normal")
 
 
 async def test_field_by_field_after_cancel(apple_client, apple_ca, clock) -> None:
