@@ -85,7 +85,7 @@ async def test_wrong_issuer_audience_or_expired_is_401(jwks_client, identity_pro
 
 
 async def test_token_signed_by_an_unpublished_key_is_401(jwks_client, identity_provider) -> None:
-    keys, state, _ = identity_provider
+    _, state, _ = identity_provider
     stranger = {"rsa-x": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
     resp = await jwks_client.get("/v1/customers/u-1", headers=auth(token(stranger, "rsa-x")))
     assert resp.status == 401
