@@ -13,6 +13,7 @@ import pytest
 from receipts.testing.apple_ca import TestCA
 from receipts.testing.apple_scenarios import EVENTS
 from tests.conftest import READER_KEY, auth
+from tests.contract import ENTITLEMENT_FIELDS
 from tests.e2e.apple_helpers import PRODUCT, apple_config, scenario
 from tests.proxy import TcpProxy
 
@@ -47,23 +48,6 @@ async def journal(database_url: str) -> list[asyncpg.Record]:
         return await conn.fetch("SELECT * FROM store_notifications ORDER BY id")
     finally:
         await conn.close()
-
-
-ENTITLEMENT_FIELDS = {
-    "active",
-    "status",
-    "period_type",
-    "will_renew",
-    "expires_at",
-    "grace_period_expires_at",
-    "product_id",
-    "store",
-    "is_sandbox",
-    "purchased_at",
-    "unsubscribe_detected_at",
-    "billing_issue_detected_at",
-    "revoked_at",
-}
 
 
 def from_ms(value: int) -> datetime:

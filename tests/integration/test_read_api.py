@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from entitlements.api import SERVICE
 from entitlements.model import PeriodType, Status
 from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.contract import ENTITLEMENT_FIELDS
 from tests.factories import subscription_event
 
 
@@ -30,23 +31,6 @@ async def seed(client, clock, **kwargs) -> None:
     service = client.app[SERVICE]
     event = subscription_event(purchased_at=clock.now - timedelta(days=1), **kwargs)
     await service.ingest(None, [event], submitted_by=kwargs.get("app_user_id") or "u-1")
-
-
-ENTITLEMENT_FIELDS = {
-    "active",
-    "status",
-    "period_type",
-    "will_renew",
-    "expires_at",
-    "grace_period_expires_at",
-    "product_id",
-    "store",
-    "is_sandbox",
-    "purchased_at",
-    "unsubscribe_detected_at",
-    "billing_issue_detected_at",
-    "revoked_at",
-}
 
 
 async def test_unknown_customer_reads_as_empty(client) -> None:
