@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= demo/receiptd.toml
 
-.PHONY: install run test check format bench clean
+.PHONY: install run test test-clocks check format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,64 @@ format: install
 
 test: check
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory test-clocks
+
+# The clock check (tests/conftest.py): a representative subset (the Google and Apple
+# webhook/purchase flows, the read API, the pure state machine and access rules) run three
+# more times. Tests date store data from the injected clock, so they must pass with it
+# decades ahead or behind (the Apple test CA is valid 2000-2099), and with the HOST clock a
+# year ahead, which catches any test or helper that still reads the wall clock for store
+# data while the injected clock stays pinned. The host clock is moved with the prebuilt
+# libfaketime.so.1 of the `libfaketime` test dependency. DONT_FAKE_MONOTONIC=1 is needed:
+# with a faked monotonic clock pg_ctl (the embedded PostgreSQL start) never returns.
+CLOCK_TESTS := \
+	tests/unit/test_state.py \
+	tests/unit/test_access.py \
+	tests/integration/test_read_api.py::test_unknown_customer_reads_as_empty \
+	tests/integration/test_read_api.py::test_active_subscription_field_by_field \
+	tests/integration/test_read_api.py::test_active_is_evaluated_at_request_time \
+	tests/integration/test_read_api.py::test_grace_period_is_active_until_grace_ends \
+	tests/integration/test_read_api.py::test_single_entitlement_endpoint \
+	tests/e2e/test_google_webhook.py::test_subscription_lifecycles \
+	tests/e2e/test_google_webhook.py::test_grace_then_on_hold_then_expired_read_back \
+	tests/e2e/test_google_webhook.py::test_revoked_revokes_even_while_the_api_says_active \
+	tests/e2e/test_google_webhook.py::test_voided_subscription_revokes_whatever_the_api_says \
+	tests/e2e/test_google_webhook.py::test_upgrade_chain_supersedes_the_old_token \
+	tests/e2e/test_google_webhook.py::test_unauthenticated_pushes_are_401_and_store_nothing \
+	tests/e2e/test_google_webhook.py::test_test_notification_and_refund_review_are_ignored_and_journaled \
+	tests/e2e/test_google_products_and_acks.py::test_one_time_non_consumable_grants_for_life_and_is_acknowledged \
+	tests/e2e/test_google_products_and_acks.py::test_pending_product_then_cancelled_never_grants \
+	tests/e2e/test_google_products_and_acks.py::test_paid_product_read_as_cancelled_is_revoked \
+	'tests/e2e/test_google_products_and_acks.py::test_voided_one_time_product[1-processed-False]' \
+	tests/e2e/test_google_products_and_acks.py::test_new_subscription_is_acknowledged_with_its_line_item_product \
+	tests/e2e/test_google_products_and_acks.py::test_failed_acknowledgement_is_kept_and_retried_later \
+	tests/e2e/test_google_products_and_acks.py::test_acknowledgement_is_abandoned_after_the_three_day_window \
+	tests/e2e/test_google_purchases.py::test_subscription_is_validated_linked_and_acknowledged \
+	tests/e2e/test_google_purchases.py::test_one_time_product_without_a_type_falls_back_to_products_get \
+	'tests/e2e/test_apple_webhook.py::test_subscription_lifecycle[fail-grace]' \
+	'tests/e2e/test_apple_webhook.py::test_subscription_lifecycle[expire-voluntary]' \
+	'tests/e2e/test_apple_webhook.py::test_subscription_lifecycle[refund-reversed]' \
+	tests/e2e/test_apple_webhook.py::test_field_by_field_after_cancel \
+	tests/e2e/test_apple_webhook.py::test_grace_period_fields \
+	tests/e2e/test_apple_webhook.py::test_refund_sets_revoked_at \
+	tests/e2e/test_apple_webhook.py::test_late_notification_is_processed_and_changes_nothing \
+	tests/e2e/test_apple_purchases.py::test_signed_transaction_is_verified_linked_and_answered \
+	tests/e2e/test_apple_purchases.py::test_transaction_id_pulls_status_and_full_history \
+	tests/e2e/test_apple_purchases.py::test_grace_period_without_end_date_is_completed_from_the_status_api
+FAKETIME_SO := import importlib.util as u, pathlib as p; \
+	print(p.Path(u.find_spec("libfaketime").origin).parent / "vendor/libfaketime/src/libfaketime.so.1")
+
+test-clocks: install
+	@echo "clock check 1/3: injected clock in 2071"
+	@RECEIPTD_TEST_NOW=2071-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
+	@echo "clock check 2/3: injected clock in 2003"
+	@RECEIPTD_TEST_NOW=2003-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
+	@echo "clock check 3/3: host clock a year ahead (libfaketime), injected clock as pinned"
+	@set -e; lib=$$($(BIN)/python -c '$(FAKETIME_SO)'); \
+	fake="env LD_PRELOAD=$$lib FAKETIME=+365d DONT_FAKE_MONOTONIC=1"; \
+	ahead=$$(( $$($$fake $(BIN)/python -c 'import time; print(int(time.time()))') - $$(date +%s) )); \
+	test $$ahead -gt $$((364 * 86400)) || { echo "libfaketime is not in effect"; exit 1; }; \
+	$$fake $(BIN)/pytest -q $(CLOCK_TESTS)
 
 bench: install
 	$(BIN)/python bench/apple_ingest.py

@@ -92,8 +92,8 @@ def prepare(fake: FakePlay, label: str, n: int) -> list[dict[str, Any]]:
         fake.set_subscription(
             PACKAGE, token, subscription_purchase("active", now=now, user=f"u-{label}-{i}")
         )
-        note = subscription_notification(PACKAGE, token, RENEWED)
-        bodies.append(push_envelope(note, f"m-{label}-{i}"))
+        note = subscription_notification(PACKAGE, token, RENEWED, event_time=now)
+        bodies.append(push_envelope(note, f"m-{label}-{i}", publish_time=now))
     return bodies
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ def _simulate_apple(args: argparse.Namespace) -> int:
             args.dir / "apple-ca",
             args.dir / "apple-simulate.json",
             environment=args.environment,
+            now=datetime.now(UTC),  # the demo drives a service running in real time
         )
     )
     return _report(result)
@@ -87,6 +89,7 @@ def _simulate_google(args: argparse.Namespace) -> int:
             args.dir / "google",
             args.play_port,
             args.dir / "google-simulate.json",
+            now=datetime.now(UTC),  # the demo drives a service running in real time
         )
     )
     return _report(result)

@@ -1,5 +1,10 @@
 """Shared fixtures: real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are
-set), a migrated template database cloned per test, a settable clock, and an app client."""
+set), a migrated template database cloned per test, a settable clock, and an app client.
+
+The clock starts at RECEIPTD_TEST_NOW (ISO 8601 with a UTC offset, e.g. 2071-03-01T00:00:00Z),
+else at DEFAULT_TEST_NOW. Tests date their store data from it, never from the wall clock, so
+`make test-clocks` can run them with the clock decades ahead or behind.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,31 @@ ADMIN_KEY = "test-admin-key-0123456789"
 READER_KEY = "test-reader-key-0123456789"
 WRITER_KEY = "test-writer-key-0123456789"
 USER_TOKEN_SECRET = "test-user-token-secret-0123456789abcdef"
+DEFAULT_TEST_NOW = "2026-11-25T10:00:00Z"
+TEST_NOW_VARIABLE = "RECEIPTD_TEST_NOW"
+
+
+def clock_start() -> datetime:
+    """The injected clock's first instant: $RECEIPTD_TEST_NOW, else DEFAULT_TEST_NOW."""
+    raw = os.environ.get(TEST_NOW_VARIABLE) or DEFAULT_TEST_NOW
+    try:
+        start = datetime.fromisoformat(raw)
+    except ValueError:
+        start = None
+    if start is None or start.tzinfo is None:
+        raise pytest.UsageError(
+            f"{TEST_NOW_VARIABLE}={raw!r}: expected ISO 8601 with an offset, "
+            "e.g. 2071-03-01T00:00:00Z"
+        )
+    return start.astimezone(UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    clock_start()  # a malformed RECEIPTD_TEST_NOW stops the run before any test
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"injected clock starts at {clock_start().isoformat()} (${TEST_NOW_VARIABLE})"
 
 
 def with_database(url: str, name: str) -> str:
@@ -126,7 +156,7 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC))
+    return Clock(clock_start())
 
 
 def base_config(database_url: str, redis_url: str, data_dir: Path) -> dict[str, Any]:

@@ -382,9 +382,13 @@ async def simulate(  # noqa: PLR0917 - the CLI contract names these six position
     bundle_id: str = DEFAULT_BUNDLE_ID,
     app_apple_id: int | None = 1234567890,
     environment: str = "Sandbox",
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> dict[str, Any]:
-    """Build the notification for `event`, POST it to `<url>/webhooks/apple`, return the answer.
+    """Build the notification for `event` at `now`, POST it to `<url>/webhooks/apple`, return
+    the answer.
+
+    `now` dates the signed data: the CLI passes the wall clock (it drives a service running
+    in real time), tests pass their injected clock.
 
     The answer is `{"http_status", "response", "original_transaction_id", "hint"?}`; `hint`
     explains that a non-UUID user cannot be carried as appAccountToken.
@@ -394,7 +398,7 @@ async def simulate(  # noqa: PLR0917 - the CLI contract names these six position
     scenario = AppleScenario(
         ca, lifecycle, bundle_id=bundle_id, app_apple_id=app_apple_id, environment=environment
     )
-    body = scenario.body(event, now or dt.datetime.now(dt.UTC))
+    body = scenario.body(event, now)
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
         aiohttp.ClientSession(timeout=timeout) as session,

@@ -165,6 +165,9 @@ class FakePlay:
         return hashlib.sha256(b"fake-play-access-token:" + material).digest()
 
     def _issue(self, lifetime: int) -> str:
+        # Access tokens use the real clock on purpose: google-auth, in the service, dates the
+        # token it caches (`expires_in`) by the real clock, so the fake must judge it by the
+        # same clock. Auth material, not store data: purchase bodies come from the caller.
         expiry = str(int(time.time()) + lifetime)
         mac = hmac.new(self._secret(), expiry.encode(), hashlib.sha256).hexdigest()[:32]
         return f"ya29.fake.{expiry}.{mac}"

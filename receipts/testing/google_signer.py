@@ -4,6 +4,11 @@
 OIDC signer (its certificate is served in the oauth2/v1/certs format), `service_account`
 plays our Play Developer API service account (its JSON key points `token_uri` at a fake
 token endpoint). Nothing here is secure; it exists for tests and the offline demo.
+
+Times: push bodies (publishTime, eventTimeMillis) are store data and take their time from
+the caller (a test's injected clock). Auth material alone reads the real clock: the OIDC
+token's iat/exp are checked by google-auth against the real clock, whatever the service's
+injected clock says.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +50,9 @@ class RsaKey:
         """A fresh 2048-bit key and a certificate valid from yesterday for ten years."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        # Real clock: auth material, not store data. google-auth reads only the public key
+        # from this certificate (it never checks the validity dates), so the dates matter to
+        # no verification; they are merely plausible.
         now = datetime.now(UTC)
         cert = (
             x509.CertificateBuilder()
@@ -91,7 +100,7 @@ class GoogleTestKeys:
     @classmethod
     def generate(cls) -> GoogleTestKeys:
         """Fresh keys with distinct kids."""
-        suffix = base64.b32encode(time.time_ns().to_bytes(8, "big")).decode().strip("=").lower()
+        suffix = base64.b32encode(secrets.token_bytes(8)).decode().strip("=").lower()
         return cls(
             RsaKey.generate(f"oidc-{suffix}", "receiptd fake Google OIDC"),
             RsaKey.generate(f"sa-{suffix}", "receiptd fake service account"),
@@ -143,6 +152,8 @@ class GoogleTestKeys:
         a negative `expires_in` makes an expired token.
         """
         signer_key = key or self.oidc
+        # Real clock on purpose: the service verifies iat/exp with google-auth, which compares
+        # them with the real clock, not with the service's injected clock.
         now = int(time.time())
         claims: dict[str, Any] = {
             "aud": audience,
@@ -201,16 +212,17 @@ def push_envelope(
     notification: dict[str, Any] | bytes,
     message_id: str,
     *,
-    publish_time: datetime | None = None,
+    publish_time: datetime,
     subscription: str = DEMO_SUBSCRIPTION,
     attributes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Pub/Sub push body (wrapped format) as Pub/Sub sends it: both id spellings.
 
+    `publish_time` is required: pass the test's clock (store data, never the wall clock).
     `notification` bytes are sent as they are (for poison tests); a dict is JSON-encoded.
     """
     raw = notification if isinstance(notification, bytes) else json.dumps(notification).encode()
-    published = (publish_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    published = publish_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     message: dict[str, Any] = {
         "data": base64.b64encode(raw).decode(),
         "messageId": message_id,
@@ -223,12 +235,11 @@ def push_envelope(
     return {"message": message, "subscription": subscription}
 
 
-def _developer_notification(package: str, event_time: datetime | None) -> dict[str, Any]:
-    at = event_time or datetime.now(UTC)
+def _developer_notification(package: str, event_time: datetime) -> dict[str, Any]:
     return {
         "version": "1.0",
         "packageName": package,
-        "eventTimeMillis": str(int(at.timestamp() * 1000)),
+        "eventTimeMillis": str(int(event_time.timestamp() * 1000)),
     }
 
 
@@ -237,8 +248,8 @@ def subscription_notification(
     token: str,
     notification_type: int,
     *,
+    event_time: datetime,
     subscription_id: str | None = None,
-    event_time: datetime | None = None,
 ) -> dict[str, Any]:
     """A DeveloperNotification with a subscriptionNotification (legacy subscriptionId optional)."""
     body: dict[str, Any] = {
@@ -252,7 +263,7 @@ def subscription_notification(
 
 
 def one_time_notification(
-    package: str, token: str, sku: str, notification_type: int = 1
+    package: str, token: str, sku: str, notification_type: int = 1, *, event_time: datetime
 ) -> dict[str, Any]:
     """A DeveloperNotification with a oneTimeProductNotification (1 purchased, 2 cancelled)."""
     body = {
@@ -261,11 +272,17 @@ def one_time_notification(
         "purchaseToken": token,
         "sku": sku,
     }
-    return _developer_notification(package, None) | {"oneTimeProductNotification": body}
+    return _developer_notification(package, event_time) | {"oneTimeProductNotification": body}
 
 
 def voided_notification(
-    package: str, token: str, order_id: str, *, product_type: int = 1, refund_type: int = 1
+    package: str,
+    token: str,
+    order_id: str,
+    *,
+    event_time: datetime,
+    product_type: int = 1,
+    refund_type: int = 1,
 ) -> dict[str, Any]:
     """A DeveloperNotification with a voidedPurchaseNotification (product type 1 = subscription)."""
     body = {
@@ -274,9 +291,10 @@ def voided_notification(
         "productType": product_type,
         "refundType": refund_type,
     }
-    return _developer_notification(package, None) | {"voidedPurchaseNotification": body}
+    return _developer_notification(package, event_time) | {"voidedPurchaseNotification": body}
 
 
-def console_test_notification(package: str) -> dict[str, Any]:
+def console_test_notification(package: str, *, event_time: datetime) -> dict[str, Any]:
     """The notification Play Console sends with "Send test notification"."""
-    return _developer_notification(package, None) | {"testNotification": {"version": "1.0"}}
+    test = {"testNotification": {"version": "1.0"}}
+    return _developer_notification(package, event_time) | test

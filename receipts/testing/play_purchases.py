@@ -2,6 +2,8 @@
 
 Shapes follow the androidpublisher v3 discovery document bundled with
 google-api-python-client. Used by the fake Play API, the unit tests and the simulator.
+Every time in a body is derived from the caller's `now` (or `purchase_time`): tests pass
+their injected clock, never the wall clock, so the service's clock and the store's agree.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def _money(units: str) -> dict[str, Any]:
 def subscription_purchase(
     state: str,
     *,
+    now: datetime,
     product_id: str = "premium_monthly",
-    now: datetime | None = None,
     start: datetime | None = None,
     expiry: datetime | None = None,
     order_id: str | None = "GPA.3300-1111-2222-33333",
@@ -68,13 +70,13 @@ def subscription_purchase(
 ) -> dict[str, Any]:
     """A SubscriptionPurchaseV2 in one of SUBSCRIPTION_STATES.
 
-    Defaults make sense per state: an active subscription started a day ago and expires in
-    29 days; grace ends in 3 days; on hold and expired ended yesterday; pending has no
-    startTime nor order. `offer_phase` is one of base, trial, intro, proration or None.
+    Times are relative to `now` (required: the caller's clock). Defaults make sense per
+    state: an active subscription started a day ago and expires in 29 days; grace ends in
+    3 days; on hold and expired ended yesterday; pending has no startTime nor order.
+    `offer_phase` is one of base, trial, intro, proration or None.
     """
     if state not in _STATE_NAMES:
         raise ValueError(f"unknown subscription state {state!r}")
-    now = now or datetime.now(UTC)
     pending = state in {"pending", "pending_canceled"}
     if expiry is None:
         expiry = {
@@ -153,8 +155,8 @@ def subscription_purchase(
 def product_purchase(
     product_id: str = "lifetime_unlock",
     *,
+    purchase_time: datetime,
     purchase_state: int = 0,
-    purchase_time: datetime | None = None,
     order_id: str = "GPA.3300-4444-5555-66666",
     test_purchase: bool = False,
     user: str | None = None,
@@ -162,11 +164,11 @@ def product_purchase(
     consumed: bool = False,
     quantity: int | None = None,
 ) -> dict[str, Any]:
-    """A ProductPurchase (v1): purchaseState 0 purchased, 1 cancelled, 2 pending."""
-    at = purchase_time or datetime.now(UTC)
+    """A ProductPurchase (v1) bought at `purchase_time` (required: the caller's clock);
+    purchaseState 0 purchased, 1 cancelled, 2 pending."""
     body: dict[str, Any] = {
         "kind": "androidpublisher#productPurchase",
-        "purchaseTimeMillis": str(int(at.timestamp() * 1000)),
+        "purchaseTimeMillis": str(int(purchase_time.timestamp() * 1000)),
         "purchaseState": purchase_state,
         "consumptionState": int(consumed),
         "developerPayload": "",

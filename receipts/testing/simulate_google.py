@@ -22,7 +22,7 @@ import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +90,13 @@ async def simulate(  # noqa: PLR0917  # the signature the CLI was promised
     package: str = DEMO_PACKAGE,
     audience: str | None = None,
     push_email: str = DEMO_PUSH_EMAIL,
-    now: datetime | None = None,
+    now: datetime,
 ) -> dict[str, Any]:
-    """Send one simulated RTDN for `user`'s subscription to `product`; return the answer.
+    """Send one simulated RTDN for `user`'s subscription to `product` at `now`; return the
+    answer.
+
+    `now` dates the simulated purchase and notification: the CLI passes the wall clock (it
+    drives a service running in real time), tests pass their injected clock.
 
     The result is `{"http_status", "answer" (the service's JSON), "event",
     "notification_type", "purchase_token", "acknowledged"}`. Raises ValueError for an
@@ -100,7 +104,6 @@ async def simulate(  # noqa: PLR0917  # the signature the CLI was promised
     """
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}; one of: {', '.join(EVENTS)}")
-    now = now or datetime.now(UTC)
     ensure_demo_files(keys_dir, play_port)
     keys = GoogleTestKeys.load(keys_dir)
     state_path = state_file or keys_dir / "google_simulation.json"
@@ -111,11 +114,13 @@ async def simulate(  # noqa: PLR0917  # the signature the CLI was promised
     body = _purchase_body(record, user, product, now)
     token = record["token"]
     if event == "voided":
-        notification = voided_notification(package, token, _order_id(record), product_type=1)
+        notification = voided_notification(
+            package, token, _order_id(record), event_time=now, product_type=1
+        )
         code = None
     else:
         code = _CHANGES[event][0] if event in _CHANGES else 4
-        notification = subscription_notification(package, token, code)
+        notification = subscription_notification(package, token, code, event_time=now)
     envelope = push_envelope(notification, f"sim-{uuid.uuid4().hex[:16]}", publish_time=now)
     endpoint = url.rstrip("/") + "/webhooks/google"
     push_token = keys.sign_push_token(audience or endpoint, push_email)

@@ -1,11 +1,13 @@
 """Shared set-up for Google Play end-to-end tests: a fake Play API (which also serves the
 test OIDC certificates) on 127.0.0.1, a service account whose token_uri is the fake, and
-signed Pub/Sub pushes."""
+signed Pub/Sub pushes. Store data (purchases, notifications, pushes) is dated by the test's
+injected clock; only the push's OIDC token reads the real clock (google-auth checks it)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,11 @@ async def push(
     keys: GoogleTestKeys,
     notification: dict[str, Any] | bytes,
     message_id: str | None = None,
+    *,
+    at: datetime,
 ) -> tuple[int, dict[str, Any]]:
-    """POST a signed push of `notification`; returns (status, JSON body)."""
-    body = push_envelope(notification, message_id or f"m-{uuid.uuid4().hex}")
+    """POST a signed push of `notification`, published `at`; returns (status, JSON body)."""
+    body = push_envelope(notification, message_id or f"m-{uuid.uuid4().hex}", publish_time=at)
     resp = await client.post("/webhooks/google", json=body, headers=push_headers(keys))
     return resp.status, await resp.json()
 
@@ -114,6 +118,7 @@ def sub(clock, state: str, token: str = "tok-a", **kw: Any) -> dict[str, Any]:
 async def notify(client, fake, keys, clock, code, state, token="tok-a", **kw) -> dict[str, Any]:
     """Make the Play API say `state` for `token`, push notification `code`; expect 200."""
     fake.set_subscription(PACKAGE, token, sub(clock, state, token, **kw))
-    status, body = await push(client, keys, subscription_notification(PACKAGE, token, code))
+    note = subscription_notification(PACKAGE, token, code, event_time=clock.now)
+    status, body = await push(client, keys, note, at=clock.now)
     assert status == 200, body
     return body

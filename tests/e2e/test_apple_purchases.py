@@ -83,6 +83,8 @@ def signed_tx(
 
 
 def user_token(sub: str) -> str:
+    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
+    # the injected one. An auth token, not store data.
     return jwt.encode(
         {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
         USER_TOKEN_SECRET,

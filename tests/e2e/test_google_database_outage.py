@@ -23,7 +23,8 @@ async def test_database_down_is_503_and_the_redelivery_is_processed(
         fake_play.set_subscription(
             PACKAGE, "tok-db", sub(clock, "active", "tok-db", acknowledged=False)
         )
-        envelope = push_envelope(subscription_notification(PACKAGE, "tok-db", 4), "m-db-down")
+        note = subscription_notification(PACKAGE, "tok-db", 4, event_time=clock.now)
+        envelope = push_envelope(note, "m-db-down", publish_time=clock.now)
         await proxy.down()
         resp = await client.post(
             "/webhooks/google", json=envelope, headers=push_headers(google_keys)

@@ -48,6 +48,8 @@ async def submit(client, payload: dict[str, Any], headers=None) -> tuple[int, di
 
 
 def user_token(sub: str) -> dict[str, str]:
+    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
+    # the injected one. An auth token, not store data.
     token = jwt.encode(
         {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
         USER_TOKEN_SECRET,
@@ -88,7 +90,9 @@ async def test_subscription_is_validated_linked_and_acknowledged(
 async def test_one_time_product_without_a_type_falls_back_to_products_get(
     google_client, fake_play, clock
 ) -> None:
-    fake_play.set_product(PACKAGE, LIFETIME, "p-1", product_purchase(LIFETIME))
+    fake_play.set_product(
+        PACKAGE, LIFETIME, "p-1", product_purchase(LIFETIME, purchase_time=clock.now)
+    )
     status, got = await submit(google_client, body(LIFETIME, "p-1"))
     assert status == 200, got
     assert got["entitlements"]["premium"]["expires_at"] is None
@@ -103,7 +107,8 @@ async def test_one_time_product_without_a_type_falls_back_to_products_get(
 async def test_declared_or_consumable_products_are_read_directly(
     google_client, fake_play, clock, product, extra
 ) -> None:
-    fake_play.set_product(PACKAGE, product, "p-2", product_purchase(product, acknowledged=True))
+    purchase = product_purchase(product, purchase_time=clock.now, acknowledged=True)
+    fake_play.set_product(PACKAGE, product, "p-2", purchase)
     status, got = await submit(google_client, body(product, "p-2", **extra))
     assert status == 200, got
     assert api_paths(fake_play) == ["products"]
@@ -111,7 +116,8 @@ async def test_declared_or_consumable_products_are_read_directly(
 
 
 async def test_rejections(google_client, fake_play, clock) -> None:
-    fake_play.set_subscription(PACKAGE, "tok-y", subscription_purchase("active", product_id=YEARLY))
+    yearly = subscription_purchase("active", now=clock.now, product_id=YEARLY)
+    fake_play.set_subscription(PACKAGE, "tok-y", yearly)
     cases = [
         (body(**{"package_name": "com.other.app"}), 422, "product_not_configured"),
         (body("com.unknown.product"), 422, "product_not_configured"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -115,7 +115,8 @@ async def _check_lifecycle(client, fake, keys, clock, name, steps, expected) -> 
         clock.advance(hours=1)
         purchase = sub(clock, state, token, **(kw | {"user": user}))
         fake.set_subscription(PACKAGE, token, purchase)
-        body = await push(client, keys, subscription_notification(PACKAGE, token, code))
+        note = subscription_notification(PACKAGE, token, code, event_time=clock.now)
+        body = await push(client, keys, note, at=clock.now)
         assert body == (200, {"status": "processed"}), (name, code)
     got = await customer(client, user)
     if expected is None:  # never paid: never an entitlement
@@ -200,8 +201,11 @@ async def test_voided_subscription_revokes_whatever_the_api_says(
 ) -> None:
     await notify(google_client, fake_play, google_keys, clock, 4, "active")
     clock.advance(hours=1)
-    voided = voided_notification(PACKAGE, "tok-a", "GPA.1", product_type=1)
-    assert await push(google_client, google_keys, voided) == (200, {"status": "processed"})
+    voided = voided_notification(PACKAGE, "tok-a", "GPA.1", event_time=clock.now, product_type=1)
+    assert await push(google_client, google_keys, voided, at=clock.now) == (
+        200,
+        {"status": "processed"},
+    )
     premium = (await customer(google_client, USER))["entitlements"]["premium"]
     assert (premium["status"], premium["revoked_at"]) == ("revoked", iso(clock.now))
 
@@ -214,8 +218,11 @@ async def test_voided_during_a_play_api_outage_still_revokes(
 ) -> None:
     await notify(google_client, fake_play, google_keys, clock, 4, "active")
     fake_play.deny = True  # every Play API call now fails
-    voided = voided_notification(PACKAGE, "tok-a", "GPA.1", product_type=1)
-    assert await push(google_client, google_keys, voided) == (200, {"status": "processed"})
+    voided = voided_notification(PACKAGE, "tok-a", "GPA.1", event_time=clock.now, product_type=1)
+    assert await push(google_client, google_keys, voided, at=clock.now) == (
+        200,
+        {"status": "processed"},
+    )
     assert (await customer(google_client, USER))["entitlements"]["premium"]["active"] is False
 
 
@@ -282,7 +289,7 @@ async def test_unauthenticated_pushes_are_401_and_store_nothing(
         "wrong_issuer": lambda: sign(AUDIENCE, PUSH_EMAIL, issuer="https://evil.example"),
         "expired": lambda: sign(AUDIENCE, PUSH_EMAIL, expires_in=-3600),
     }
-    body = push_envelope(subscription_notification(PACKAGE, "tok-a", 4), "m-auth")
+    body = push_envelope(_note(clock.now), "m-auth", publish_time=clock.now)
     for case in AUTH_CASES:
         bearer = tokens[case]() if case in tokens else None
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
@@ -297,32 +304,35 @@ async def test_unauthenticated_pushes_are_401_and_store_nothing(
     assert list(fake_play.api_requests()) == []
     assert (await customer(google_client, USER))["entitlements"] == {}
     # The same push, properly signed, goes through: the cases above failed for their reason.
-    assert await push(google_client, google_keys, _note(), "m-auth") == (
+    assert await push(google_client, google_keys, _note(clock.now), "m-auth", at=clock.now) == (
         200,
         {"status": "processed"},
     )
 
 
-def _note() -> dict[str, Any]:
-    return subscription_notification(PACKAGE, "tok-a", 4)
+def _note(at: datetime) -> dict[str, Any]:
+    return subscription_notification(PACKAGE, "tok-a", 4, event_time=at)
 
 
 def _raw_envelope(data: str) -> dict[str, Any]:
     return {"message": {"data": data, "messageId": "m-poison"}, "subscription": "s"}
 
 
-def _poison_bodies() -> dict[str, tuple[dict[str, Any], str | None]]:
+def _poison_bodies(at: datetime) -> dict[str, tuple[dict[str, Any], str | None]]:
     def env(data: dict[str, Any] | bytes, case: str) -> dict[str, Any]:
-        return push_envelope(data, f"m-{case}")
+        return push_envelope(data, f"m-{case}", publish_time=at)
 
-    no_token = _note() | {"subscriptionNotification": {"notificationType": 4}}
+    no_token = _note(at) | {"subscriptionNotification": {"notificationType": 4}}
     return {
         "bad_base64": (_raw_envelope("%%%% not base64 %%%%"), None),
         "bad_json": (env(b"{not json", "bad_json"), "bad JSON"),
         "not_object": (env(b"[1, 2]", "not_object"), "not a JSON object"),
         "no_data": ({"message": {"messageId": "m-no_data"}}, "no data"),
         "unknown_package": (
-            env(subscription_notification("com.other.app", "tok-a", 4), "unknown_package"),
+            env(
+                subscription_notification("com.other.app", "tok-a", 4, event_time=at),
+                "unknown_package",
+            ),
             "unknown package",
         ),
         "no_known_block": (
@@ -334,10 +344,10 @@ def _poison_bodies() -> dict[str, tuple[dict[str, Any], str | None]]:
 
 
 async def test_poison_is_journaled_and_answered_rejected(
-    google_client, fake_play, google_keys, database_url
+    google_client, fake_play, google_keys, clock, database_url
 ) -> None:
     headers = {"Authorization": f"Bearer {google_keys.sign_push_token(AUDIENCE, PUSH_EMAIL)}"}
-    poison = _poison_bodies()
+    poison = _poison_bodies(clock.now)
     for case, (body, _) in poison.items():
         resp = await google_client.post("/webhooks/google", json=body, headers=headers)
         assert (resp.status, await resp.json()) == (200, {"status": "rejected"}), case
@@ -373,16 +383,20 @@ async def test_test_notification_and_refund_review_are_ignored_and_journaled(
     google_client,
     fake_play,
     google_keys,
+    clock,
     database_url,
 ) -> None:
     review = {
         "version": "1.0",
         "packageName": PACKAGE,
-        "eventTimeMillis": "1764064800000",
+        "eventTimeMillis": str(int(clock.now.timestamp() * 1000)),
         "pendingRefundReviewNotification": {"pendingRefundToken": "r-1", "orderId": "GPA.9"},
     }
-    for note in (console_test_notification(PACKAGE), review):
-        assert await push(google_client, google_keys, note) == (200, {"status": "ignored"})
+    for note in (console_test_notification(PACKAGE, event_time=clock.now), review):
+        assert await push(google_client, google_keys, note, at=clock.now) == (
+            200,
+            {"status": "ignored"},
+        )
     journal = await rows(database_url, "SELECT * FROM store_notifications ORDER BY id")
     assert [(r["notification_type"], r["result"]) for r in journal] == [
         ("TEST", "ignored"),
@@ -395,10 +409,14 @@ async def test_unknown_purchase_token_is_rejected(
     google_client,
     fake_play,
     google_keys,
+    clock,
     database_url,
 ) -> None:
-    note = subscription_notification(PACKAGE, "tok-unknown", 4)
-    assert await push(google_client, google_keys, note) == (200, {"status": "rejected"})
+    note = subscription_notification(PACKAGE, "tok-unknown", 4, event_time=clock.now)
+    assert await push(google_client, google_keys, note, at=clock.now) == (
+        200,
+        {"status": "rejected"},
+    )
     [row] = await rows(database_url, "SELECT * FROM store_notifications")
     assert (row["result"], row["reason"]) == ("rejected", "purchase not found")
 
@@ -411,10 +429,12 @@ async def test_duplicate_message_id_does_not_call_the_play_api_again(
     database_url,
 ) -> None:
     fake_play.set_subscription(PACKAGE, "tok-a", sub(clock, "active"))
-    note = subscription_notification(PACKAGE, "tok-a", 4)
-    assert await push(google_client, google_keys, note, "m-dup") == (200, {"status": "processed"})
+    note = _note(clock.now)
+    first = await push(google_client, google_keys, note, "m-dup", at=clock.now)
+    assert first == (200, {"status": "processed"})
     calls = len(list(fake_play.api_requests()))
-    assert await push(google_client, google_keys, note, "m-dup") == (200, {"status": "duplicate"})
+    again = await push(google_client, google_keys, note, "m-dup", at=clock.now)
+    assert again == (200, {"status": "duplicate"})
     assert len(list(fake_play.api_requests())) == calls
     assert len(await rows(database_url, "SELECT * FROM store_notifications")) == 1
 
@@ -433,8 +453,7 @@ async def test_play_api_outage_is_503_nothing_stored_and_redelivery_processed(
 ) -> None:
     fake_play.set_subscription(PACKAGE, "tok-a", sub(clock, "active"))
     fake_play.fail(status, times=4)  # every attempt of the client's retries
-    note = subscription_notification(PACKAGE, "tok-a", 4)
-    envelope = push_envelope(note, "m-outage")
+    envelope = push_envelope(_note(clock.now), "m-outage", publish_time=clock.now)
     headers = {"Authorization": f"Bearer {google_keys.sign_push_token(AUDIENCE, PUSH_EMAIL)}"}
     resp = await google_client.post("/webhooks/google", json=envelope, headers=headers)
     assert resp.status == 503
@@ -464,8 +483,8 @@ async def test_the_canonical_log_line_carries_ids_not_tokens(
     secret_token = "tok-" + "s3cr3t" * 10
     fake_play.set_subscription(PACKAGE, secret_token, sub(clock, "active", acknowledged=False))
     with capture_logs() as logs:
-        note = subscription_notification(PACKAGE, secret_token, 4)
-        await push(google_client, google_keys, note, "m-log")
+        note = subscription_notification(PACKAGE, secret_token, 4, event_time=clock.now)
+        await push(google_client, google_keys, note, "m-log", at=clock.now)
     [line] = [e for e in logs if e["event"] == "google_notification"]
     assert line["message_id"] == "m-log"
     assert line["result"] == "processed"

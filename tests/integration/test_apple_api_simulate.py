@@ -75,4 +75,4 @@ async def test_non_uuid_user_gets_a_hint(tmp_path: Path, receiver: tuple[str, li
 
 async def test_unknown_event(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown Apple event"):
-        await simulate("explode", USER, "p", "http://127.0.0.1:9", tmp_path / "ca", None)
+        await simulate("explode", USER, "p", "http://127.0.0.1:9", tmp_path / "ca", None, now=NOW)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -16,6 +15,7 @@ from receipts.google.play import AccessTokens, PlayAccessDenied, PlayClient
 from receipts.google.translate import is_gone, needs_acknowledgement, subscription_events
 from receipts.testing.fake_play import FakePlay, product_purchase, subscription_purchase
 from receipts.testing.google_signer import GoogleTestKeys
+from tests.conftest import Clock
 
 PKG = "com.example.app"
 TOKEN = "opaque.token/with+odd=chars:and spaces"  # exercises URL quoting
@@ -61,9 +61,9 @@ def _client(
 
 
 async def test_get_subscription_with_service_account_token(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    body = subscription_purchase("active", user="u-1", acknowledged=False)
+    body = subscription_purchase("active", now=clock.now, user="u-1", acknowledged=False)
     fake.set_subscription(PKG, TOKEN, body)
     client = _client(fake, keys, session)
     got = await client.get_subscription(PKG, TOKEN)
@@ -76,25 +76,27 @@ async def test_get_subscription_with_service_account_token(
         f"/androidpublisher/v3/applications/{PKG}/purchases/subscriptionsv2/tokens/{TOKEN}"
     )
     assert all(r.authorized for r in fake.api_requests())
-    [event] = subscription_events(4, TOKEN, got, PKG, datetime.now(UTC))
+    [event] = subscription_events(4, TOKEN, got, PKG, clock.now)
     assert event.status is Status.ACTIVE
     assert needs_acknowledgement(got)
 
 
 async def test_concurrent_calls_share_one_token_refresh(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     client = _client(fake, keys, session)
     await asyncio.gather(*(client.get_subscription(PKG, "t") for _ in range(20)))
     assert fake.token_requests == 1
 
 
 async def test_acknowledge_subscription_and_product_are_recorded(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, TOKEN, subscription_purchase("active", acknowledged=False))
-    fake.set_product(PKG, "lifetime_unlock", "p-tok", product_purchase())
+    fake.set_subscription(
+        PKG, TOKEN, subscription_purchase("active", now=clock.now, acknowledged=False)
+    )
+    fake.set_product(PKG, "lifetime_unlock", "p-tok", product_purchase(purchase_time=clock.now))
     client = _client(fake, keys, session)
     await client.acknowledge_subscription(PKG, "premium_monthly", TOKEN)
     await client.acknowledge_product(PKG, "lifetime_unlock", "p-tok")
@@ -109,9 +111,9 @@ async def test_acknowledge_subscription_and_product_are_recorded(
 
 
 async def test_acknowledging_unknown_subscription_is_not_found(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     client = _client(fake, keys, session)
     with pytest.raises(PurchaseNotFound):
         await client.acknowledge_subscription(PKG, "other_product", "t")
@@ -119,9 +121,9 @@ async def test_acknowledging_unknown_subscription_is_not_found(
 
 
 async def test_retries_then_succeeds(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     fake.fail(503, times=2)
     fake.fail(429, times=1)
     client = _client(fake, keys, session, attempts=4)
@@ -131,9 +133,9 @@ async def test_retries_then_succeeds(
 
 @pytest.mark.parametrize("status", [503, 500, 429])
 async def test_retries_are_bounded_then_store_unavailable(
-    status: int, fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    status: int, fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     fake.fail(status, times=100)
     client = _client(fake, keys, session, attempts=3)
     with pytest.raises(StoreUnavailable) as info:
@@ -144,9 +146,9 @@ async def test_retries_are_bounded_then_store_unavailable(
 
 
 async def test_timeout_is_retried_then_store_unavailable(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     fake.fail(0, times=2)  # stall twice
     client = _client(fake, keys, session, attempts=2, timeout=0.1)
     started = time.monotonic()
@@ -170,13 +172,13 @@ async def test_unreachable_api_is_store_unavailable(
 
 
 async def test_gone_subscription_is_expired_marker(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
     fake.gone.add("old")
     client = _client(fake, keys, session)
     body = await client.get_subscription(PKG, "old")
     assert is_gone(body)
-    [event] = subscription_events(13, "old", body, PKG, datetime.now(UTC))
+    [event] = subscription_events(13, "old", body, PKG, clock.now)
     assert event.status is Status.EXPIRED
     with pytest.raises(PurchaseNotFound):  # 410 means "gone" only for subscriptions
         await client.get_product(PKG, "lifetime_unlock", "old")
@@ -207,9 +209,9 @@ async def test_denied_is_access_denied_not_retried(
 
 
 async def test_unauthenticated_refreshes_once_then_access_denied(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     fake.fail(401, times=1)
     client = _client(fake, keys, session)
     assert (await client.get_subscription(PKG, "t"))["subscriptionState"].endswith("ACTIVE")
@@ -237,10 +239,10 @@ async def test_anonymous_must_be_explicit(session: aiohttp.ClientSession) -> Non
 
 
 async def test_latency_is_not_serialised(
-    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession
+    fake: FakePlay, keys: GoogleTestKeys, session: aiohttp.ClientSession, clock: Clock
 ) -> None:
     """20 reads at 50 ms each complete in about one delay, not twenty: nothing blocks."""
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     client = _client(fake, keys, session)
     await client.get_subscription(PKG, "t")  # token fetched
     fake.delay = 0.05

@@ -16,6 +16,7 @@ from googleapiclient.errors import HttpError
 from receipts.google.play import SCOPE
 from receipts.testing.fake_play import FakePlay, product_purchase, subscription_purchase
 from receipts.testing.google_signer import GoogleTestKeys
+from tests.conftest import Clock
 
 PKG = "com.example.app"
 
@@ -51,10 +52,12 @@ def service(fake: FakePlay, keys: GoogleTestKeys) -> Iterator[Any]:
     http.http.close()
 
 
-async def test_official_client_reads_and_acknowledges(fake: FakePlay, service: Any) -> None:
-    body = subscription_purchase("grace", acknowledged=False, linked_token="older")
+async def test_official_client_reads_and_acknowledges(
+    fake: FakePlay, service: Any, clock: Clock
+) -> None:
+    body = subscription_purchase("grace", now=clock.now, acknowledged=False, linked_token="older")
     fake.set_subscription(PKG, "tok/1", body)
-    fake.set_product(PKG, "lifetime_unlock", "p1", product_purchase())
+    fake.set_product(PKG, "lifetime_unlock", "p1", product_purchase(purchase_time=clock.now))
     purchases = service.purchases()
 
     def calls() -> tuple[Any, Any]:
@@ -103,8 +106,8 @@ async def test_official_client_parses_google_error_bodies(fake: FakePlay, servic
     assert gone.value.status_code == 410
 
 
-async def test_official_client_retries_on_503(fake: FakePlay, service: Any) -> None:
-    fake.set_subscription(PKG, "t", subscription_purchase("active"))
+async def test_official_client_retries_on_503(fake: FakePlay, service: Any, clock: Clock) -> None:
+    fake.set_subscription(PKG, "t", subscription_purchase("active", now=clock.now))
     fake.fail(503, times=1)
     purchases = service.purchases()
 

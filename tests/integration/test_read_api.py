@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import jwt
@@ -19,11 +19,18 @@ from tests.factories import subscription_event
 
 
 def user_token(sub: str, *, secret: str = USER_TOKEN_SECRET, exp_in: int = 600) -> str:
+    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
+    # the injected one. An auth token, not store data.
     return jwt.encode(
         {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + exp_in},
         secret,
         algorithm="HS256",
     )
+
+
+def iso(when: datetime) -> str:
+    """The contract's timestamp format (RFC 3339, UTC, seconds)."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def seed(client, clock, **kwargs) -> None:
@@ -33,13 +40,13 @@ async def seed(client, clock, **kwargs) -> None:
     await service.ingest(None, [event], submitted_by=kwargs.get("app_user_id") or "u-1")
 
 
-async def test_unknown_customer_reads_as_empty(client) -> None:
+async def test_unknown_customer_reads_as_empty(client, clock) -> None:
     resp = await client.get("/v1/customers/nobody", headers=auth(READER_KEY))
     assert resp.status == 200
     body = await resp.json()
     assert body == {
         "app_user_id": "nobody",
-        "as_of": "2026-11-25T10:00:00Z",
+        "as_of": iso(clock.now),
         "suspended": False,
         "entitlements": {},
         "subscriptions": [],
@@ -59,12 +66,12 @@ async def test_active_subscription_field_by_field(client, clock) -> None:
         "status": "active",
         "period_type": "trial",
         "will_renew": True,
-        "expires_at": "2026-12-24T10:00:00Z",
+        "expires_at": iso(clock.now + timedelta(days=29)),  # bought a day ago, for 30 days
         "grace_period_expires_at": None,
         "product_id": "com.example.premium.monthly",
         "store": "app_store",
         "is_sandbox": False,
-        "purchased_at": "2026-11-24T10:00:00Z",
+        "purchased_at": iso(clock.now - timedelta(days=1)),
         "unsubscribe_detected_at": None,
         "billing_issue_detected_at": None,
         "revoked_at": None,
@@ -82,7 +89,7 @@ async def test_active_is_evaluated_at_request_time(client, clock) -> None:
     assert body["entitlements"]["premium"]["will_renew"] is False
     clock.advance(days=31)  # past expires_at; served from the cache, still recomputed
     body = await (await client.get("/v1/customers/u-1", headers=auth(READER_KEY))).json()
-    assert body["as_of"] == "2026-12-26T10:00:00Z"
+    assert body["as_of"] == iso(clock.now)
     assert body["entitlements"]["premium"]["active"] is False
     assert body["entitlements"]["premium"]["status"] == "expired"
 
@@ -101,8 +108,8 @@ async def test_grace_period_is_active_until_grace_ends(client, clock) -> None:
     premium = body["entitlements"]["premium"]
     assert premium["status"] == "grace_period"
     assert premium["active"] is True
-    assert premium["grace_period_expires_at"] == "2026-11-28T10:00:00Z"
-    assert premium["billing_issue_detected_at"] == "2026-11-24T10:00:00Z"
+    assert premium["grace_period_expires_at"] == iso(grace_end)
+    assert premium["billing_issue_detected_at"] == iso(clock.now - timedelta(days=1))
     clock.advance(days=4)
     body = await (await client.get("/v1/customers/u-1", headers=auth(READER_KEY))).json()
     assert body["entitlements"]["premium"]["active"] is False
@@ -116,7 +123,7 @@ async def test_single_entitlement_endpoint(client, clock) -> None:
         "entitlement": "premium",
         "active": True,
         "status": "active",
-        "expires_at": "2026-12-24T10:00:00Z",
+        "expires_at": iso(clock.now + timedelta(days=29)),
     }
     resp = await client.get("/v1/customers/u-1/entitlements/pro", headers=auth(READER_KEY))
     assert await resp.json() == {

@@ -1,5 +1,8 @@
 """App user tokens verified against a JWKS served over HTTP on 127.0.0.1 (RS256 and ES256):
-cached, refetched on an unknown key id, wrong issuer/audience/expiry refused."""
+cached, refetched on an unknown key id, wrong issuer/audience/expiry refused.
+
+Token `exp` claims use the real clock on purpose: the service checks them with PyJWT against
+the real clock, not the injected one (auth tokens, not store data)."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from receipts.testing.google_signer import (
 )
 
 PKG = "com.example.app"
+AT = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # a fixed instant: nothing here reads a clock
 
 
 def _body(envelope: dict[str, object]) -> bytes:
@@ -27,7 +28,7 @@ def _body(envelope: dict[str, object]) -> bytes:
 
 
 def test_real_envelope_with_both_spellings() -> None:
-    note = subscription_notification(PKG, "tok-1", 4)
+    note = subscription_notification(PKG, "tok-1", 4, event_time=AT)
     at = datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=UTC)
     msg = parse_push(_body(push_envelope(note, "m-1", publish_time=at)))
     assert msg.message_id == "m-1"
@@ -102,7 +103,9 @@ def test_nanosecond_publish_time() -> None:
 
 
 def test_classify_subscription_with_legacy_subscription_id() -> None:
-    note = subscription_notification(PKG, "tok", 12, subscription_id="premium_monthly")
+    note = subscription_notification(
+        PKG, "tok", 12, event_time=AT, subscription_id="premium_monthly"
+    )
     c = classify(note, {PKG})
     assert c.category is Category.SUBSCRIPTION
     assert (c.notification_type, c.purchase_token, c.product_id) == (12, "tok", "premium_monthly")
@@ -111,22 +114,25 @@ def test_classify_subscription_with_legacy_subscription_id() -> None:
 
 
 def test_classify_string_notification_type() -> None:
-    note = subscription_notification(PKG, "tok", 2)
+    note = subscription_notification(PKG, "tok", 2, event_time=AT)
     note["subscriptionNotification"]["notificationType"] = "2"
     assert classify(note, {PKG}).notification_type == 2
 
 
 def test_classify_one_time_voided_test_and_refund_review() -> None:
-    one = classify(one_time_notification(PKG, "t1", "coins_100", 2), {PKG})
+    one = classify(one_time_notification(PKG, "t1", "coins_100", 2, event_time=AT), {PKG})
     assert (one.category, one.product_id, one.notification_type) == (
         Category.ONE_TIME,
         "coins_100",
         2,
     )
-    voided = classify(voided_notification(PKG, "t2", "GPA.1", product_type=2, refund_type=2), [PKG])
+    voided_note = voided_notification(
+        PKG, "t2", "GPA.1", event_time=AT, product_type=2, refund_type=2
+    )
+    voided = classify(voided_note, [PKG])
     assert voided.category is Category.VOIDED
     assert (voided.order_id, voided.voided_product_type, voided.refund_type) == ("GPA.1", 2, 2)
-    assert classify(console_test_notification(PKG), {PKG}).category is Category.TEST
+    assert classify(console_test_notification(PKG, event_time=AT), {PKG}).category is Category.TEST
     review = {
         "version": "1.0",
         "packageName": PKG,
@@ -145,7 +151,7 @@ def test_classify_one_time_voided_test_and_refund_review() -> None:
 @pytest.mark.parametrize(
     ("notification", "reason"),
     [
-        (subscription_notification("com.other.app", "t", 4), "unknown package"),
+        (subscription_notification("com.other.app", "t", 4, event_time=AT), "unknown package"),
         ({"version": "1.0"}, "no packageName"),
         ({"packageName": PKG}, "no known notification block"),
         (
