@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
 from entitlements.errors import InvalidRequest, UnknownEntitlement
+from entitlements.model import is_app_user_id
 from entitlements.permissions import caller
 from entitlements.service import EntitlementService
 
@@ -22,14 +22,10 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 
 routes = web.RouteTableDef()
 
-# App user ids: what apps use in practice (UUIDs, numeric ids, RevenueCat-style
-# "$RCAnonymousID:…", emails) without path separators, spaces or control characters.
-_APP_USER_ID = re.compile(r"^[A-Za-z0-9._:@$+\-=~|]{1,200}$")
-
 
 def app_user_id_from_value(value: str) -> str:
     """A validated app user id (400 on bad characters or length)."""
-    if not _APP_USER_ID.match(value):
+    if not is_app_user_id(value):
         raise InvalidRequest(
             "app_user_id must be 1-200 characters of A-Z a-z 0-9 . _ : @ $ + - = ~ |"
         )

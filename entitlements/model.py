@@ -6,10 +6,20 @@ codes are translated into them inside `receipts/`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+# App user ids: what apps use in practice (UUIDs, numeric ids, RevenueCat-style
+# "$RCAnonymousID:…", emails) without path separators, spaces or control characters.
+_APP_USER_ID = re.compile(r"^[A-Za-z0-9._:@$+\-=~|]{1,200}$")
+
+
+def is_app_user_id(value: str) -> bool:
+    """Whether `value` can name a customer (and so be read back at /v1/customers/{id})."""
+    return bool(_APP_USER_ID.match(value))
 
 
 class Store(StrEnum):
@@ -91,15 +101,19 @@ class EventKind(StrEnum):
 class TransactionFacts:
     """One store transaction (Apple transaction, Google line item/order) as last signed.
 
-    `signed_at` versions this transaction's data: of two copies of the same
+    Two clocks, never compared with each other (see `StoreEvent`): `signed_at` is on the
+    statement clock and versions this transaction's data: of two copies of the same
     `transaction_id`, the later-signed one is the truth (a refund adds `revoked_at`, a
-    refund reversal removes it, a renewal extension moves `expires_at`).
+    refund reversal removes it, a renewal extension moves `expires_at`). `purchased_at`,
+    `expires_at` and `revoked_at` are the store's own times, shown to clients.
+    `first_stated_at` is kept by `apply`: the earliest statement (statement clock) that
+    carried this transaction, so a store verdict can be compared with it on one clock.
     """
 
     transaction_id: str
     product_id: str
     kind: PurchaseKind
-    purchased_at: datetime
+    purchased_at: datetime | None  # None: not paid yet (a pending purchase has no start)
     signed_at: datetime
     expires_at: datetime | None = None  # None: never expires (non-consumables)
     original_purchased_at: datetime | None = None
@@ -107,11 +121,13 @@ class TransactionFacts:
     revocation_reason: str | None = None
     period_type: PeriodType = PeriodType.NORMAL
     ownership: Ownership = Ownership.PURCHASED
+    first_stated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RenewalFacts:
-    """The store's renewal intent for a subscription, as last signed."""
+    """The store's renewal intent for a subscription, as last signed (`signed_at`: the
+    statement clock)."""
 
     signed_at: datetime
     will_renew: bool
@@ -122,16 +138,48 @@ class RenewalFacts:
     expiration_reason: str | None = None
 
 
+class Flag(StrEnum):
+    """Conditions whose detection time is shown (contract §3)."""
+
+    UNSUBSCRIBE = "unsubscribe"  # auto-renew turned off
+    BILLING_ISSUE = "billing_issue"  # a renewal charge failed
+
+
+@dataclass(frozen=True, slots=True)
+class FlagStatement:
+    """The store says a condition was set (or cleared) at `at`, a time of its own clock.
+
+    Apple: the renewal info's / notification's signedDate. Google: a user cancellation's
+    cancelTime, or the eventTimeMillis of a notification whose type states the change
+    (SUBSCRIPTION_CANCELED, SUBSCRIPTION_IN_GRACE_PERIOD, SUBSCRIPTION_RECOVERED, …): a Play
+    read shows the state *now*, so it cannot say when a condition began.
+    """
+
+    flag: Flag
+    is_set: bool
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class StoreEvent:
     """One verified statement of a store about one purchase, in our words.
 
     `purchase_id` is the stable key of the purchase: Apple's `originalTransactionId`,
-    Google's `purchaseToken`. `occurred_at` is when the store said it (Apple's signedDate,
-    the time we read Google's API); it orders statements about the same purchase.
+    Google's `purchaseToken`.
+
+    Times come from two clocks that are never compared with each other:
+    - the *statement clock* orders statements about one purchase: `occurred_at` (and the
+      facts' `signed_at`). Apple: the signedDate (Apple's clock). Google: the moment this
+      host read the Play Developer API, whose answers carry no time of their own; Play
+      reads are only ever compared with other Play reads.
+    - the *store's times* are facts shown to clients: purchase, expiry, revocation times,
+      and the `flags` statements (auto-renew off, billing issue), each at a time of the
+      store's own clock (Apple: signedDate; Google: a cancelTime or the notification's
+      eventTimeMillis), so a late delivery or a replay yields the same record.
+
     `status` is the store's own verdict when it gives one (Apple `data.status`, Google
-    `subscriptionState`). `revoke` is a revocation stated by the notification itself
-    (Google SUBSCRIPTION_REVOKED, voided purchases); it is sticky.
+    `subscriptionState`). `revoked_at` is a revocation stated by the notification itself
+    (Google SUBSCRIPTION_REVOKED, voided purchases), at the store's time; it is sticky.
     """
 
     store: Store
@@ -142,7 +190,8 @@ class StoreEvent:
     transaction: TransactionFacts | None = None
     renewal: RenewalFacts | None = None
     status: Status | None = None
-    revoke: bool = False
+    revoked_at: datetime | None = None
+    flags: tuple[FlagStatement, ...] = ()
     app_user_id: str | None = None  # link hint: Apple appAccountToken, Google obfuscated id
     supersedes: str | None = None  # Google linkedPurchaseToken: the purchase this one replaces
     environment: str | None = None
@@ -154,7 +203,8 @@ class FlagHistory:
     """When a boolean condition (auto-renew off, billing issue) was first seen set.
 
     Kept so that the answer does not depend on the order statements arrive in: the
-    detection time is the earliest `set` statement newer than the latest `clear` one.
+    detection time is the earliest `set` statement newer than the latest `clear` one. Every
+    time here is the store's own (see `FlagStatement`), so they compare on one clock.
     """
 
     cleared_at: datetime | None = None
@@ -175,7 +225,7 @@ class PurchaseState:
     renewal: RenewalFacts | None = None
     store_status: Status | None = None
     store_status_at: datetime | None = None
-    revoked_at: datetime | None = None  # sticky revocation stated by a notification
+    revoked_at: datetime | None = None  # sticky revocation stated by a notification (store time)
     supersedes: str | None = None
     superseded_by: str | None = None
     environment: str | None = None

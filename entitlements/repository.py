@@ -47,8 +47,8 @@ FROM grants WHERE app_user_id = $1 ORDER BY id
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
     (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
-     payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     payload, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (store, message_id) DO NOTHING
 RETURNING id
 """
@@ -135,8 +135,12 @@ async def _customer_record(
     )
 
 
-async def insert_notification(conn: asyncpg.Connection, row: NotificationRow) -> bool:
-    """Journal a notification; False when this store message id was seen before."""
+async def insert_notification(
+    conn: asyncpg.Connection, row: NotificationRow, received_at: datetime
+) -> bool:
+    """Journal a notification with the local time it was received (this host's clock: kept
+    in the journal, never shown as a store fact); False when this store message id was seen
+    before."""
     new_id = await conn.fetchval(
         INSERT_NOTIFICATION,
         row.store.value,
@@ -148,6 +152,7 @@ async def insert_notification(conn: asyncpg.Connection, row: NotificationRow) ->
         row.result,
         row.reason,
         row.payload,
+        received_at,
     )
     return new_id is not None
 

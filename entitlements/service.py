@@ -19,7 +19,7 @@ from entitlements import repository as repo
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.cache import CustomerCache
 from entitlements.errors import DatabaseUnavailable, PurchaseOwnedByAnotherUser
-from entitlements.model import EventKind, PurchaseState, Store, StoreEvent
+from entitlements.model import EventKind, PurchaseState, Store, StoreEvent, is_app_user_id
 from entitlements.state import apply, mark_superseded, view
 
 log = structlog.get_logger(__name__)
@@ -103,7 +103,7 @@ class EntitlementService:
 
         async def work(conn: asyncpg.Connection) -> IngestOutcome:
             async with conn.transaction():
-                if note is not None and not await repo.insert_notification(conn, note):
+                if note is not None and not await repo.insert_notification(conn, note, now):
                     return IngestOutcome(status="duplicate")
                 if also is not None:
                     await also(conn)
@@ -161,8 +161,12 @@ class EntitlementService:
 
         for old_key, new_key in superseded.items():
             previous = locked[old_key]
+            replacing = by_purchase[new_key][-1]
             base = previous.state or PurchaseState(
-                store=old_key[0], purchase_id=old_key[1], is_sandbox=False, updated_at=now
+                store=old_key[0],
+                purchase_id=old_key[1],
+                is_sandbox=replacing.is_sandbox,  # a test purchase replaces a test purchase
+                updated_at=now,
             )
             marked = mark_superseded(base, new_key[1])
             await repo.save_purchase(conn, marked, view(marked), previous.app_user_id)
@@ -188,7 +192,15 @@ class EntitlementService:
         if owner is not None:
             return owner
         hints = [e.app_user_id for e in batch if e.app_user_id]
-        return hints[-1] if hints else None
+        usable = [h for h in hints if is_app_user_id(h)]
+        if len(usable) < len(hints):
+            # A store link hint that no app could read back (Apple appAccountToken is a
+            # UUID; Google's obfuscated id is free text): linking to it would strand the
+            # purchase. Leave it unlinked for the app's submission or linkedPurchaseToken.
+            log.warning(
+                "link_hint_ignored", store=batch[0].store.value, reason="not an app_user_id"
+            )
+        return usable[-1] if usable else None
 
     async def _db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         try:

@@ -4,14 +4,21 @@
 store status) plus sticky revocation, so it is idempotent, and the final state does not
 depend on the order statements arrive in: duplicates and late deliveries converge.
 No I/O, no clock: `now` is passed in where time matters.
+
+One clock per comparison. Statements are ordered on the statement clock (`occurred_at`,
+`signed_at`: Apple's signedDate, or this host's Play read time); the store's own times
+(purchase, expiry, revocation, the flag statements) are shown, and compared only with each
+other, never with a statement time. `entitlements.access` compares store times with the
+request's `now`, which is what the contract's `active` means.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from entitlements.model import (
+    Flag,
     FlagHistory,
     Ownership,
     PeriodType,
@@ -24,7 +31,6 @@ from entitlements.model import (
     TransactionFacts,
 )
 
-_BILLING_ISSUE = frozenset({Status.GRACE_PERIOD, Status.BILLING_RETRY, Status.ON_HOLD})
 _NO_ACCESS_KINDS = frozenset({PurchaseKind.CONSUMABLE})
 
 
@@ -42,31 +48,30 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
             environment=event.environment,
         )
     state = current
+    if event.transaction is not None and not state.transactions:
+        # Until a statement carries a transaction (a placeholder for a replaced token, a
+        # voided notification), the sandbox flag is a guess: the first real one decides.
+        state = replace(state, is_sandbox=event.is_sandbox)
     if event.transaction is not None:
         state = replace(
-            state, transactions=_merge_transaction(state.transactions, event.transaction)
-        )
-    if event.renewal is not None:
-        renewal = _newer_renewal(state.renewal, event.renewal)
-        state = replace(
             state,
-            renewal=renewal,
-            unsubscribe=_observe(
-                state.unsubscribe, event.renewal.signed_at, not event.renewal.will_renew
+            transactions=_merge_transaction(
+                state.transactions, event.transaction, event.occurred_at
             ),
         )
+    if event.renewal is not None:
+        state = replace(state, renewal=_newer_renewal(state.renewal, event.renewal))
     if event.status is not None and _status_is_newer(state, event.occurred_at, event.status):
         state = replace(state, store_status=event.status, store_status_at=event.occurred_at)
-    billing = _billing_observation(event)
-    if billing is not None:
-        state = replace(
-            state, billing_issue=_observe(state.billing_issue, event.occurred_at, billing)
-        )
-    if event.revoke:
-        revoked_at = event.occurred_at
-        if state.revoked_at is not None:
-            revoked_at = min(state.revoked_at, revoked_at)
-        state = replace(state, revoked_at=revoked_at)
+    for statement in event.flags:
+        if statement.flag is Flag.UNSUBSCRIBE:
+            unsubscribe = _observe(state.unsubscribe, statement.at, statement.is_set)
+            state = replace(state, unsubscribe=unsubscribe)
+        else:
+            billing = _observe(state.billing_issue, statement.at, statement.is_set)
+            state = replace(state, billing_issue=billing)
+    if event.revoked_at is not None:
+        state = replace(state, revoked_at=_earliest(state.revoked_at, event.revoked_at))
     if event.supersedes is not None and state.supersedes is None:
         state = replace(state, supersedes=event.supersedes)
     return replace(
@@ -91,22 +96,21 @@ def view(state: PurchaseState) -> PurchaseView:
     """
     latest = state.transactions[0] if state.transactions else None
     renewal = state.renewal
-    revoked_at = state.revoked_at
-    if latest is not None and latest.revoked_at is not None:
-        revoked_at = latest.revoked_at if revoked_at is None else min(revoked_at, latest.revoked_at)
+    # Only the current transaction's revocation counts: the refund of an older period does
+    # not end the current one. A notification's revocation is sticky.
+    revoked_at = _earliest(state.revoked_at, latest.revoked_at if latest is not None else None)
 
     status = _derive_status(state, latest, renewal)
     if revoked_at is not None:
         status = Status.REVOKED
-    elif state.store_status is Status.REVOKED:
-        revoked_at = state.store_status_at
-    elif state.superseded_by is not None:
+    elif state.superseded_by is not None and status is not Status.REVOKED:
         status = Status.EXPIRED
 
     grace = None
     if status is Status.GRACE_PERIOD and renewal is not None:
         grace = renewal.grace_period_expires_at
     kind = latest.kind if latest is not None else PurchaseKind.SUBSCRIPTION
+    will_renew = bool(renewal.will_renew) if renewal is not None else False
     return PurchaseView(
         store=state.store,
         purchase_id=state.purchase_id,
@@ -114,13 +118,17 @@ def view(state: PurchaseState) -> PurchaseView:
         kind=kind,
         status=status,
         period_type=latest.period_type if latest is not None else PeriodType.NORMAL,
-        will_renew=bool(renewal.will_renew) if renewal is not None else False,
+        will_renew=will_renew,
         expires_at=latest.expires_at if latest is not None else None,
         grace_period_expires_at=grace,
         purchased_at=latest.purchased_at if latest is not None else None,
         is_sandbox=state.is_sandbox,
-        unsubscribe_detected_at=_detected(state.unsubscribe),
-        billing_issue_detected_at=_detected(state.billing_issue),
+        # Shown only while they agree with the current state, so that a lost notification
+        # (a re-enable, a recovery) cannot leave a stale detection on a healthy purchase.
+        unsubscribe_detected_at=None if will_renew else _detected(state.unsubscribe),
+        billing_issue_detected_at=(
+            None if status is Status.ACTIVE else _detected(state.billing_issue)
+        ),
         revoked_at=revoked_at if status is Status.REVOKED else None,
         ownership=latest.ownership if latest is not None else Ownership.PURCHASED,
         superseded=state.superseded_by is not None,
@@ -135,25 +143,44 @@ def grants_access(kind: PurchaseKind) -> bool:
 # --- registers -----------------------------------------------------------------------
 
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
 def _transaction_order(t: TransactionFacts) -> tuple[datetime, datetime, str]:
-    """Which transaction is the current one: the latest purchase, then the latest expiry."""
-    expires = t.expires_at or datetime.max.replace(tzinfo=t.purchased_at.tzinfo)
-    return (t.purchased_at, expires, t.transaction_id)
+    """Which transaction is the current one: the latest purchase (store times, compared with
+    each other only), then the latest expiry; not yet paid sorts first."""
+    return (t.purchased_at or _NEVER, t.expires_at or _FOREVER, t.transaction_id)
+
+
+def _first_stated(t: TransactionFacts) -> datetime:
+    return t.first_stated_at or t.signed_at
 
 
 def _version_key(t: TransactionFacts) -> tuple[datetime, bool, str]:
     """Of two copies of one transaction the later-signed wins; ties break on content so
     that the choice is the same whatever order the copies arrive in."""
-    return (t.signed_at, t.revoked_at is not None, repr(t))
+    return (t.signed_at, t.revoked_at is not None, repr(replace(t, first_stated_at=None)))
 
 
 def _merge_transaction(
-    known: tuple[TransactionFacts, ...], incoming: TransactionFacts
+    known: tuple[TransactionFacts, ...], incoming: TransactionFacts, stated_at: datetime
 ) -> tuple[TransactionFacts, ...]:
     by_id = {t.transaction_id: t for t in known}
+    # The earliest statement that carried the transaction: the statement's own time or the
+    # copy's signature, whichever is earlier (both on the statement clock).
+    first = min(stated_at, incoming.signed_at, _first_stated(incoming))
     old = by_id.get(incoming.transaction_id)
-    if old is None or _version_key(incoming) > _version_key(old):
-        by_id[incoming.transaction_id] = incoming
+    if old is not None:
+        first = min(first, _first_stated(old))
+    winner = incoming if old is None or _version_key(incoming) > _version_key(old) else old
+    by_id[incoming.transaction_id] = replace(winner, first_stated_at=first)
     ordered = sorted(by_id.values(), key=_transaction_order, reverse=True)
     return tuple(ordered[: PurchaseState.MAX_TRANSACTIONS])
 
@@ -170,19 +197,8 @@ def _status_is_newer(state: PurchaseState, at: datetime, status: Status) -> bool
     return (at, status.value) > (state.store_status_at, state.store_status.value)
 
 
-def _billing_observation(event: StoreEvent) -> bool | None:
-    """True: the statement shows a billing problem; False: it shows a healthy, paid
-    subscription; None: it says nothing about billing."""
-    if event.status in _BILLING_ISSUE:
-        return True
-    if event.renewal is not None and event.renewal.in_billing_retry:
-        return True
-    if event.status is Status.ACTIVE:
-        return False
-    return None
-
-
 def _observe(history: FlagHistory, at: datetime, is_set: bool) -> FlagHistory:
+    """Record one flag statement; every time compared here is the store's own."""
     if history.cleared_at is not None and at <= history.cleared_at:
         return history  # older than the last "clear": cannot matter any more
     if not is_set:
@@ -198,19 +214,21 @@ def _detected(history: FlagHistory) -> datetime | None:
 def _derive_status(
     state: PurchaseState, latest: TransactionFacts | None, renewal: RenewalFacts | None
 ) -> Status:
-    """The store's own verdict when it is at least as new as the current transaction;
-    otherwise what the renewal facts and the transaction say."""
-    newest_purchase = latest.purchased_at if latest is not None else None
+    """The store's own verdict unless the current transaction was first stated after it
+    (a new period the verdict cannot know about); otherwise what the renewal facts and the
+    transaction say. Both sides of each comparison are on the statement clock, so a
+    pending purchase reads pending whatever the store's purchase time says."""
+    since = _first_stated(latest) if latest is not None else None
     if (
         state.store_status is not None
         and state.store_status_at is not None
-        and (newest_purchase is None or state.store_status_at >= newest_purchase)
+        and (since is None or state.store_status_at >= since)
     ):
         return state.store_status
     if (
         renewal is not None
         and renewal.in_billing_retry
-        and (newest_purchase is None or renewal.signed_at >= newest_purchase)
+        and (since is None or renewal.signed_at >= since)
     ):
         return Status.GRACE_PERIOD if renewal.grace_period_expires_at else Status.BILLING_RETRY
     return Status.ACTIVE

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from entitlements.model import (
     EventKind,
+    Flag,
+    FlagStatement,
     PeriodType,
     PurchaseKind,
     RenewalFacts,
@@ -35,10 +37,23 @@ def subscription_event(
     store: Store = Store.APP_STORE,
     is_sandbox: bool = False,
     purchase_kind: PurchaseKind = PurchaseKind.SUBSCRIPTION,
-    revoke: bool = False,
+    revoked_by_notification_at: datetime | None = None,
     supersedes: str | None = None,
+    flags: tuple[FlagStatement, ...] | None = None,
 ) -> StoreEvent:
+    """By default the flag statements are what Apple would state at the signed time
+    (auto-renew from the renewal intent, billing from the verdict); pass `flags` to state
+    others (Google's come from cancel and event times, not from the read)."""
     signed = signed_at or purchased_at
+    if flags is None:
+        derived = []
+        if purchase_kind is PurchaseKind.SUBSCRIPTION:
+            derived.append(FlagStatement(Flag.UNSUBSCRIBE, not will_renew, signed))
+        if in_billing_retry or status in (Status.GRACE_PERIOD, Status.BILLING_RETRY):
+            derived.append(FlagStatement(Flag.BILLING_ISSUE, True, signed))
+        elif status is Status.ACTIVE:
+            derived.append(FlagStatement(Flag.BILLING_ISSUE, False, signed))
+        flags = tuple(derived)
     return StoreEvent(
         store=store,
         purchase_id=purchase_id,
@@ -67,6 +82,7 @@ def subscription_event(
         else None,
         status=status,
         app_user_id=app_user_id,
-        revoke=revoke,
+        revoked_at=revoked_by_notification_at,
+        flags=flags,
         supersedes=supersedes,
     )

@@ -9,6 +9,7 @@ an outage is a 503 with nothing stored and Pub/Sub's redelivery is processed in 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from receipts.google.notifications import (
     ONE_TIME_PRODUCT_PURCHASED,
     REFUND_TYPE_FULL,
     REFUND_TYPE_PARTIAL,
+    SUBSCRIPTION_REVOKED,
     VOIDED_PRODUCT_TYPE_SUBSCRIPTION,
 )
 from receipts.google.translate import Category, Notification, classify, parse_push, voided_event
@@ -88,6 +90,8 @@ async def _handle(request: web.Request, google: GooglePlay, line: dict[str, Any]
         line["reason"] = message.poison_reason
         return await _journal(service, note(None, "rejected", message.poison_reason))
     n = classify(message.notification, google.package_names)
+    # Google's time of the event: eventTimeMillis, else when Pub/Sub published it.
+    n = replace(n, event_time=n.event_time or message.publish_time)
     line.update(
         category=n.category.value,
         package_name=n.package_name,
@@ -96,6 +100,10 @@ async def _handle(request: web.Request, google: GooglePlay, line: dict[str, Any]
     if n.category is Category.POISON:
         line["reason"] = n.poison_reason
         return await _journal(service, note(n, "rejected", n.poison_reason))
+    if n.event_time is None and _revokes(n):
+        # A revocation is shown at the store's time; with none, there is nothing to record.
+        line["reason"] = "no event time"
+        return await _journal(service, note(n, "rejected", "no event time"))
     if n.category is Category.TEST:
         return await _journal(service, note(n, "ignored", "test notification"))
     if n.category is Category.PENDING_REFUND_REVIEW:
@@ -143,7 +151,12 @@ async def _read(
     try:
         if n.category is Category.SUBSCRIPTION:
             read = await read_subscription(
-                google, package, token, now, notification_type=n.notification_type
+                google,
+                package,
+                token,
+                now,
+                notification_type=n.notification_type,
+                event_time=n.event_time,
             )
             return read, "processed", None
         if n.category is Category.ONE_TIME:
@@ -160,7 +173,14 @@ async def _read(
     revocation = [voided] if voided is not None else []
     if n.voided_product_type == VOIDED_PRODUCT_TYPE_SUBSCRIPTION:
         try:
-            read = await read_subscription(google, package, token, now, revoke=voided is not None)
+            read = await read_subscription(
+                google,
+                package,
+                token,
+                now,
+                event_time=n.event_time,
+                revoked_at=voided.revoked_at if voided is not None else None,
+            )
             return PlayRead(read.events + revocation), "processed", None
         except PurchaseNotFound:
             pass
@@ -171,6 +191,12 @@ async def _read(
     if revocation:
         return PlayRead(revocation), "processed", None
     return PlayRead([]), "ignored", "partial refund"
+
+
+def _revokes(n: Notification) -> bool:
+    return n.category is Category.VOIDED or (
+        n.category is Category.SUBSCRIPTION and n.notification_type == SUBSCRIPTION_REVOKED
+    )
 
 
 def _type_names(n: Notification | None) -> tuple[str | None, str | None]:

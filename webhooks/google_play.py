@@ -66,11 +66,23 @@ async def read_subscription(
     now: datetime,
     *,
     notification_type: int | None = None,
-    revoke: bool = False,
+    event_time: datetime | None = None,
+    revoked_at: datetime | None = None,
 ) -> PlayRead:
-    """subscriptionsv2.get → events (one per line item) and the pending acknowledgement."""
+    """subscriptionsv2.get → events (one per line item) and the pending acknowledgement.
+
+    `now` is this host's read time (it orders Play reads); `event_time` is the Google time
+    of the notification that asked for the read, `revoked_at` a revocation it stated."""
     purchase = await google.play.get_subscription(package, token)
-    events = subscription_events(notification_type, token, purchase, package, now, revoke=revoke)
+    events = subscription_events(
+        notification_type,
+        token,
+        purchase,
+        package,
+        now,
+        event_time=event_time,
+        revoked_at=revoked_at,
+    )
     products = _line_item_products(purchase)
     acks = []
     if needs_acknowledgement(purchase) and products:

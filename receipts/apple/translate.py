@@ -2,17 +2,23 @@
 
 Apple's camelCase stops here. Purchases are keyed by `originalTransactionId`; a notification's
 `occurred_at` is its signedDate (a bare transaction's: its own signedDate), so the state
-machine can order statements. Notifications that carry no transaction (TEST, SUMMARY,
+machine can order statements. Every time here is Apple's own: the statement clock and the
+store's times are the same clock. Auto-renew is seen off at the renewal info's signedDate,
+a billing issue at the signedDate of the statement that shows it, a revocation at the
+transaction's revocationDate. Notifications that carry no transaction (TEST, SUMMARY,
 EXTERNAL_PURCHASE_TOKEN, RESCIND_CONSENT, …) produce no event.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from entitlements.model import (
     EventKind,
+    Flag,
+    FlagStatement,
     Ownership,
     PeriodType,
     PurchaseKind,
@@ -205,6 +211,10 @@ def purchase_event(
         raise MalformedPayload("Apple payload lacks originalTransactionId")
     if occurred_at is None:
         occurred_at = max(f.signed_at for f in (tx, rn) if f is not None)
+    verdict = STATUSES.get(status) if status is not None else None
+    if verdict is Status.REVOKED and tx is not None and tx.revoked_at is None:
+        # Apple says REVOKED without a revocationDate: its signedDate is the store's time.
+        tx = replace(tx, revoked_at=occurred_at)
     token = None
     if transaction is not None:
         token = transaction.payload.appAccountToken
@@ -235,11 +245,29 @@ def purchase_event(
         is_sandbox=is_sandbox(env),
         transaction=tx,
         renewal=rn,
-        status=STATUSES.get(status) if status is not None else None,
+        status=verdict,
+        flags=_flags(verdict, rn, occurred_at),
         app_user_id=token or None,
         environment=env,
         details=info,
     )
+
+
+_BILLING_ISSUE = frozenset({Status.GRACE_PERIOD, Status.BILLING_RETRY})
+
+
+def _flags(
+    verdict: Status | None, renewal: RenewalFacts | None, signed: datetime
+) -> tuple[FlagStatement, ...]:
+    """Auto-renew off / billing issue as Apple states them, at its signed dates."""
+    flags = []
+    if renewal is not None:
+        flags.append(FlagStatement(Flag.UNSUBSCRIBE, not renewal.will_renew, renewal.signed_at))
+    if verdict in _BILLING_ISSUE or (renewal is not None and renewal.in_billing_retry):
+        flags.append(FlagStatement(Flag.BILLING_ISSUE, True, signed))
+    elif verdict is Status.ACTIVE:
+        flags.append(FlagStatement(Flag.BILLING_ISSUE, False, signed))
+    return tuple(flags)
 
 
 def notification_events(notification: AppleNotification) -> list[StoreEvent]:

@@ -36,14 +36,16 @@ def product_events(
     now: datetime,
     *,
     consumable_products: Collection[str] = frozenset(),
-    revoke: bool = False,
 ) -> list[StoreEvent]:
-    """Translate one products.get (ProductPurchase v1) read into StoreEvents.
+    """Translate one products.get (ProductPurchase v1) read, made at `now` (this host's
+    clock: it only orders reads), into StoreEvents.
 
     purchaseState 0 → ACTIVE (lifetime for non-consumables), 2 → PENDING, 1 (cancelled) →
     PENDING after ONE_TIME_PRODUCT_CANCELED (a pending purchase that was never paid), else
     REVOKED (a paid purchase that was cancelled or refunded). Products listed in
     `consumable_products` are CONSUMABLE and never hold an entitlement open.
+    products.get says no time of revocation: `revoked_at` comes from the voided-purchase
+    notification (`voided_event`), never from the moment of the read.
     """
     state = purchase.get("purchaseState", 0)
     if state == 2:
@@ -58,7 +60,7 @@ def product_events(
     )
     if status is Status.REVOKED:
         kind = EventKind.REVOKED
-    purchased_at = parse_millis(purchase.get("purchaseTimeMillis")) or now
+    purchased_at = parse_millis(purchase.get("purchaseTimeMillis"))
     order_id = purchase.get("orderId")
     consumable = product_id in consumable_products
     purchase_kind = PurchaseKind.CONSUMABLE if consumable else PurchaseKind.NON_CONSUMABLE
@@ -70,7 +72,6 @@ def product_events(
         signed_at=now,
         expires_at=None,
         original_purchased_at=purchased_at,
-        revoked_at=now if status is Status.REVOKED else None,
         revocation_reason="cancelled" if status is Status.REVOKED else None,
     )
     user = purchase.get("obfuscatedExternalAccountId")
@@ -95,7 +96,6 @@ def product_events(
             is_sandbox=purchase.get("purchaseType") == 0,
             transaction=transaction,
             status=status,
-            revoke=revoke,
             app_user_id=user if isinstance(user, str) and user else None,
             details={k: v for k, v in details.items() if v is not None},
         )
@@ -103,15 +103,17 @@ def product_events(
 
 
 def voided_event(notification: Notification, now: datetime) -> StoreEvent | None:
-    """The revocation stated by a voidedPurchaseNotification itself (contract: at once).
+    """The revocation stated by a voidedPurchaseNotification itself (contract: at once), at
+    the notification's eventTimeMillis; `now` (this host's clock) only orders the statement.
 
     A quantity-based partial refund does not revoke (the remaining quantity stays paid;
-    Google sends the last remaining quantity as a full refund) and yields None. The caller
-    may also re-read the purchase and pass `revoke=True` to the `*_events` functions.
+    Google sends the last remaining quantity as a full refund) and yields None, as does a
+    notification without a time (the webhook supplies the push's publishTime). The caller
+    may also re-read the purchase and pass `revoked_at` to `subscription_events`.
     """
     if notification.category is not Category.VOIDED or notification.purchase_token is None:
         return None
-    if notification.refund_type == REFUND_TYPE_PARTIAL:
+    if notification.refund_type == REFUND_TYPE_PARTIAL or notification.event_time is None:
         return None
     return StoreEvent(
         store=Store.PLAY_STORE,
@@ -119,7 +121,7 @@ def voided_event(notification: Notification, now: datetime) -> StoreEvent | None
         kind=EventKind.REFUNDED,
         occurred_at=now,
         is_sandbox=False,
-        revoke=True,
+        revoked_at=notification.event_time,
         details={
             "package_name": notification.package_name,
             "order_id": notification.order_id,

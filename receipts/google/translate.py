@@ -1,7 +1,11 @@
 """Google Play purchases (SubscriptionPurchaseV2, ProductPurchase v1) translated into StoreEvents.
 
-Pure functions, no I/O, no clock: `now` is the time the Play Developer API was read, and
-is the `occurred_at` of every event (the API, not the notification, is the truth).
+Pure functions, no I/O, no clock. Two clocks, never mixed (see `StoreEvent`): `now` is the
+time this host read the Play Developer API; it is the statement clock (`occurred_at`,
+`signed_at`) that orders Play reads among themselves (the API, not the notification, is the
+truth, and its answers carry no time of their own). Google's own times are the facts:
+`startTime`, `expiryTime`, `cancelTime`, and `event_time`, the eventTimeMillis of the
+notification that asked for the read (None for a submission or a reconciliation read).
 Push parsing and classification live in `receipts.google.notifications` and are
 re-exported here.
 
@@ -14,7 +18,17 @@ State-mapping decisions (see also the unit tests' table):
 - A subscription line item is one transaction keyed by the purchase id (see
   `_subscription_transaction`); `latestSuccessfulOrderId` is kept in details["order_id"].
 - An HTTP 410 read (`gone_subscription()`) is EXPIRED with no transaction facts.
-- SUBSCRIPTION_REVOKED and full voided refunds revoke at once (sticky), whatever the API says.
+- SUBSCRIPTION_REVOKED and full voided refunds revoke at once (sticky), whatever the API says,
+  at the notification's eventTimeMillis.
+- Detection times are Google's (contract §3). A read shows the state *now*: a late or
+  replayed notification reads the newest document, so the read cannot say when a condition
+  began. The flag statements therefore come from what Google stated at a time of its own:
+  a user cancellation's `cancelTime`, and the notification's type at its eventTimeMillis
+  (`_FLAG_CODES`: CANCELED / REVOKED / EXPIRED turn auto-renew off, PURCHASED / RENEWED /
+  RECOVERED / RESTARTED on; IN_GRACE_PERIOD / ON_HOLD report a billing issue, RENEWED /
+  RECOVERED / PURCHASED its end). The state itself always comes from the read.
+- A purchase that was never paid states no renewal intent (nothing was turned off) and has
+  no purchase time until Google gives a `startTime`.
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ from typing import Any
 
 from entitlements.model import (
     EventKind,
+    Flag,
+    FlagStatement,
     PeriodType,
     PurchaseKind,
     RenewalFacts,
@@ -92,6 +108,18 @@ _KIND_BY_CODE: dict[int, EventKind] = {
     20: EventKind.INFORMATIONAL,
     22: EventKind.PRICE_INCREASE,
 }
+# notificationType → (flag, is_set) statements at the notification's eventTimeMillis
+_FLAG_CODES: dict[int, tuple[tuple[Flag, bool], ...]] = {
+    1: ((Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)),  # RECOVERED
+    2: ((Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)),  # RENEWED
+    3: ((Flag.UNSUBSCRIBE, True),),  # CANCELED
+    4: ((Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)),  # PURCHASED
+    5: ((Flag.BILLING_ISSUE, True),),  # ON_HOLD
+    6: ((Flag.BILLING_ISSUE, True),),  # IN_GRACE_PERIOD
+    7: ((Flag.UNSUBSCRIBE, False),),  # RESTARTED
+    12: ((Flag.UNSUBSCRIBE, True),),  # REVOKED
+    13: ((Flag.UNSUBSCRIBE, True),),  # EXPIRED
+}
 _PRICE_ACCEPTED = {"CONFIRMED": True, "APPLIED": True, "OUTSTANDING": False}
 _CANCEL_REASONS = {
     "userInitiatedCancellation": "user_canceled",
@@ -136,16 +164,19 @@ def subscription_events(
     package: str,
     now: datetime,
     *,
-    revoke: bool = False,
+    event_time: datetime | None = None,
+    revoked_at: datetime | None = None,
 ) -> list[StoreEvent]:
-    """Translate one subscriptionsv2.get read into StoreEvents.
+    """Translate one subscriptionsv2.get read (made at `now`) into StoreEvents.
 
     One event per line item: the first is keyed by the purchase token; further items
     (add-ons of a bundle) are keyed `token|productId`. `notification_type` is the RTDN code
-    (None for a submission or a reconciliation read). `revoke` is forced on for
-    SUBSCRIPTION_REVOKED (12).
+    and `event_time` its eventTimeMillis (both None for a submission or a reconciliation
+    read). `revoked_at` states a revocation (a voided purchase); SUBSCRIPTION_REVOKED (12)
+    revokes at `event_time`.
     """
-    revoke = revoke or notification_type == SUBSCRIPTION_REVOKED
+    if notification_type == SUBSCRIPTION_REVOKED and revoked_at is None:
+        revoked_at = event_time
     raw_state = str(purchase.get("subscriptionState", "")).removeprefix(_STATE_PREFIX)
     status = _STATUS_BY_STATE.get(raw_state)
     kind = _KIND_BY_CODE.get(notification_type or 0, EventKind.STATE_REFRESHED)
@@ -161,7 +192,8 @@ def subscription_events(
         "occurred_at": now,
         "is_sandbox": "testPurchase" in purchase,
         "status": status,
-        "revoke": revoke,
+        "revoked_at": revoked_at,
+        "flags": _flags(notification_type, event_time, purchase, never_paid),
         "app_user_id": user if isinstance(user, str) and user else None,
     }
     items = [i for i in purchase.get("lineItems") or [] if isinstance(i, dict)]
@@ -180,7 +212,7 @@ def subscription_events(
             StoreEvent(
                 purchase_id=purchase_id,
                 transaction=_subscription_transaction(purchase, item, purchase_id, product_id, now),
-                renewal=_renewal(purchase, item, raw_state, now),
+                renewal=None if never_paid else _renewal(purchase, item, raw_state, now),
                 supersedes=supersedes if index == 0 else None,
                 details=item_details,
                 **common,
@@ -211,7 +243,7 @@ def _subscription_transaction(
         transaction_id=purchase_id,
         product_id=product_id,
         kind=PurchaseKind.SUBSCRIPTION,
-        purchased_at=started or now,  # pending purchases have no startTime yet
+        purchased_at=started,  # None while pending: Google gives no startTime yet
         signed_at=now,
         expires_at=parse_rfc3339(item.get("expiryTime")),
         original_purchased_at=started,
@@ -268,6 +300,30 @@ def _deferred_product(item: Mapping[str, Any]) -> str | None:
     if isinstance(deferred, dict) and isinstance(deferred.get("productId"), str):
         return str(deferred["productId"])
     return None
+
+
+def _flags(
+    code: int | None, event_time: datetime | None, purchase: Mapping[str, Any], never_paid: bool
+) -> tuple[FlagStatement, ...]:
+    """What Google stated at times of its own: the notification's type at its event time,
+    and a user cancellation's cancelTime."""
+    if never_paid:
+        return ()
+    flags = []
+    if event_time is not None:
+        for flag, is_set in _FLAG_CODES.get(code or 0, ()):
+            flags.append(FlagStatement(flag, is_set, event_time))
+    cancelled = _cancel_time(purchase)
+    if cancelled is not None:
+        flags.append(FlagStatement(Flag.UNSUBSCRIBE, True, cancelled))
+    return tuple(flags)
+
+
+def _cancel_time(purchase: Mapping[str, Any]) -> datetime | None:
+    """When the user turned auto-renew off, as Google recorded it."""
+    context = _object(purchase.get("canceledStateContext"))
+    user = _object(context.get("userInitiatedCancellation"))
+    return parse_rfc3339(user.get("cancelTime"))
 
 
 def _cancel_reason(purchase: Mapping[str, Any]) -> str | None:

@@ -9,8 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from receipts.testing.google_signer import one_time_notification, voided_notification
-from receipts.testing.play_purchases import product_purchase
+from receipts.testing.google_signer import (
+    one_time_notification,
+    subscription_notification,
+    voided_notification,
+)
+from receipts.testing.play_purchases import product_purchase, subscription_purchase
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (
     COINS,
@@ -33,9 +37,14 @@ google_client = google_helpers.google_client
 # --- one-time products -------------------------------------------------------------------
 
 
-async def product_push(client, fake, keys, product, token, code=1, **kw):
-    fake.set_product(PACKAGE, product, token, product_purchase(product, user=USER, **kw))
-    return await push(client, keys, one_time_notification(PACKAGE, token, product, code))
+async def product_push(client, fake, keys, clock, product, token, code=1, **kw):
+    """The Play API holds `product` (bought now by the test's clock unless `purchase_time`
+    says otherwise); push notification `code` now."""
+    kw.setdefault("purchase_time", clock.now)
+    body = product_purchase(product, user=USER, **kw)
+    fake.set_product(PACKAGE, product, token, body)
+    note = one_time_notification(PACKAGE, token, product, code, event_time=clock.now)
+    return await push(client, keys, note, at=clock.now)
 
 
 async def test_one_time_non_consumable_grants_for_life_and_is_acknowledged(
@@ -45,7 +54,7 @@ async def test_one_time_non_consumable_grants_for_life_and_is_acknowledged(
     clock,
     database_url,
 ) -> None:
-    status = await product_push(google_client, fake_play, google_keys, LIFETIME, "p-1")
+    status = await product_push(google_client, fake_play, google_keys, clock, LIFETIME, "p-1")
     assert status == (200, {"status": "processed"})
     got = await customer(google_client, USER)
     premium = got["entitlements"]["premium"]
@@ -67,7 +76,7 @@ async def test_consumable_gives_no_entitlement(
     google_keys,
     clock,
 ) -> None:
-    status = await product_push(google_client, fake_play, google_keys, COINS, "p-2")
+    status = await product_push(google_client, fake_play, google_keys, clock, COINS, "p-2")
     assert status == (200, {"status": "processed"})
     got = await customer(google_client, USER)
     assert got["entitlements"] == {}
@@ -85,13 +94,44 @@ async def test_pending_product_then_cancelled_never_grants(
     google_keys,
     clock,
 ) -> None:
-    await product_push(google_client, fake_play, google_keys, LIFETIME, "p-3", purchase_state=2)
+    await product_push(
+        google_client, fake_play, google_keys, clock, LIFETIME, "p-3", purchase_state=2
+    )
     assert (await customer(google_client, USER))["entitlements"] == {}
     assert fake_play.acknowledgements == []  # pending purchases cannot be acknowledged yet
     status = await product_push(
-        google_client, fake_play, google_keys, LIFETIME, "p-3", code=2, purchase_state=1
+        google_client, fake_play, google_keys, clock, LIFETIME, "p-3", code=2, purchase_state=1
     )
     assert status == (200, {"status": "processed"})
+    assert (await customer(google_client, USER))["entitlements"] == {}
+
+
+@pytest.mark.parametrize("skew", [timedelta(hours=-3), timedelta(seconds=1), timedelta(days=2)])
+async def test_pending_purchase_never_grants_whatever_googles_clock_says(
+    google_client, fake_play, google_keys, clock, skew
+) -> None:
+    """Google's clock (`purchaseTimeMillis`, `startTime`, `eventTimeMillis`) ahead of or
+    behind this host's: a purchase Google reports pending never grants."""
+    store_now = clock.now + skew
+    body = product_purchase(LIFETIME, user=USER, purchase_time=store_now, purchase_state=2)
+    fake_play.set_product(PACKAGE, LIFETIME, "p-skew", body)
+    note = one_time_notification(PACKAGE, "p-skew", LIFETIME, 1, event_time=store_now)
+    assert await push(google_client, google_keys, note, at=store_now) == (
+        200,
+        {"status": "processed"},
+    )
+    sub = subscription_purchase("pending", now=store_now, user=USER)
+    sub["startTime"] = store_now.isoformat()  # a pending plan change may carry one
+    fake_play.set_subscription(PACKAGE, "s-skew", sub)
+    note = subscription_notification(PACKAGE, "s-skew", 4, event_time=store_now)
+    assert (await push(google_client, google_keys, note, at=store_now))[0] == 200
+    got = await customer(google_client, USER)
+    assert got["entitlements"] == {}
+    assert sorted(p["status"] for p in got["purchases"] + got["subscriptions"]) == [
+        "pending",
+        "pending",
+    ]
+    clock.advance(days=3)  # whatever time it is here
     assert (await customer(google_client, USER))["entitlements"] == {}
 
 
@@ -101,9 +141,13 @@ async def test_paid_product_read_as_cancelled_is_revoked(
     google_keys,
     clock,
 ) -> None:
-    await product_push(google_client, fake_play, google_keys, LIFETIME, "p-4")
+    bought = clock.now
+    await product_push(google_client, fake_play, google_keys, clock, LIFETIME, "p-4")
     clock.advance(hours=1)
-    await product_push(google_client, fake_play, google_keys, LIFETIME, "p-4", purchase_state=1)
+    await product_push(
+        google_client, fake_play, google_keys, clock, LIFETIME, "p-4",
+        purchase_state=1, purchase_time=bought,
+    )  # fmt: skip
     premium = (await customer(google_client, USER))["entitlements"]["premium"]
     assert (premium["status"], premium["active"]) == ("revoked", False)
 
@@ -120,10 +164,15 @@ async def test_voided_one_time_product(
     result,
     active,
 ) -> None:
-    await product_push(google_client, fake_play, google_keys, LIFETIME, "p-5")
+    await product_push(google_client, fake_play, google_keys, clock, LIFETIME, "p-5")
     clock.advance(hours=1)
-    voided = voided_notification(PACKAGE, "p-5", "GPA.2", product_type=2, refund_type=refund_type)
-    assert await push(google_client, google_keys, voided) == (200, {"status": result})
+    voided = voided_notification(
+        PACKAGE, "p-5", "GPA.2", event_time=clock.now, product_type=2, refund_type=refund_type
+    )
+    assert await push(google_client, google_keys, voided, at=clock.now) == (
+        200,
+        {"status": result},
+    )
     assert (await customer(google_client, USER))["entitlements"]["premium"]["active"] is active
 
 

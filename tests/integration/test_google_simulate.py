@@ -2,14 +2,14 @@
 
 The handler below is what webhooks/ is expected to do with receipts.google: authenticate,
 parse, classify, re-read the Play API (hosted by simulate on its port), acknowledge, fold
-the events with the pure state machine.
+the events with the pure state machine. Both the simulator and the handler take their time
+from the test's injected clock, advanced between simulated events.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from receipts.google.translate import (
 )
 from receipts.testing.google_signer import DEMO_PUSH_EMAIL
 from receipts.testing.simulate_google import DEMO_PACKAGE, ensure_demo_files, simulate
+from tests.conftest import Clock
 
 
 def _free_port() -> int:
@@ -41,9 +42,10 @@ def _free_port() -> int:
 
 
 class MiniService:
-    def __init__(self, keys_dir: Path, play_port: int) -> None:
+    def __init__(self, keys_dir: Path, play_port: int, clock: Clock) -> None:
         self.keys_dir = keys_dir
         self.play_port = play_port
+        self.clock = clock
         self.states: dict[str, PurchaseState] = {}
         self.url = ""
 
@@ -75,7 +77,7 @@ class MiniService:
         message = parse_push(await request.read())
         assert message.notification is not None
         note = classify(message.notification, {DEMO_PACKAGE})
-        now = datetime.now(UTC)
+        now = self.clock.now
         assert note.purchase_token is not None
         assert note.package_name is not None
         token = note.purchase_token
@@ -86,7 +88,12 @@ class MiniService:
             events.append(voided)
         purchase = await self.play.get_subscription(note.package_name, token)
         events += subscription_events(
-            note.notification_type, token, purchase, note.package_name, now
+            note.notification_type,
+            token,
+            purchase,
+            note.package_name,
+            now,
+            event_time=note.event_time,
         )
         if needs_acknowledgement(purchase):
             product = purchase["lineItems"][0]["productId"]
@@ -100,15 +107,17 @@ class MiniService:
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[MiniService]:
+async def service(tmp_path: Path, clock: Clock) -> AsyncIterator[MiniService]:
     async with aiohttp.ClientSession() as session:
-        mini = MiniService(tmp_path / "keys", _free_port())
+        mini = MiniService(tmp_path / "keys", _free_port(), clock)
         await mini.start(session)
         yield mini
         await mini.stop()
 
 
 async def _sim(service: MiniService, event: str, **kw: Any) -> dict[str, Any]:
+    """Simulate `event` a minute after the previous one (by the injected clock)."""
+    service.clock.advance(minutes=1)
     result = await simulate(
         event,
         "u-1",
@@ -117,6 +126,7 @@ async def _sim(service: MiniService, event: str, **kw: Any) -> dict[str, Any]:
         service.keys_dir,
         service.play_port,
         service.keys_dir / "sim.json",
+        now=service.clock.now,
         **kw,
     )
     assert result["http_status"] == 200, result
@@ -191,5 +201,6 @@ async def test_wrong_audience_is_refused_and_bad_events_raise(service: MiniServi
         service.play_port,
         None,
         audience="https://elsewhere.example.com/",
+        now=service.clock.now,
     )
     assert result["http_status"] == 401

@@ -8,6 +8,8 @@ import pytest
 
 from entitlements.model import (
     EventKind,
+    Flag,
+    FlagStatement,
     Ownership,
     PeriodType,
     PurchaseKind,
@@ -20,6 +22,7 @@ from receipts.apple.translate import (
     from_ms,
     notification_events,
     period_type,
+    purchase_event,
     transaction_event,
 )
 from receipts.apple.verifier import AppleNotification, AppleVerifier
@@ -172,6 +175,10 @@ async def test_lifecycle_facts(ca: TestCA, verifier: AppleVerifier) -> None:
     [cancel] = notification_events(_notify(ca, verifier, scenario, "cancel", t1 + dt.timedelta(1)))
     assert cancel.renewal is not None
     assert cancel.renewal.will_renew is False
+    # Apple's times are both the statement clock and the facts: the renewal info's signedDate
+    assert FlagStatement(Flag.UNSUBSCRIBE, True, t1 + dt.timedelta(1)) in cancel.flags
+    assert FlagStatement(Flag.UNSUBSCRIBE, False, t1) in renew.flags
+    assert FlagStatement(Flag.BILLING_ISSUE, False, t1) in renew.flags
 
     t2 = t1 + dt.timedelta(days=30)
     [grace] = notification_events(_notify(ca, verifier, scenario, "fail-grace", t2))
@@ -179,6 +186,7 @@ async def test_lifecycle_facts(ca: TestCA, verifier: AppleVerifier) -> None:
     assert grace.renewal.in_billing_retry is True
     assert grace.renewal.grace_period_expires_at == t2 + dt.timedelta(days=16)
     assert grace.renewal.expiration_reason == "billing_error"
+    assert FlagStatement(Flag.BILLING_ISSUE, True, t2) in grace.flags
 
     [refund] = notification_events(_notify(ca, verifier, scenario, "refund", t2 + dt.timedelta(1)))
     assert refund.transaction is not None
@@ -199,6 +207,23 @@ async def test_lifecycle_facts(ca: TestCA, verifier: AppleVerifier) -> None:
     shown = view(state)
     assert shown.status is Status.REVOKED
     assert shown.revoked_at == t2 + dt.timedelta(1)
+    assert shown.unsubscribe_detected_at == t1 + dt.timedelta(1)
+    assert shown.billing_issue_detected_at == t2
+
+
+def test_revoked_status_without_revocation_date_uses_the_signed_date(
+    ca: TestCA, verifier: AppleVerifier
+) -> None:
+    scenario = AppleScenario(ca, Lifecycle(user=USER, product="premium.monthly"))
+    note = _notify(ca, verifier, scenario, "subscribe", NOW)
+    assert note.transaction is not None
+    signed = NOW + dt.timedelta(hours=5)
+    event = purchase_event(
+        note.transaction, None, kind=EventKind.REVOKED, occurred_at=signed, status=5
+    )
+    assert event.transaction is not None
+    assert event.transaction.revoked_at == signed
+    assert view(apply(None, event)).revoked_at == signed
 
 
 async def test_upgrade_switches_product_and_revoke_is_family(

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from entitlements.model import EventKind, PeriodType, PurchaseKind, Status, Store
+from entitlements.model import (
+    EventKind,
+    Flag,
+    FlagStatement,
+    PeriodType,
+    PurchaseKind,
+    Status,
+    Store,
+)
 from entitlements.state import apply, view
 from receipts.google.notifications import SUBSCRIPTION_NOTIFICATION_NAMES
 from receipts.google.translate import (
@@ -27,12 +36,21 @@ from receipts.testing.play_purchases import (
 )
 
 PKG = "com.example.app"
-NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # when this host read the Play API
+EVENT_TIME = NOW - timedelta(minutes=7)  # Google's eventTimeMillis of the notification
+STORE_NOW = NOW - timedelta(hours=3)  # Google's own clock when it wrote the document
 
 
-def _one(state: str, code: int | None = None, **kw: Any) -> tuple[Any, dict[str, Any]]:
-    purchase = subscription_purchase(state, now=NOW, **kw)
-    events = subscription_events(code, "tok-1", purchase, PKG, NOW)
+def _one(
+    state: str,
+    code: int | None = None,
+    *,
+    event_time: datetime | None = EVENT_TIME,
+    **kw: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """One read at NOW of a document Google wrote around STORE_NOW (two clocks apart)."""
+    purchase = subscription_purchase(state, now=STORE_NOW, **kw)
+    events = subscription_events(code, "tok-1", purchase, PKG, NOW, event_time=event_time)
     assert len(events) == 1
     return events[0], purchase
 
@@ -59,16 +77,19 @@ def test_subscription_state_table(
     assert event.purchase_id == "tok-1"
     assert event.occurred_at == NOW
     assert event.status is status
-    assert event.renewal is not None
-    assert event.renewal.will_renew is renews
-    assert event.renewal.in_billing_retry is retry
     expiry = datetime.fromisoformat(purchase["lineItems"][0]["expiryTime"])
-    assert event.renewal.grace_period_expires_at == (expiry if grace else None)
+    if status is Status.PENDING:
+        assert event.renewal is None  # never paid: no renewal intent to state
+    else:
+        assert event.renewal is not None
+        assert event.renewal.will_renew is renews
+        assert event.renewal.in_billing_retry is retry
+        assert event.renewal.grace_period_expires_at == (expiry if grace else None)
     assert event.transaction is not None
     assert event.transaction.expires_at == expiry
     assert event.transaction.kind is PurchaseKind.SUBSCRIPTION
     assert event.app_user_id == "u-1"
-    assert event.revoke is False
+    assert event.revoked_at is None
     assert event.details["subscription_state"] == purchase["subscriptionState"].removeprefix(
         "SUBSCRIPTION_STATE_"
     )
@@ -83,16 +104,36 @@ def test_active_transaction_facts() -> None:
     t = event.transaction
     assert t.transaction_id == "tok-1"  # one transaction per line item: newest read wins
     assert t.product_id == "premium_monthly"
-    assert t.purchased_at == NOW - timedelta(days=1)
-    assert t.signed_at == NOW
+    assert t.purchased_at == STORE_NOW - timedelta(days=1)  # Google's startTime
+    assert t.signed_at == NOW  # the read: orders Play reads, never shown
     assert t.period_type is PeriodType.NORMAL
     assert event.is_sandbox is False
     assert event.details["order_id"] == "GPA.1..3"
 
 
-def test_pending_has_no_start_and_no_order_so_token_and_now_are_used() -> None:
+def test_pending_has_no_purchase_time_and_states_no_renewal() -> None:
     event, _ = _one("pending")
-    assert event.transaction.purchased_at == NOW
+    assert event.transaction.purchased_at is None  # never the moment of the read
+    assert event.transaction.transaction_id == "tok-1"
+    assert event.renewal is None  # nothing was turned off: no unsubscribe detection
+    v = view(apply(None, event))
+    assert (v.status, v.purchased_at, v.unsubscribe_detected_at) == (Status.PENDING, None, None)
+
+
+@pytest.mark.parametrize("skew", [timedelta(days=-400), timedelta(0), timedelta(days=400)])
+def test_pending_purchase_never_grants_whatever_the_clocks(skew: timedelta) -> None:
+    """Google's clock (startTime, purchaseTimeMillis) may be ahead of or behind this host's;
+    a purchase Google reports pending reads pending either way."""
+    sub = subscription_purchase("pending", now=NOW + skew)
+    sub["startTime"] = (NOW + skew).isoformat()  # a pending upgrade may carry one
+    [event] = subscription_events(4, "tok", sub, PKG, NOW, event_time=NOW + skew)
+    assert view(apply(None, event)).status is Status.PENDING
+    product = product_purchase(purchase_time=NOW + skew, purchase_state=2)
+    [bought] = product_events(1, "pt", product, "lifetime_unlock", NOW)
+    assert view(apply(None, bought)).status is Status.PENDING
+    cancelled = product_purchase(purchase_time=NOW + skew, purchase_state=1)
+    [gone] = product_events(2, "pt", cancelled, "lifetime_unlock", NOW + timedelta(seconds=1))
+    assert view(apply(apply(None, bought), gone)).status is Status.PENDING
 
 
 def test_state_machine_view_of_states() -> None:
@@ -115,7 +156,7 @@ def test_state_machine_view_of_states() -> None:
             )
         if state == "canceled":
             assert v.will_renew is False
-            assert v.unsubscribe_detected_at == NOW
+            assert v.unsubscribe_detected_at == STORE_NOW  # the document's cancelTime
 
 
 CODE_TABLE = {
@@ -149,7 +190,8 @@ def test_code_table_covers_every_documented_code() -> None:
 def test_notification_code_kind(code: int, kind: EventKind) -> None:
     event, _ = _one("active", code)
     assert event.kind is kind
-    assert event.revoke is (code == 12)
+    assert event.revoked_at == (EVENT_TIME if code == 12 else None)
+    assert all(f.at == EVENT_TIME for f in event.flags)  # the notification's own time
     assert event.details["notification_type"] == code
     assert event.details["notification_name"] == SUBSCRIPTION_NOTIFICATION_NAMES[code]
 
@@ -163,8 +205,80 @@ def test_unknown_or_absent_code_is_a_state_read(code: int | None) -> None:
 
 def test_revoked_notification_revokes_even_if_api_says_active() -> None:
     event, _ = _one("active", 12)
-    assert event.revoke is True
-    assert view(apply(None, event)).status is Status.REVOKED
+    assert event.revoked_at == EVENT_TIME
+    v = view(apply(None, event))
+    assert (v.status, v.revoked_at) == (Status.REVOKED, EVENT_TIME)
+
+
+# code → the flag statements its notification makes at its eventTimeMillis
+FLAG_TABLE: dict[int, set[tuple[Flag, bool]]] = {
+    1: {(Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)},
+    2: {(Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)},
+    3: {(Flag.UNSUBSCRIBE, True)},
+    4: {(Flag.UNSUBSCRIBE, False), (Flag.BILLING_ISSUE, False)},
+    5: {(Flag.BILLING_ISSUE, True)},
+    6: {(Flag.BILLING_ISSUE, True)},
+    7: {(Flag.UNSUBSCRIBE, False)},
+    12: {(Flag.UNSUBSCRIBE, True)},
+    13: {(Flag.UNSUBSCRIBE, True)},
+}
+
+
+@pytest.mark.parametrize("code", sorted(CODE_TABLE))
+def test_flag_statements_by_notification_type(code: int) -> None:
+    event, _ = _one("active", code)
+    assert {(f.flag, f.is_set) for f in event.flags} == FLAG_TABLE.get(code, set())
+    assert {f.at for f in event.flags} <= {EVENT_TIME}
+    unknown, _ = _one("active", code, event_time=None)  # no store time: no statement
+    assert unknown.flags == ()
+
+
+def test_store_times_for_detections() -> None:
+    """Contract §3: detection times are Google's, never the moment of the read."""
+    canceled, doc = _one("canceled", 3)
+    cancel_time = datetime.fromisoformat(
+        doc["canceledStateContext"]["userInitiatedCancellation"]["cancelTime"]
+    )
+    assert cancel_time != EVENT_TIME
+    assert FlagStatement(Flag.UNSUBSCRIBE, True, cancel_time) in canceled.flags
+    assert view(apply(None, canceled)).unsubscribe_detected_at == min(cancel_time, EVENT_TIME)
+    doc["canceledStateContext"] = {"systemInitiatedCancellation": {}}
+    [system] = subscription_events(3, "tok-1", doc, PKG, NOW, event_time=EVENT_TIME)
+    assert view(apply(None, system)).unsubscribe_detected_at == EVENT_TIME  # no cancelTime
+    [unknown] = subscription_events(None, "tok-1", doc, PKG, NOW)
+    assert unknown.flags == ()  # a submission read: Google gave no time
+    assert view(apply(None, unknown)).unsubscribe_detected_at is None
+    grace, _ = _one("grace", 6)
+    assert view(apply(None, grace)).billing_issue_detected_at == EVENT_TIME
+    pending, _ = _one("pending", 4)
+    assert pending.flags == ()  # never paid: nothing was turned off or failed
+
+
+def test_a_late_read_yields_the_same_record() -> None:
+    """The same notifications processed a day later (a late delivery or a replay): the
+    reads happen at other host times, the record is the same."""
+
+    cancel_at = EVENT_TIME + timedelta(seconds=50)  # the user cancels after purchasing
+
+    def record(steps: list[tuple[int, str]], read_at: datetime) -> Any:
+        state = None
+        for minutes, (code, name) in enumerate(steps):
+            doc = subscription_purchase(name, now=cancel_at)
+            at = read_at + timedelta(minutes=minutes)
+            event_time = EVENT_TIME + timedelta(minutes=minutes)
+            [event] = subscription_events(code, "tok", doc, PKG, at, event_time=event_time)
+            state = apply(state, event)
+        return view(state)
+
+    cancelled = [(4, "active"), (3, "canceled"), (12, "canceled")]
+    on_time, late = record(cancelled, NOW), record(cancelled, NOW + timedelta(days=1))
+    assert on_time == late
+    assert on_time.revoked_at == EVENT_TIME + timedelta(minutes=2)
+    assert on_time.unsubscribe_detected_at == cancel_at  # the documents' cancelTime
+    failing = [(4, "active"), (6, "grace"), (6, "grace")]
+    on_time, late = record(failing, NOW), record(failing, NOW - timedelta(days=1))
+    assert on_time == late
+    assert on_time.billing_issue_detected_at == EVENT_TIME + timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
@@ -252,14 +366,14 @@ def test_gone_subscription_reads_as_expired() -> None:
 @pytest.mark.parametrize(
     ("purchase", "needed"),
     [
-        (subscription_purchase("active", acknowledged=False), True),
-        (subscription_purchase("active", acknowledged=True), False),
-        (subscription_purchase("canceled", acknowledged=False), True),
-        (subscription_purchase("pending", acknowledged=False), False),
-        (subscription_purchase("expired", acknowledged=False), False),
-        (product_purchase(acknowledged=False), True),
-        (product_purchase(acknowledged=True), False),
-        (product_purchase(purchase_state=2), False),
+        (subscription_purchase("active", now=NOW, acknowledged=False), True),
+        (subscription_purchase("active", now=NOW, acknowledged=True), False),
+        (subscription_purchase("canceled", now=NOW, acknowledged=False), True),
+        (subscription_purchase("pending", now=NOW, acknowledged=False), False),
+        (subscription_purchase("expired", now=NOW, acknowledged=False), False),
+        (product_purchase(purchase_time=NOW, acknowledged=False), True),
+        (product_purchase(purchase_time=NOW, acknowledged=True), False),
+        (product_purchase(purchase_time=NOW, purchase_state=2), False),
         ({}, False),
     ],
 )
@@ -292,7 +406,7 @@ def test_consumable_and_test_purchase() -> None:
     [event] = product_events(
         None,
         "pt",
-        product_purchase("coins", test_purchase=True),
+        product_purchase("coins", purchase_time=NOW, test_purchase=True),
         "coins",
         NOW,
         consumable_products={"coins"},
@@ -312,26 +426,42 @@ def test_consumable_and_test_purchase() -> None:
     ],
 )
 def test_product_purchase_states(state: int, code: int | None, status: Status) -> None:
-    [event] = product_events(code, "pt", product_purchase(purchase_state=state), "p", NOW)
+    bought = NOW + timedelta(hours=1)  # Google's clock ahead of this host's: no matter
+    purchase = product_purchase(purchase_time=bought, purchase_state=state)
+    [event] = product_events(code, "pt", purchase, "p", NOW)
     assert event.status is status
+    v = view(apply(None, event))
+    assert v.status is status
+    assert v.revoked_at is None  # products.get gives no revocation time; the read is not one
 
 
 def test_voided_full_refund_revokes_and_partial_does_not() -> None:
-    full = classify(voided_notification(PKG, "tok", "GPA.1"), {PKG})
+    full = classify(voided_notification(PKG, "tok", "GPA.1", event_time=EVENT_TIME), {PKG})
     assert full.category is Category.VOIDED
     event = voided_event(full, NOW)
     assert event is not None
-    assert (event.purchase_id, event.revoke, event.kind) == ("tok", True, EventKind.REFUNDED)
-    partial = classify(voided_notification(PKG, "tok", "GPA.1", refund_type=2), {PKG})
+    assert (event.purchase_id, event.revoked_at, event.kind) == (
+        "tok",
+        EVENT_TIME,
+        EventKind.REFUNDED,
+    )
+    assert event.occurred_at == NOW
+    partial = classify(
+        voided_notification(PKG, "tok", "GPA.1", refund_type=2, event_time=EVENT_TIME), {PKG}
+    )
     assert voided_event(partial, NOW) is None
+    timeless = replace(full, event_time=None)
+    assert voided_event(timeless, NOW) is None
 
 
 def test_voided_after_active_state_is_revoked() -> None:
     active, _ = _one("active")
-    voided = voided_event(classify(voided_notification(PKG, "tok-1", "GPA.1"), {PKG}), NOW)
+    notification = voided_notification(PKG, "tok-1", "GPA.1", event_time=EVENT_TIME)
+    voided = voided_event(classify(notification, {PKG}), NOW)
     assert voided is not None
     state = apply(apply(None, active), voided)
     assert view(state).status is Status.REVOKED
+    assert view(state).revoked_at == EVENT_TIME
     # ...and a later API read saying ACTIVE does not lift it (sticky).
     later, _ = _one("active")
     assert view(apply(state, later)).status is Status.REVOKED

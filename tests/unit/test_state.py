@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entitlements.model import PeriodType, Status, Store
+from entitlements.model import Flag, FlagStatement, PeriodType, Status, Store
 from entitlements.state import apply, mark_superseded, view
 from tests.factories import subscription_event
 
@@ -140,7 +141,10 @@ def test_sticky_notification_revocation() -> None:
     revoked = apply(
         apply(None, event),
         subscription_event(
-            purchased_at=day(0), signed_at=day(1), store=Store.PLAY_STORE, revoke=True
+            purchased_at=day(0),
+            signed_at=day(1),
+            store=Store.PLAY_STORE,
+            revoked_by_notification_at=day(1),
         ),
     )
     later_active = subscription_event(purchased_at=day(0), signed_at=day(2), store=Store.PLAY_STORE)
@@ -165,3 +169,200 @@ def test_shuffled_and_duplicated_statements_converge(data) -> None:
     events = LIFECYCLE + [LIFECYCLE[i] for i in picks]
     shuffled = data.draw(st.permutations(events))
     assert fold(shuffled) == fold(LIFECYCLE)
+
+
+# --- one clock per comparison -----------------------------------------------------------
+
+
+def test_verdict_about_the_current_transaction_holds_whatever_its_purchase_time() -> None:
+    """The store's verdict is compared with when the transaction was first stated (the
+    statement clock), never with the store's purchase time: a purchase time far ahead of
+    the statement does not hide a pending or expired verdict."""
+    for status in (Status.PENDING, Status.EXPIRED, Status.ON_HOLD, Status.BILLING_RETRY):
+        event = subscription_event(
+            purchased_at=day(400), expires_at=day(430), signed_at=day(0), status=status
+        )
+        assert view(apply(None, event)).status is status
+
+
+def test_a_period_first_stated_after_the_verdict_is_not_covered_by_it() -> None:
+    expired = subscription_event(
+        transaction_id="t1",
+        purchased_at=day(0),
+        signed_at=day(31),
+        will_renew=False,
+        status=Status.EXPIRED,
+    )
+    resubscribed = subscription_event(  # a bare transaction submitted by the app: no verdict
+        transaction_id="t2", purchased_at=day(40), signed_at=day(40), status=None
+    )
+    assert view(fold([expired, resubscribed])).status is Status.ACTIVE
+    assert view(fold([resubscribed, expired])).status is Status.ACTIVE
+
+
+def test_a_re_signed_copy_of_the_current_transaction_keeps_the_verdict() -> None:
+    """The app resubmits the current transaction (signed later): the grace verdict about it
+    still stands, since the transaction was first stated before the verdict."""
+    grace = subscription_event(
+        transaction_id="t1",
+        purchased_at=day(0),
+        expires_at=day(30),
+        signed_at=day(30),
+        status=Status.GRACE_PERIOD,
+        in_billing_retry=True,
+        grace_period_expires_at=day(46),
+    )
+    first = subscription_event(transaction_id="t1", purchased_at=day(0), signed_at=day(1))
+    copy = replace(  # a bare signed transaction: no renewal info, no verdict
+        subscription_event(
+            transaction_id="t1", purchased_at=day(0), signed_at=day(35), status=None
+        ),
+        renewal=None,
+    )
+    for order in ([first, grace, copy], [copy, grace, first], [grace, copy, first]):
+        v = view(fold(order))
+        assert (v.status, v.grace_period_expires_at) == (Status.GRACE_PERIOD, day(46))
+
+
+def test_billing_retry_from_renewal_facts_only_for_the_period_it_saw() -> None:
+    failed = subscription_event(
+        transaction_id="t1",
+        purchased_at=day(0),
+        signed_at=day(30),
+        status=None,
+        in_billing_retry=True,
+    )
+    assert view(fold([failed])).status is Status.BILLING_RETRY
+    recovered = subscription_event(
+        transaction_id="t2", purchased_at=day(33), signed_at=day(33), status=None
+    )
+    assert view(fold([failed, recovered])).status is Status.ACTIVE
+
+
+def unsub(is_set: bool, at: datetime) -> FlagStatement:
+    return FlagStatement(Flag.UNSUBSCRIBE, is_set, at)
+
+
+def billing(is_set: bool, at: datetime) -> FlagStatement:
+    return FlagStatement(Flag.BILLING_ISSUE, is_set, at)
+
+
+def test_detection_times_are_the_stores_not_the_statements() -> None:
+    """The statement clock orders reads; the flags carry the store's own times (Google: a
+    cancelTime, or a notification's eventTime), which are what is shown."""
+    off = subscription_event(
+        purchased_at=day(0), signed_at=day(10), will_renew=False, flags=(unsub(True, day(3)),)
+    )
+    failing = subscription_event(
+        purchased_at=day(0),
+        signed_at=day(12),
+        will_renew=False,
+        status=Status.BILLING_RETRY,
+        flags=(billing(True, day(11)), unsub(True, day(9))),
+    )
+    v = view(fold([off, failing]))
+    assert (v.unsubscribe_detected_at, v.billing_issue_detected_at) == (day(3), day(11))
+    assert view(fold([failing, off])) == v
+
+
+def test_flags_are_ordered_by_store_time_not_by_arrival() -> None:
+    """Google: PURCHASED (on), CANCELED (off), RESTARTED (on), REVOKED (off) delivered in any
+    order, each read showing the newest document: the detection is the REVOKED time."""
+    reads = [
+        subscription_event(
+            purchased_at=day(0),
+            signed_at=day(20 + i),  # read late, in arrival order
+            will_renew=False,
+            status=Status.EXPIRED,
+            flags=(unsub(is_set, day(i)),),
+        )
+        for i, is_set in enumerate([False, True, False, True])
+    ]
+    for order in (reads, reads[::-1], [reads[2], reads[0], reads[3], reads[1]]):
+        assert view(fold(order)).unsubscribe_detected_at == day(3)
+
+
+def test_a_flag_without_any_store_time_shows_none() -> None:
+    """A read no notification asked for (a submission) states no flag: nothing to show."""
+    submitted = subscription_event(
+        purchased_at=day(0), signed_at=day(10), will_renew=False, status=Status.ON_HOLD, flags=()
+    )
+    v = view(fold([submitted]))
+    assert (v.will_renew, v.unsubscribe_detected_at, v.billing_issue_detected_at) == (
+        False,
+        None,
+        None,
+    )
+
+
+def test_a_clear_statement_drops_older_sets() -> None:
+    off = subscription_event(purchased_at=day(0), signed_at=day(5), will_renew=False)
+    on = subscription_event(purchased_at=day(0), signed_at=day(6), will_renew=True)
+    off_again = subscription_event(purchased_at=day(0), signed_at=day(7), will_renew=False)
+    assert view(fold([off, on])).unsubscribe_detected_at is None
+    assert view(fold([on, off])).unsubscribe_detected_at is None
+    assert view(fold([off_again, off, on])).unsubscribe_detected_at == day(7)
+    assert view(fold([off, off_again])).unsubscribe_detected_at == day(5)  # the earliest
+
+
+def test_detections_are_hidden_when_the_current_state_disagrees() -> None:
+    """A lost re-enable or recovery notification must not leave a stale detection on a
+    purchase whose newest read says it renews / is healthy."""
+    stale = (unsub(True, day(3)), billing(True, day(4)))
+    healthy = subscription_event(
+        purchased_at=day(0), signed_at=day(10), will_renew=True, flags=stale
+    )
+    v = view(fold([healthy]))
+    assert (v.unsubscribe_detected_at, v.billing_issue_detected_at) == (None, None)
+    failing = subscription_event(
+        purchased_at=day(0), signed_at=day(10), status=Status.ON_HOLD, flags=stale
+    )
+    assert view(fold([failing])).billing_issue_detected_at == day(4)
+
+
+def test_of_two_revocation_times_the_earlier_is_kept() -> None:
+    base = subscription_event(purchased_at=day(0), store=Store.PLAY_STORE)
+    late = subscription_event(
+        purchased_at=day(0), signed_at=day(3), revoked_by_notification_at=day(9)
+    )
+    early = subscription_event(
+        purchased_at=day(0), signed_at=day(2), revoked_by_notification_at=day(4)
+    )
+    assert view(fold([base, late, early])).revoked_at == day(4)
+    assert view(fold([base, early, late])).revoked_at == day(4)
+    refunded = subscription_event(purchased_at=day(0), signed_at=day(5), revoked_at=day(2))
+    assert view(fold([base, late, refunded])).revoked_at == day(2)
+
+
+def test_refund_of_an_older_transaction_does_not_end_the_current_period() -> None:
+    old = subscription_event(transaction_id="t1", purchased_at=day(0), expires_at=day(30))
+    current = subscription_event(transaction_id="t2", purchased_at=day(30), expires_at=day(60))
+    refund_old = subscription_event(
+        transaction_id="t1",
+        purchased_at=day(0),
+        expires_at=day(30),
+        signed_at=day(40),
+        revoked_at=day(39),
+    )
+    for order in ([old, current, refund_old], [refund_old, current, old]):
+        v = view(fold(order))
+        assert (v.status, v.revoked_at, v.expires_at) == (Status.ACTIVE, None, day(60))
+    assert view(fold([old, refund_old])).status is Status.REVOKED
+
+
+def test_revoked_verdict_wins_over_superseded() -> None:
+    revoked = subscription_event(purchased_at=day(0), status=Status.REVOKED)
+    marked = mark_superseded(fold([revoked]), "token-b")
+    assert view(marked).status is Status.REVOKED
+
+
+def test_sandbox_flag_comes_from_the_first_statement_with_a_transaction() -> None:
+    voided = replace(
+        subscription_event(purchased_at=day(0), store=Store.PLAY_STORE, is_sandbox=False),
+        transaction=None,
+        renewal=None,
+        revoked_at=day(1),
+    )
+    read = subscription_event(purchased_at=day(0), store=Store.PLAY_STORE, is_sandbox=True)
+    assert view(fold([voided, read])).is_sandbox is True
+    assert view(fold([read, voided])).is_sandbox is True
