@@ -29,6 +29,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from entitlements.duration import Duration, parse_duration
+
 SCOPES = ("customers:read", "purchases:write", "admin")
 ENVIRONMENTS = ("Production", "Sandbox", "Xcode", "LocalTesting")
 _ENTITLEMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -63,6 +65,9 @@ class RedisSettings(_Section):
 
 class AppleSettings(_Section):
     bundle_id: str = Field(min_length=1)
+    # Apple non-renewing subscriptions carry no expiry: access lasts this ISO 8601 duration
+    # from the purchase. A product without one reads as lifetime (and is logged once).
+    non_renewing_durations: dict[str, str] = Field(default_factory=dict)
     app_apple_id: int | None = None
     environments: tuple[str, ...] = ("Production", "Sandbox")
     root_certificates: tuple[Path, ...] = ()
@@ -79,6 +84,29 @@ class AppleSettings(_Section):
         if unknown or not value:
             raise ValueError(f"must be a non-empty list of {', '.join(ENVIRONMENTS)}")
         return value
+
+    @field_validator("non_renewing_durations")
+    @classmethod
+    def _iso_durations(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for product, text in value.items():
+            if not product:
+                problems.append("a product id is empty")
+                continue
+            try:
+                parse_duration(text)
+            except ValueError as exc:
+                problems.append(f"{product}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @property
+    def non_renewing_terms(self) -> dict[str, Duration]:
+        """Product id → how long a non-renewing purchase of it gives access."""
+        return {
+            product: parse_duration(text) for product, text in self.non_renewing_durations.items()
+        }
 
     @model_validator(mode="after")
     def _production_needs_app_id(self) -> AppleSettings:

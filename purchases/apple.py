@@ -11,7 +11,7 @@ from entitlements.model import StoreEvent
 from entitlements.service import TransactionWrite
 from receipts.apple import transaction_event, transaction_id_from_receipt
 from receipts.errors import MalformedPayload, NotConfigured, VerificationFailed
-from webhooks.apple import APPLE_API, APPLE_VERIFIER
+from webhooks.apple import APPLE_API, APPLE_TERMS, APPLE_VERIFIER
 
 PROOFS = ("signed_transaction", "transaction_id", "receipt")
 
@@ -53,6 +53,6 @@ async def apple_purchase_events(
             raise NotConfigured(
                 "App Store Server API credentials are not configured; submit signed_transaction"
             )
-        return events, None
+        return app[APPLE_TERMS].apply(events), None
     events += await client.fetch_purchase_events(transaction_id, environment_hint=environment)
-    return events, None
+    return app[APPLE_TERMS].apply(events), None

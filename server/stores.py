@@ -13,8 +13,9 @@ from config.settings import AppleSettings
 from receipts import jws_speed
 from receipts.apple import AppleVerifier, AppStoreServerClient
 from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL
+from receipts.apple.terms import NonRenewingTerms
 from server.app_keys import EXECUTOR, HTTP, SETTINGS
-from webhooks.apple import APPLE_API, APPLE_VERIFIER
+from webhooks.apple import APPLE_API, APPLE_TERMS, APPLE_VERIFIER
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +41,7 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
     jws_speed.install()  # decision-identical, much faster base64url check in PyJWT
     verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
     app[APPLE_VERIFIER] = verifier
+    app[APPLE_TERMS] = NonRenewingTerms(settings.non_renewing_terms)
     if settings.api_configured:
         assert settings.private_key_file is not None
         base = settings.api_base_url.rstrip("/")

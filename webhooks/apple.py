@@ -15,12 +15,14 @@ from entitlements.model import Status, Store, StoreEvent
 from entitlements.repository import NotificationRow
 from receipts.apple import AppleVerifier, AppStoreServerClient, notification_events
 from receipts.apple.api import status_events
+from receipts.apple.terms import NonRenewingTerms
 from receipts.errors import MalformedPayload, VerificationFailed
 
 log = structlog.get_logger(__name__)
 
 APPLE_VERIFIER = web.AppKey("apple_verifier", AppleVerifier)
 APPLE_API = web.AppKey("apple_api_client", AppStoreServerClient)
+APPLE_TERMS = web.AppKey("apple_non_renewing_terms", NonRenewingTerms)
 
 routes = web.RouteTableDef()
 
@@ -51,6 +53,7 @@ async def post_apple_notification(request: web.Request) -> web.Response:
     events = await with_grace_period_end(
         request.app.get(APPLE_API), notification_events(notification)
     )
+    events = request.app[APPLE_TERMS].apply(events)
     uuid = notification.notification_uuid
     if not uuid:
         raise MalformedPayload("notification has no notificationUUID")

@@ -107,6 +107,11 @@ def test_config_path_from_environment(tmp_path) -> None:
         ),
         ("[entitlements.'bad name']\nproducts=[]\n", {}, "entitlements"),
         ("[retention]\nraw_payload_days = 0\n", {}, "retention.raw_payload_days"),
+        (
+            MINIMAL_APPLE + "non_renewing_durations = {'com.example.season' = '3 months'}\n",
+            {},
+            "apple.non_renewing_durations: Value error, com.example.season: '3 months'",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_key(tmp_path, text, env, named) -> None:
@@ -153,3 +158,12 @@ def test_demo_configuration_loads_after_demo_init(tmp_path) -> None:
     assert s.apple.root_certificates[0].is_file()
     assert s.google is not None
     assert s.google.pubsub_certs_url.startswith("file:///")
+
+
+def test_non_renewing_durations(tmp_path) -> None:
+    text = MINIMAL_APPLE + "non_renewing_durations = {'com.example.season' = 'P3M'}\n"
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "root.der").write_bytes(b"root")
+    apple = load_settings(write(tmp_path, text), {}).apple
+    assert apple is not None
+    assert {k: str(v) for k, v in apple.non_renewing_terms.items()} == {"com.example.season": "P3M"}
