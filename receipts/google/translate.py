@@ -34,7 +34,7 @@ State-mapping decisions (see also the unit tests' table):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from entitlements.model import (
@@ -199,8 +199,10 @@ def subscription_events(
     items = [i for i in purchase.get("lineItems") or [] if isinstance(i, dict)]
     if not items:
         return [StoreEvent(purchase_id=token, supersedes=supersedes, details=details, **common)]
-    # The item that expires last is the base plan; the others are add-ons.
-    items.sort(key=lambda i: parse_rfc3339(i.get("expiryTime")) or now, reverse=True)
+    # The item that expires last is the base plan; the others are add-ons. Items without an
+    # expiry (pending) sort after those with one: Google's times are compared only with each
+    # other, never with `now`.
+    items.sort(key=_expiry_order, reverse=True)
     events = []
     for index, item in enumerate(items):
         product_id = str(item.get("productId") or "")
@@ -300,6 +302,11 @@ def _deferred_product(item: Mapping[str, Any]) -> str | None:
     if isinstance(deferred, dict) and isinstance(deferred.get("productId"), str):
         return str(deferred["productId"])
     return None
+
+
+def _expiry_order(item: Mapping[str, Any]) -> tuple[bool, datetime]:
+    expiry = parse_rfc3339(item.get("expiryTime"))
+    return (expiry is not None, expiry or datetime.min.replace(tzinfo=UTC))
 
 
 def _flags(
