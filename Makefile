@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= demo/receiptd.toml
 
-.PHONY: install run test test-clocks check format bench clean
+.PHONY: install run test test-clocks check format bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,10 +90,25 @@ test-clocks: install
 	test $$ahead -gt $$((364 * 86400)) || { echo "libfaketime is not in effect"; exit 1; }; \
 	$$fake $(BIN)/pytest -q $(CLOCK_TESTS)
 
+# Mutation testing of the business rules (README "Mutation testing"): mutmut mutates the modules
+# listed under [tool.mutmut] only_mutate and runs the pure unit tests against each mutant. Slow
+# (minutes), so not part of `make test`. It starts from a fresh mutants/ copy every time, so the
+# score is never a stale cache, and fails when the overall score is below MUTATION_MIN percent.
+MUTATION_MIN ?= 90
+
+$(VENV)/.installed-mutation: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.installed-mutation
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/mutmut results --all true | $(BIN)/python tests/mutation_score.py --min $(MUTATION_MIN)
+
 bench: install
 	$(BIN)/python bench/apple_ingest.py
 	$(BIN)/python bench/google_ingest.py
 	$(BIN)/python bench/google_play_client.py
 
 clean:
-	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache mutants

@@ -13,8 +13,10 @@ from entitlements.model import (
     Ownership,
     PeriodType,
     PurchaseKind,
+    RenewalFacts,
     Status,
     Store,
+    TransactionFacts,
 )
 from entitlements.state import apply, view
 from receipts.apple.translate import (
@@ -23,10 +25,24 @@ from receipts.apple.translate import (
     notification_events,
     period_type,
     purchase_event,
+    renewal_facts,
     transaction_event,
+    transaction_facts,
 )
-from receipts.apple.verifier import AppleNotification, AppleVerifier
-from receipts.testing.apple_ca import TestCA, ms, transaction_payload
+from receipts.apple.verifier import (
+    AppleNotification,
+    AppleVerifier,
+    VerifiedRenewalInfo,
+    VerifiedTransaction,
+)
+from receipts.errors import MalformedPayload
+from receipts.testing.apple_ca import (
+    TestCA,
+    ms,
+    notification_payload,
+    renewal_payload,
+    transaction_payload,
+)
 from receipts.testing.apple_scenarios import EVENTS, AppleScenario, Lifecycle
 
 BUNDLE = "com.example.app"
@@ -304,3 +320,248 @@ def test_from_ms_is_utc() -> None:
     assert when is not None
     assert when.tzinfo is dt.UTC
     assert from_ms(None) is None
+
+
+# --- signed payloads field by field -----------------------------------------------------
+
+ORIGINAL_ID = "2000000001"
+
+
+def _transaction(ca: TestCA, verifier: AppleVerifier, **fields: object) -> VerifiedTransaction:
+    """A signed transaction of the second period of a subscription; `fields` override or
+    (with None) blank Apple's fields, e.g. productId=None."""
+    payload = transaction_payload(
+        bundle_id=BUNDLE,
+        environment="Sandbox",
+        transaction_id="2000000002",
+        original_transaction_id=ORIGINAL_ID,
+        product_id="premium.monthly",
+        purchase_date=NOW - dt.timedelta(days=1),
+        original_purchase_date=NOW - dt.timedelta(days=31),
+        expires_date=NOW + dt.timedelta(days=29),
+        signed_date=NOW,
+    )
+    payload.update(fields)
+    return verifier.verify_transaction_sync(ca.sign(payload))
+
+
+def _renewal(ca: TestCA, verifier: AppleVerifier, **fields: object) -> VerifiedRenewalInfo:
+    payload = renewal_payload(
+        environment="Sandbox",
+        original_transaction_id=ORIGINAL_ID,
+        product_id="premium.monthly",
+        signed_date=NOW,
+    )
+    payload.update(fields)
+    return verifier.verify_renewal_info_sync(ca.sign(payload))
+
+
+def test_transaction_facts_field_by_field(ca: TestCA, verifier: AppleVerifier) -> None:
+    t = _transaction(ca, verifier, offerType=2)  # a promotional offer without a discount type
+    assert transaction_facts(t) == TransactionFacts(
+        transaction_id="2000000002",
+        product_id="premium.monthly",
+        kind=PurchaseKind.SUBSCRIPTION,
+        purchased_at=NOW - dt.timedelta(days=1),
+        signed_at=NOW,
+        expires_at=NOW + dt.timedelta(days=29),
+        original_purchased_at=NOW - dt.timedelta(days=31),
+        revoked_at=None,
+        revocation_reason=None,
+        period_type=PeriodType.INTRO,
+        ownership=Ownership.PURCHASED,
+    )
+
+
+@pytest.mark.parametrize(
+    ("revocation", "reason"),
+    [
+        ({}, None),
+        ({"revocationReason": 1, "revocationType": "REFUND_PRORATED"}, "refund_prorated:app_issue"),
+        ({"revocationReason": 0}, "other"),
+        ({"revocationReason": 7}, "7"),  # a reason code Apple adds later is kept as is
+        ({"revocationType": "FAMILY_REVOKE"}, "family_revoke"),
+        ({"revocationReason": None}, "revoked"),  # a revocation date and nothing else
+    ],
+)
+def test_revocation_reasons(
+    ca: TestCA, verifier: AppleVerifier, revocation: dict[str, object], reason: str | None
+) -> None:
+    fields = dict(revocation)
+    if revocation:
+        fields["revocationDate"] = ms(NOW)
+    facts = transaction_facts(_transaction(ca, verifier, **fields))
+    assert facts.revocation_reason == reason
+    assert facts.revoked_at == (NOW if revocation else None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"productId": None}, r"\bproductId\b"),
+        ({"transactionId": None}, r"\btransactionId\b"),
+        ({"purchaseDate": None}, r"\bpurchaseDate\b"),
+        ({"signedDate": None}, r"\bsignedDate\b"),
+        ({"type": "Bundle"}, r"\bproduct type\b"),
+    ],
+)
+def test_unusable_transactions_are_malformed_and_say_why(
+    ca: TestCA, verifier: AppleVerifier, fields: dict[str, object], named: str
+) -> None:
+    """MalformedPayload is answered 400 with its message: it names what is missing."""
+    with pytest.raises(MalformedPayload, match=named):
+        transaction_facts(_transaction(ca, verifier, **fields))
+
+
+def test_a_purchase_without_an_original_transaction_id_is_malformed(
+    ca: TestCA, verifier: AppleVerifier
+) -> None:
+    t = _transaction(ca, verifier, originalTransactionId=None)
+    with pytest.raises(MalformedPayload, match=r"\boriginalTransactionId\b"):
+        transaction_event(t)
+    r = _renewal(ca, verifier, signedDate=None)
+    with pytest.raises(MalformedPayload, match=r"\bsignedDate\b"):
+        renewal_facts(r)
+
+
+@pytest.mark.parametrize(
+    ("fields", "accepted", "reason"),
+    [
+        ({}, None, None),
+        ({"priceIncreaseStatus": 0, "expirationIntent": 1}, False, "cancelled"),
+        ({"priceIncreaseStatus": 1, "expirationIntent": 2}, True, "billing_error"),
+        ({"expirationIntent": 3}, None, "price_increase_not_accepted"),
+        ({"expirationIntent": 4}, None, "product_unavailable"),
+        ({"expirationIntent": 9}, None, "other"),  # a reason Apple adds later
+    ],
+)
+def test_renewal_facts(
+    ca: TestCA,
+    verifier: AppleVerifier,
+    fields: dict[str, object],
+    accepted: bool | None,
+    reason: str | None,
+) -> None:
+    """Contract §4: whether the user accepted a price increase is recorded."""
+    facts = renewal_facts(_renewal(ca, verifier, **fields))
+    assert (facts.price_increase_accepted, facts.expiration_reason) == (accepted, reason)
+
+
+def test_renewal_facts_field_by_field(ca: TestCA, verifier: AppleVerifier) -> None:
+    grace_end = NOW + dt.timedelta(days=16)
+    r = _renewal(
+        ca,
+        verifier,
+        autoRenewStatus=0,
+        autoRenewProductId="premium.monthly.lite",
+        isInBillingRetryPeriod=True,
+        gracePeriodExpiresDate=ms(grace_end),
+    )
+    assert renewal_facts(r) == RenewalFacts(
+        signed_at=NOW,
+        will_renew=False,
+        auto_renew_product_id="premium.monthly.lite",
+        in_billing_retry=True,
+        grace_period_expires_at=grace_end,
+    )
+
+
+def test_renewal_info_alone_states_the_purchase(ca: TestCA, verifier: AppleVerifier) -> None:
+    """Get All Subscription Statuses may return renewal info without a transaction: the
+    purchase, its environment and its user's link come from the renewal info."""
+    signed = NOW + dt.timedelta(hours=2)
+    r = _renewal(ca, verifier, appAccountToken=USER, signedDate=ms(signed))
+    event = purchase_event(None, r, kind=EventKind.STATE_REFRESHED, status=3)
+    assert (event.purchase_id, event.app_user_id, event.occurred_at) == (ORIGINAL_ID, USER, signed)
+    assert (event.environment, event.is_sandbox, event.transaction) == ("Sandbox", True, None)
+    assert event.status is Status.BILLING_RETRY
+    assert event.renewal == renewal_facts(r)
+
+
+def test_the_link_and_the_id_may_come_from_either_item(ca: TestCA, verifier: AppleVerifier) -> None:
+    t = _transaction(ca, verifier)  # no appAccountToken
+    r = _renewal(ca, verifier, appAccountToken=USER, originalTransactionId=None)
+    event = purchase_event(t, r, kind=EventKind.RENEWED)
+    assert (event.purchase_id, event.app_user_id) == (ORIGINAL_ID, USER)
+
+
+@pytest.mark.parametrize(
+    ("status", "in_retry", "billing"),
+    [
+        (None, False, None),
+        (1, False, False),  # active: the billing issue is over
+        (2, False, None),  # expired: says nothing about billing
+        (3, False, True),
+        (4, False, True),
+        (None, True, True),  # the renewal info alone says the charge failed
+    ],
+)
+def test_billing_issue_statements(
+    ca: TestCA, verifier: AppleVerifier, status: int | None, in_retry: bool, billing: bool | None
+) -> None:
+    t = _transaction(ca, verifier)
+    r = _renewal(ca, verifier, isInBillingRetryPeriod=in_retry)
+    event = purchase_event(t, r, kind=EventKind.STATE_REFRESHED, status=status)
+    stated = [f.is_set for f in event.flags if f.flag is Flag.BILLING_ISSUE]
+    assert stated == ([] if billing is None else [billing])
+    assert all(f.at == NOW for f in event.flags)
+
+
+def test_notification_time_details_and_consumption_reason(
+    ca: TestCA, verifier: AppleVerifier
+) -> None:
+    """The notification's signedDate orders it, not the older transaction it carries."""
+    signed = NOW + dt.timedelta(hours=3)
+    transaction = ca.sign(
+        transaction_payload(
+            bundle_id=BUNDLE,
+            environment="Sandbox",
+            transaction_id="2000000002",
+            original_transaction_id=ORIGINAL_ID,
+            product_id="premium.monthly",
+            purchase_date=NOW - dt.timedelta(days=1),
+            expires_date=NOW + dt.timedelta(days=29),
+            signed_date=NOW,
+            offerIdentifier="spring",
+            isUpgraded=True,
+        )
+    )
+    body = notification_payload(
+        notification_type="CONSUMPTION_REQUEST",
+        subtype=None,
+        bundle_id=BUNDLE,
+        environment="Sandbox",
+        signed_date=signed,
+        signed_transaction=transaction,
+        notification_uuid="0b6a2f2e-3d5c-4a63-9d8e-1f2a3b4c5d6e",
+        consumptionRequestReason="UNINTENDED_PURCHASE",
+    )
+    [event] = notification_events(verifier.verify_notification_sync(ca.sign(body)))
+    assert event.occurred_at == signed
+    assert event.details == {
+        "notification_type": "CONSUMPTION_REQUEST",
+        "subtype": None,
+        "notification_uuid": "0b6a2f2e-3d5c-4a63-9d8e-1f2a3b4c5d6e",
+        "consumption_request_reason": "UNINTENDED_PURCHASE",
+        "transaction_id": "2000000002",
+        "offer_identifier": "spring",
+        "is_upgraded": True,
+        "transaction_reason": "PURCHASE",
+    }
+    body["signedDate"] = None
+    with pytest.raises(MalformedPayload, match=r"\bsignedDate\b"):
+        notification_events(verifier.verify_notification_sync(ca.sign(body)))
+
+
+def test_details_of_a_plain_notification(ca: TestCA, verifier: AppleVerifier) -> None:
+    scenario = AppleScenario(ca, Lifecycle(user=USER, product="premium.monthly"))
+    note = _notify(ca, verifier, scenario, "subscribe", NOW)
+    [event] = notification_events(note)
+    assert event.transaction is not None
+    assert event.details == {
+        "notification_type": "SUBSCRIBED",
+        "subtype": "INITIAL_BUY",
+        "notification_uuid": note.notification_uuid,
+        "transaction_id": event.transaction.transaction_id,
+        "transaction_reason": "PURCHASE",
+    }

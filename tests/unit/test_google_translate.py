@@ -28,7 +28,7 @@ from receipts.google.translate import (
     subscription_events,
     voided_event,
 )
-from receipts.testing.google_signer import voided_notification
+from receipts.testing.google_signer import subscription_notification, voided_notification
 from receipts.testing.play_purchases import (
     SUBSCRIPTION_STATES,
     product_purchase,
@@ -490,3 +490,235 @@ def test_newest_read_wins_even_when_expiry_moves_back() -> None:
     assert v.expires_at == NOW + timedelta(days=3)
     assert v.grace_period_expires_at == NOW + timedelta(days=3)
     assert v.period_type is PeriodType.NORMAL
+
+
+# --- documents field by field -------------------------------------------------------------
+
+
+def test_details_of_a_rich_document() -> None:
+    """What a read keeps for inspection: Google's own facts under our names, no personal data."""
+    doc = subscription_purchase(
+        "paused",
+        now=STORE_NOW,
+        test_purchase=True,
+        linked_token="old-token",
+        offer_id="winter",
+        offer_tags=["loyal"],
+        order_id="GPA.7",
+        price_change_state="CONFIRMED",
+    )
+    item = doc["lineItems"][0]
+    plan = item["autoRenewingPlan"]
+    plan["installmentDetails"] = {"initialCommittedPaymentsCount": 12}
+    plan["priceStepUpConsentDetails"] = {"state": "CONSENT_STATE_PENDING"}
+    item["deferredItemReplacement"] = {"productId": "premium_yearly"}
+    [event] = subscription_events(10, "tok", doc, PKG, NOW, event_time=EVENT_TIME)
+    assert event.details == {
+        "package_name": PKG,
+        "subscription_state": "PAUSED",
+        "acknowledgement_state": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+        "region_code": "DE",
+        "notification_type": 10,
+        "notification_name": "SUBSCRIPTION_PAUSED",
+        "test_purchase": True,
+        "linked": True,
+        "auto_resume_time": doc["pausedStateContext"]["autoResumeTime"],
+        "order_id": "GPA.7",
+        "base_plan_id": "monthly",
+        "offer_id": "winter",
+        "offer_tags": ["loyal"],
+        "offer_phase": "basePrice",
+        "price_change": plan["priceChangeDetails"],
+        "installments": {"initialCommittedPaymentsCount": 12},
+        "price_step_up_consent": {"state": "CONSENT_STATE_PENDING"},
+        "deferred_item_replacement": {"productId": "premium_yearly"},
+    }
+    assert event.renewal is not None
+    assert event.renewal.auto_renew_product_id == "premium_yearly"  # the deferred change
+
+
+def test_details_of_a_plain_read() -> None:
+    """A submission or reconciliation read: no notification, nothing Google did not say."""
+    doc = subscription_purchase("canceled", now=STORE_NOW, order_id="GPA.8")
+    [event] = subscription_events(None, "tok", doc, PKG, NOW)
+    assert event.details == {
+        "package_name": PKG,
+        "subscription_state": "CANCELED",
+        "acknowledgement_state": "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
+        "region_code": "DE",
+        "cancel_reason": "user_canceled",
+        "order_id": "GPA.8",
+        "base_plan_id": "monthly",
+        "offer_phase": "basePrice",
+    }
+    assert event.renewal is not None
+    assert event.renewal.auto_renew_product_id is None
+    assert event.renewal.price_increase_accepted is None  # no price change at all
+
+
+def test_a_cancellation_of_an_unknown_kind_is_still_a_cancellation() -> None:
+    doc = subscription_purchase("canceled", now=STORE_NOW)
+    doc["canceledStateContext"] = {"someFutureCancellation": {}}
+    [event] = subscription_events(3, "tok", doc, PKG, NOW, event_time=EVENT_TIME)
+    assert event.renewal is not None
+    assert event.renewal.expiration_reason == "canceled"
+    assert event.details["cancel_reason"] == "canceled"
+
+
+@pytest.mark.parametrize("state", ["canceled", "expired"])
+def test_a_cancelled_or_expired_subscription_never_renews(state: str) -> None:
+    """Whatever autoRenewEnabled still says (contract §4: cancelling stops the renewal)."""
+    event, _ = _one(state, auto_renew=True)
+    assert event.renewal is not None
+    assert event.renewal.will_renew is False
+
+
+def test_an_empty_offer_phase_falls_back_to_the_offer() -> None:
+    doc = subscription_purchase("active", now=STORE_NOW, offer_phase=None, offer_id="free-trial")
+    doc["lineItems"][0]["offerPhase"] = {}
+    [event] = subscription_events(4, "tok", doc, PKG, NOW)
+    assert event.transaction is not None
+    assert event.transaction.period_type is PeriodType.TRIAL
+
+
+def test_transaction_and_link_facts() -> None:
+    event, doc = _one("active", user="")  # an empty obfuscated id links nobody
+    assert event.app_user_id is None
+    assert event.transaction is not None
+    started = datetime.fromisoformat(doc["startTime"])
+    assert (event.transaction.purchased_at, event.transaction.original_purchased_at) == (
+        started,
+        started,
+    )
+
+
+def test_a_document_without_line_items() -> None:
+    doc = {
+        "subscriptionState": "SUBSCRIPTION_STATE_EXPIRED",
+        "linkedPurchaseToken": "old-token",
+        "lineItems": [],
+    }
+    [event] = subscription_events(13, "tok", doc, PKG, NOW, event_time=EVENT_TIME)
+    assert (event.purchase_id, event.supersedes, event.status) == (
+        "tok",
+        "old-token",
+        Status.EXPIRED,
+    )
+    assert event.transaction is None
+    del doc["subscriptionState"]
+    [unknown] = subscription_events(None, "tok", doc, PKG, NOW)
+    assert unknown.status is None  # no state stated: nothing to conclude
+    assert "subscription_state" not in unknown.details
+
+
+def test_the_base_plan_is_the_line_item_expiring_last_whatever_the_order() -> None:
+    """Add-ons listed before the base plan (one of them pending, without expiry): the base
+    plan keeps the token, only it replaces the linked purchase, add-ons are marked."""
+    doc = subscription_purchase("active", now=STORE_NOW, linked_token="old-token")
+    base = doc["lineItems"][0]
+    soon = {"productId": "extra_storage", "expiryTime": "2026-11-30T00:00:00Z"}
+    pending = {"productId": "extra_seats", "autoRenewingPlan": {}}  # no expiryTime yet
+    doc["lineItems"] = [pending, soon, base]
+    events = subscription_events(4, "tok", doc, PKG, NOW)
+    assert [e.purchase_id for e in events] == ["tok", "tok|extra_storage", "tok|extra_seats"]
+    assert [e.supersedes for e in events] == ["old-token", None, None]
+    assert "add_on_of" not in events[0].details
+    assert events[1].details["add_on_of"] == "line item of the same purchase token"
+
+
+@pytest.mark.parametrize(
+    ("code", "state", "status", "kind", "reason"),
+    [
+        (1, 0, Status.ACTIVE, EventKind.PURCHASED, None),
+        (None, 0, Status.ACTIVE, EventKind.STATE_REFRESHED, None),
+        (None, None, Status.ACTIVE, EventKind.STATE_REFRESHED, None),  # purchaseState left out
+        (1, 2, Status.PENDING, EventKind.PURCHASED, None),
+        (2, 1, Status.PENDING, EventKind.INFORMATIONAL, None),  # a pending purchase cancelled
+        (None, 1, Status.REVOKED, EventKind.REVOKED, "cancelled"),  # paid, then cancelled
+        (1, 1, Status.REVOKED, EventKind.REVOKED, "cancelled"),
+    ],
+)
+def test_one_time_product_state_kind_and_reason(
+    code: int | None, state: int | None, status: Status, kind: EventKind, reason: str | None
+) -> None:
+    purchase = product_purchase(purchase_time=STORE_NOW, purchase_state=state or 0)
+    if state is None:
+        del purchase["purchaseState"]
+    [event] = product_events(code, "pt", purchase, "lifetime_unlock", NOW)
+    assert (event.status, event.kind) == (status, kind)
+    assert event.transaction is not None
+    assert event.transaction.revocation_reason == reason
+
+
+def test_one_time_product_facts_and_details() -> None:
+    bought = datetime(2026, 11, 25, 7, 0, 0, 123000, tzinfo=UTC)
+    purchase = product_purchase(purchase_time=bought, quantity=3, user="u-3") | {
+        "packageName": PKG,
+        "purchaseType": 1,
+        "refundableQuantity": 2,
+    }
+    [event] = product_events(1, "pt", purchase, "lifetime_unlock", NOW)
+    assert (event.store, event.purchase_id, event.app_user_id, event.is_sandbox) == (
+        Store.PLAY_STORE,
+        "pt",
+        "u-3",
+        False,
+    )
+    assert event.transaction is not None
+    t = event.transaction
+    assert (t.product_id, t.purchased_at, t.original_purchased_at, t.signed_at) == (
+        "lifetime_unlock",
+        bought,
+        bought,
+        NOW,
+    )
+    assert event.details == {
+        "package_name": PKG,
+        "order_id": "GPA.3300-4444-5555-66666",
+        "purchase_state": 0,
+        "consumption_state": 0,
+        "acknowledgement_state": 0,
+        "purchase_type": "promo",
+        "quantity": 3,
+        "refundable_quantity": 2,
+        "region_code": "DE",
+        "notification_type": 1,
+    }
+
+
+def test_one_time_product_with_google_defaults_left_out() -> None:
+    """A sparse document (no orderId, quantity, purchaseType, purchaseState, an empty
+    obfuscated account id): what is left out reads as Google's documented default."""
+    purchase = product_purchase(purchase_time=STORE_NOW, user="")
+    for key in ("orderId", "purchaseState", "consumptionState", "acknowledgementState"):
+        del purchase[key]
+    [event] = product_events(None, "pt", purchase, "lifetime_unlock", NOW)
+    assert event.status is Status.ACTIVE
+    assert event.app_user_id is None
+    assert event.transaction is not None
+    assert event.transaction.transaction_id == "pt"  # keyed by the token without an order
+    [empty] = product_events(None, "pt", purchase | {"orderId": ""}, "lifetime_unlock", NOW)
+    assert empty.transaction is not None
+    assert empty.transaction.transaction_id == "pt"
+    assert event.details == {
+        "purchase_state": 0,
+        "quantity": 1,
+        "region_code": "DE",
+    }
+
+
+def test_voided_event_facts_and_what_is_not_a_voided_purchase() -> None:
+    note = classify(voided_notification(PKG, "tok", "GPA.1", event_time=EVENT_TIME), {PKG})
+    event = voided_event(note, NOW)
+    assert event is not None
+    assert (event.store, event.is_sandbox, event.transaction) == (Store.PLAY_STORE, False, None)
+    assert event.details == {
+        "package_name": PKG,
+        "order_id": "GPA.1",
+        "voided_product_type": 1,
+        "refund_type": 1,
+    }
+    renewed = classify(subscription_notification(PKG, "tok", 2, event_time=EVENT_TIME), {PKG})
+    assert voided_event(renewed, NOW) is None
+    tokenless = replace(note, purchase_token=None)
+    assert voided_event(tokenless, NOW) is None

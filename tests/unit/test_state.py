@@ -5,10 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entitlements.model import Flag, FlagStatement, PeriodType, Status, Store
+from entitlements.model import (
+    EventKind,
+    Flag,
+    FlagStatement,
+    Ownership,
+    PeriodType,
+    PurchaseKind,
+    PurchaseView,
+    Status,
+    Store,
+    StoreEvent,
+)
 from entitlements.state import apply, mark_superseded, view
 from tests.factories import subscription_event
 
@@ -366,3 +378,242 @@ def test_sandbox_flag_comes_from_the_first_statement_with_a_transaction() -> Non
     read = subscription_event(purchased_at=day(0), store=Store.PLAY_STORE, is_sandbox=True)
     assert view(fold([voided, read])).is_sandbox is True
     assert view(fold([read, voided])).is_sandbox is True
+
+
+# --- fields of the view, and what a statement leaves behind --------------------------------
+
+
+def test_a_purchase_known_only_from_a_notification_reads_as_revoked() -> None:
+    """A Google voided-purchase notification can arrive before any Play read: the purchase
+    has no transaction yet, and still reads revoked at the notification's time."""
+    voided = StoreEvent(
+        store=Store.PLAY_STORE,
+        purchase_id="tok-v",
+        kind=EventKind.REFUNDED,
+        occurred_at=day(2),
+        is_sandbox=False,
+        revoked_at=day(1),
+    )
+    assert view(fold([voided])) == PurchaseView(
+        store=Store.PLAY_STORE,
+        purchase_id="tok-v",
+        product_id="",
+        kind=PurchaseKind.SUBSCRIPTION,
+        status=Status.REVOKED,
+        period_type=PeriodType.NORMAL,
+        will_renew=False,
+        expires_at=None,
+        grace_period_expires_at=None,
+        purchased_at=None,
+        is_sandbox=False,
+        unsubscribe_detected_at=None,
+        billing_issue_detected_at=None,
+        revoked_at=day(1),
+        ownership=Ownership.PURCHASED,
+        superseded=False,
+    )
+    gone = replace(voided, kind=EventKind.EXPIRED, revoked_at=None, status=Status.EXPIRED)
+    v = view(fold([gone]))
+    assert (v.status, v.revoked_at, v.will_renew) == (Status.EXPIRED, None, False)
+
+
+def test_the_view_shows_the_current_transaction() -> None:
+    bought = replace(
+        subscription_event(
+            purchase_id="otx-9",
+            transaction_id="t-9",
+            product_id="com.example.lifetime",
+            purchased_at=day(3),
+            signed_at=day(4),
+            status=None,
+            purchase_kind=PurchaseKind.NON_CONSUMABLE,
+            store=Store.APP_STORE,
+        ),
+        is_sandbox=True,
+    )
+    assert bought.transaction is not None
+    shared = replace(
+        bought,
+        transaction=replace(bought.transaction, ownership=Ownership.FAMILY_SHARED),
+    )
+    v = view(fold([shared]))
+    assert (v.store, v.purchase_id, v.product_id, v.kind) == (
+        Store.APP_STORE,
+        "otx-9",
+        "com.example.lifetime",
+        PurchaseKind.NON_CONSUMABLE,
+    )
+    assert (v.purchased_at, v.expires_at, v.ownership, v.is_sandbox) == (
+        day(3),
+        None,
+        Ownership.FAMILY_SHARED,
+        True,
+    )
+    assert (v.status, v.will_renew) == (Status.ACTIVE, False)  # nothing renews without intent
+
+
+def test_the_environment_and_update_time_of_a_purchase() -> None:
+    first = replace(
+        subscription_event(purchased_at=day(0), signed_at=day(0)), environment="Sandbox"
+    )
+    later = subscription_event(purchased_at=day(0), signed_at=day(5))  # states no environment
+    stale = subscription_event(purchased_at=day(0), signed_at=day(3))
+    state = fold([first, later, stale])
+    assert (state.environment, state.updated_at) == ("Sandbox", day(5))
+    unnamed = subscription_event(purchased_at=day(0), signed_at=day(0))
+    named = replace(stale, environment="Production")
+    assert fold([unnamed, named]).environment == "Production"
+
+
+def test_the_replaced_purchase_is_recorded_and_kept() -> None:
+    upgrade = subscription_event(
+        purchased_at=day(0), store=Store.PLAY_STORE, supersedes="old-token"
+    )
+    read_again = subscription_event(purchased_at=day(0), signed_at=day(1), store=Store.PLAY_STORE)
+    assert fold([upgrade]).supersedes == "old-token"
+    assert fold([upgrade, read_again]).supersedes == "old-token"
+    assert fold([read_again, upgrade]).supersedes == "old-token"
+
+
+@pytest.mark.parametrize("verdict", [Status.ACTIVE, Status.BILLING_RETRY, Status.REVOKED])
+def test_grace_end_is_shown_only_in_grace(verdict: Status) -> None:
+    """Apple's renewal info keeps gracePeriodExpiresDate after the grace period ends."""
+    event = subscription_event(
+        purchased_at=day(0),
+        signed_at=day(40),
+        status=verdict,
+        in_billing_retry=verdict is Status.BILLING_RETRY,
+        grace_period_expires_at=day(46),
+        revoked_at=day(40) if verdict is Status.REVOKED else None,
+    )
+    assert view(fold([event])).grace_period_expires_at is None
+
+
+def test_grace_from_the_renewal_facts_alone() -> None:
+    """No verdict (a renewal info without a status): in billing retry with a grace end is
+    the grace period; without one, billing retry (no access)."""
+    grace = subscription_event(
+        purchased_at=day(0),
+        signed_at=day(30),
+        status=None,
+        in_billing_retry=True,
+        grace_period_expires_at=day(46),
+    )
+    v = view(fold([grace]))
+    assert (v.status, v.grace_period_expires_at) == (Status.GRACE_PERIOD, day(46))
+
+
+def test_a_failure_seen_before_a_new_period_does_not_hold_it_back() -> None:
+    failed = subscription_event(
+        transaction_id="t1",
+        purchased_at=day(0),
+        signed_at=day(30),
+        status=None,
+        in_billing_retry=True,
+    )
+    renewed = replace(  # the app submits the new period's bare transaction: no renewal info
+        subscription_event(
+            transaction_id="t2", purchased_at=day(33), signed_at=day(33), status=None
+        ),
+        renewal=None,
+    )
+    assert view(fold([failed, renewed])).status is Status.ACTIVE
+    assert view(fold([renewed, failed])).status is Status.ACTIVE
+
+
+def test_the_latest_purchase_is_current_even_with_an_earlier_expiry() -> None:
+    """An Apple upgrade mid-year: the new (monthly, higher level) transaction is bought later
+    but expires before the upgraded yearly one; the latest purchase is what the user has."""
+    yearly = subscription_event(
+        transaction_id="t-year",
+        product_id="com.example.pro.yearly",
+        purchased_at=day(0),
+        expires_at=day(365),
+        signed_at=day(0),
+    )
+    monthly = subscription_event(
+        transaction_id="t-month",
+        product_id="com.example.premium.monthly",
+        purchased_at=day(100),
+        expires_at=day(130),
+        signed_at=day(100),
+    )
+    for order in ([yearly, monthly], [monthly, yearly]):
+        v = view(fold(order))
+        assert (v.product_id, v.expires_at) == ("com.example.premium.monthly", day(130))
+
+
+def test_of_two_transactions_bought_at_once_the_later_expiry_is_current() -> None:
+    short = subscription_event(
+        transaction_id="t-b", purchased_at=day(0), expires_at=day(30), signed_at=day(0)
+    )
+    long = subscription_event(
+        transaction_id="t-a", purchased_at=day(0), expires_at=day(365), signed_at=day(0)
+    )
+    for order in ([short, long], [long, short]):
+        assert view(fold(order)).expires_at == day(365)
+
+
+def test_a_refund_signed_at_the_same_instant_as_another_copy_wins() -> None:
+    """Two copies of one transaction with the same signature time: the revoked one wins in
+    either order (a refund ends access at once)."""
+    plain = subscription_event(purchased_at=day(0), signed_at=day(5), status=None)
+    refunded = subscription_event(
+        purchased_at=day(0), signed_at=day(5), status=None, revoked_at=day(5)
+    )
+    for order in ([plain, refunded], [refunded, plain]):
+        v = view(fold(order))
+        assert (v.status, v.revoked_at) == (Status.REVOKED, day(5))
+
+
+def test_copies_signed_at_the_same_instant_converge_in_either_order() -> None:
+    """Ties on the statement clock are broken by content, never by arrival order."""
+    a = subscription_event(purchased_at=day(0), expires_at=day(30), signed_at=day(5))
+    b = subscription_event(
+        purchased_at=day(0), expires_at=day(31), signed_at=day(5), will_renew=False
+    )
+    assert fold([a, b]) == fold([b, a])
+    assert fold([a, b]).transactions[0].expires_at in (day(30), day(31))
+
+
+@pytest.mark.parametrize(
+    ("stated", "signed", "carried", "first"),
+    [
+        (day(5), day(7), None, day(5)),  # the statement precedes the copy's signature
+        (day(7), day(5), None, day(5)),  # the copy was signed before it was delivered
+        (day(9), day(5), day(8), day(5)),  # a carried time never beats the signature
+        (day(9), day(7), day(3), day(3)),  # an earlier statement carried it already
+    ],
+)
+def test_a_transaction_is_first_stated_at_the_earliest_time_known(
+    stated: datetime, signed: datetime, carried: datetime | None, first: datetime
+) -> None:
+    event = subscription_event(purchased_at=day(0), signed_at=signed)
+    assert event.transaction is not None
+    event = replace(
+        event,
+        occurred_at=stated,
+        transaction=replace(event.transaction, first_stated_at=carried),
+    )
+    assert fold([event]).transactions[0].first_stated_at == first
+
+
+def test_a_verdict_covers_the_transaction_of_its_own_statement() -> None:
+    """A notification signed a moment before the transaction it carries: its verdict is
+    about that transaction (first stated by this very statement)."""
+    event = subscription_event(purchased_at=day(0), signed_at=day(7), status=Status.EXPIRED)
+    event = replace(event, occurred_at=day(7) - timedelta(seconds=1))
+    assert view(fold([event])).status is Status.EXPIRED
+
+
+def test_set_and_clear_at_the_same_store_instant_converge() -> None:
+    """Auto-renew turned off and on at the same instant (as the store recorded it): the
+    answer does not depend on which statement arrived first."""
+    off = subscription_event(
+        purchased_at=day(0), signed_at=day(10), will_renew=False, flags=(unsub(True, day(4)),)
+    )
+    on = subscription_event(
+        purchased_at=day(0), signed_at=day(11), will_renew=False, flags=(unsub(False, day(4)),)
+    )
+    assert view(fold([off, on])).unsubscribe_detected_at is None
+    assert view(fold([on, off])).unsubscribe_detected_at is None
