@@ -4,56 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
-from entitlements.errors import InvalidRequest, UnknownEntitlement
-from entitlements.model import is_app_user_id
+from entitlements.errors import UnknownEntitlement
 from entitlements.permissions import caller
-from entitlements.service import EntitlementService
-
-SERVICE = web.AppKey("entitlement_service", EntitlementService)
-Clock = Callable[[], datetime]
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+from server.http import app_user_id_from, json_response
+from server.keys import CLOCK, SERVICE
 
 routes = web.RouteTableDef()
-
-
-def app_user_id_from_value(value: str) -> str:
-    """A validated app user id (400 on bad characters or length)."""
-    if not is_app_user_id(value):
-        raise InvalidRequest(
-            "app_user_id must be 1-200 characters of A-Z a-z 0-9 . _ : @ $ + - = ~ |"
-        )
-    return value
-
-
-def app_user_id_from(request: web.Request) -> str:
-    """The `{app_user_id}` path segment, validated."""
-    return app_user_id_from_value(request.match_info["app_user_id"])
-
-
-def json_object(body: bytes, error: type[Exception] = InvalidRequest) -> dict[str, Any]:
-    """A request body that must be one JSON object; `error` (a 400 class) otherwise."""
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise error("body is not JSON") from None
-    if not isinstance(document, dict):
-        raise error("body must be a JSON object")
-    return document
-
-
-def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/json",
-    )
 
 
 async def customer_payload(request: web.Request, app_user_id: str) -> dict[str, Any]:

@@ -7,10 +7,14 @@ codes are translated into them inside `receipts/`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+# The service's clock: injected everywhere time is read (tests move it instead of sleeping).
+Clock = Callable[[], datetime]
 
 # App user ids: what apps use in practice (UUIDs, numeric ids, RevenueCat-style
 # "$RCAnonymousID:…", emails) without path separators, spaces or control characters.

@@ -12,6 +12,7 @@ from typing import Protocol
 from aiohttp import web
 
 from entitlements.errors import Forbidden, Unauthenticated
+from server.keys import AUTHENTICATOR
 
 READ = "customers:read"
 WRITE = "purchases:write"
@@ -46,9 +47,6 @@ class Authenticator(Protocol):
     """Turns a request's credentials into a Principal or raises Unauthenticated."""
 
     async def authenticate(self, request: web.Request) -> Principal: ...
-
-
-AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 
 
 async def caller(request: web.Request) -> Principal:

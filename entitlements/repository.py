@@ -73,6 +73,9 @@ UPDATE purchases SET
     updated_at = now()
 WHERE store = $1 AND purchase_id = $2
 """
+NOTIFICATION_SEEN = """
+SELECT EXISTS (SELECT 1 FROM store_notifications WHERE store = $1 AND message_id = $2)
+"""
 ENSURE_CUSTOMER = """
 INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOTHING
 """
@@ -133,6 +136,11 @@ async def _customer_record(
         purchases=tuple(_view(r) for r in purchases if r["product_id"]),
         grants=tuple(Grant(**dict(r)) for r in grants),
     )
+
+
+async def notification_seen(conn: asyncpg.Connection, store: Store, message_id: str) -> bool:
+    """True when the journal already holds this store message id."""
+    return bool(await conn.fetchval(NOTIFICATION_SEEN, store.value, message_id))
 
 
 async def insert_notification(

@@ -18,31 +18,14 @@ import structlog
 from entitlements import repository as repo
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.cache import CustomerCache
-from entitlements.errors import DatabaseUnavailable, PurchaseOwnedByAnotherUser
-from entitlements.model import EventKind, PurchaseState, Store, StoreEvent, is_app_user_id
-from entitlements.state import apply, mark_superseded, view
+from entitlements.database import TransactionWrite, run
+from entitlements.model import Clock, Store, StoreEvent
+from entitlements.ownership import Held, TransferPolicy, decide, keys_to_lock
+from entitlements.state import view
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Clock = Callable[[], datetime]
-TransferPolicy = Literal["transfer", "keep"]
-# Extra writes a caller needs committed atomically with the state (e.g. a pending store
-# acknowledgement); they run inside the ingest transaction, after the journal insert.
-TransactionWrite = Callable[[asyncpg.Connection], Awaitable[None]]
-
-# Errors that mean "the database is not there right now" rather than a bug.
-DB_DOWN_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.ConnectionFailureError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,89 +106,34 @@ class EntitlementService:
         submitted_by: str | None,
         now: datetime,
     ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None]]:
-        by_purchase: dict[tuple[Store, str], list[StoreEvent]] = {}
-        for event in events:
-            by_purchase.setdefault((event.store, event.purchase_id), []).append(event)
-        superseded = {
-            (e.store, e.supersedes): (e.store, e.purchase_id)
-            for e in events
-            if e.supersedes is not None and e.supersedes != e.purchase_id
-        }
-        # Lock every row this batch touches in one global order: no deadlocks.
-        keys = sorted(set(by_purchase) | set(superseded))
-        locked = {key: await repo.lock_purchase(conn, *key) for key in keys}
-
-        touched: dict[str, str] = {}
-        owners: dict[tuple[Store, str], str | None] = {}
-        for key, batch in by_purchase.items():
-            current = locked[key]
-            state: PurchaseState | None = current.state
-            for event in batch:
-                state = apply(state, event)
-            assert state is not None
-            owner = self._new_owner(current.app_user_id, batch, submitted_by)
-            if owner is None and state.supersedes is not None:
-                previous = locked.get((key[0], state.supersedes))
-                owner = previous.app_user_id if previous is not None else None
-            if owner is not None and owner != current.app_user_id:
-                await repo.ensure_customer(conn, owner)
-            await repo.save_purchase(conn, state, view(state), owner)
-            owners[key] = owner
-            label = batch[-1].kind.value
-            if current.app_user_id is not None and current.app_user_id != owner:
-                label = "transferred"
-                touched[current.app_user_id] = label
-                log.info("purchase_transferred", store=key[0].value, to_user=owner)
-            if owner is not None:
-                touched[owner] = label
-
-        for old_key, new_key in superseded.items():
-            previous = locked[old_key]
-            replacing = by_purchase[new_key][-1]
-            base = previous.state or PurchaseState(
-                store=old_key[0],
-                purchase_id=old_key[1],
-                is_sandbox=replacing.is_sandbox,  # a test purchase replaces a test purchase
-                updated_at=now,
-            )
-            marked = mark_superseded(base, new_key[1])
-            await repo.save_purchase(conn, marked, view(marked), previous.app_user_id)
-            if previous.app_user_id is not None:
-                touched.setdefault(previous.app_user_id, EventKind.PRODUCT_CHANGED.value)
-
+        held = {}
+        for key in keys_to_lock(events):
+            locked = await repo.lock_purchase(conn, *key)
+            held[key] = Held(locked.state, locked.app_user_id)
+        decision = decide(
+            held, events, submitted_by=submitted_by, policy=self._transfer_policy, now=now
+        )
+        for store in decision.ignored_hints:
+            log.warning("link_hint_ignored", store=store.value, reason="not an app_user_id")
+        for user in sorted(decision.new_customers):
+            await repo.ensure_customer(conn, user)
+        for write in decision.writes:
+            await repo.save_purchase(conn, write.state, view(write.state), write.owner)
+        for transfer in decision.transfers:
+            log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
         sequences = await repo.record_changes(
             conn,
-            list(touched.items()),
+            list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
         )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
-        return frozenset(touched), owners
+        return frozenset(decision.changed), decision.owners
 
-    def _new_owner(
-        self, owner: str | None, batch: Sequence[StoreEvent], submitted_by: str | None
-    ) -> str | None:
-        if submitted_by is not None:
-            if owner is not None and owner != submitted_by and self._transfer_policy == "keep":
-                raise PurchaseOwnedByAnotherUser
-            return submitted_by
-        if owner is not None:
-            return owner
-        hints = [e.app_user_id for e in batch if e.app_user_id]
-        usable = [h for h in hints if is_app_user_id(h)]
-        if len(usable) < len(hints):
-            # A store link hint that no app could read back (Apple appAccountToken is a
-            # UUID; Google's obfuscated id is free text): linking to it would strand the
-            # purchase. Leave it unlinked for the app's submission or linkedPurchaseToken.
-            log.warning(
-                "link_hint_ignored", store=batch[0].store.value, reason="not an app_user_id"
-            )
-        return usable[-1] if usable else None
+    async def journal_seen(self, store: Store, message_id: str) -> bool:
+        """True when the journal already holds this store message id (a cheap dedupe
+        before a store API call; the journal insert in `ingest` stays the real guard)."""
+        return await self._db(lambda conn: repo.notification_seen(conn, store, message_id))
 
     async def _db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        try:
-            async with self._pool.acquire() as conn:
-                return await work(conn)
-        except DB_DOWN_ERRORS as exc:
-            log.warning("database_unavailable", error=type(exc).__name__)
-            raise DatabaseUnavailable from exc
+        return await run(self._pool, work)

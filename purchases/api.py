@@ -1,5 +1,8 @@
-"""POST /v1/purchases: the app hands over a purchase; we validate it with the store, link it
-to the user (under the transfer policy) and answer with the customer object."""
+"""POST /v1/purchases: the app hands over a purchase; the store's adapter validates it with the
+store, we link it to the user (under the transfer policy) and answer with the customer object.
+
+read → store adapter → ingest → follow-up after the commit (a Play acknowledgement) → answer.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +11,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from entitlements.api import (
-    SERVICE,
-    app_user_id_from_value,
-    customer_payload,
-    json_object,
-    json_response,
-)
+from entitlements.api import customer_payload
 from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
-from purchases.apple import apple_purchase_events
-from purchases.google import acknowledge_submitted, google_purchase_events
-from receipts.errors import ProductNotOurs
+from receipts.errors import ProductNotOurs, SubmissionNotSupported
+from receipts.port import StoreAdapter
+from server.http import app_user_id_from_value, json_object, json_response
+from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
 
 log = structlog.get_logger(__name__)
 
@@ -40,22 +38,28 @@ def parse_submission(body: bytes) -> dict[str, Any]:
     return document
 
 
+def _adapter(app: web.Application, store: str) -> StoreAdapter:
+    adapter: StoreAdapter | None = app.get(APPLE) if store == "app_store" else app.get(GOOGLE)
+    if adapter is None:
+        name = "the App Store" if store == "app_store" else "Google Play"
+        raise SubmissionNotSupported(f"{name} is not configured on this service")
+    return adapter
+
+
 @routes.post("/v1/purchases")
 async def post_purchase(request: web.Request) -> web.Response:
     principal = await caller(request)
     submission = parse_submission(await request.read())
     app_user_id: str = submission["app_user_id"]
     principal.require_write(app_user_id)
-    if submission["store"] == "app_store":
-        events, also = await apple_purchase_events(request.app, submission)
-    else:
-        events, also = await google_purchase_events(request.app, submission)
-    if not events:
+    adapter = _adapter(request.app, submission["store"])
+    resolution = await adapter.submit(submission, request.app[CLOCK]())
+    if not resolution.events:
         raise ProductNotOurs("the store returned no purchase for this proof")
-    service = request.app[SERVICE]
-    outcome = await service.ingest(None, events, submitted_by=app_user_id, also=also)
-    if submission["store"] == "play_store":
-        await acknowledge_submitted(request.app, submission)  # the 3-day rule, after commit
+    outcome = await request.app[SERVICE].ingest(
+        None, resolution.events, submitted_by=app_user_id, also=resolution.write
+    )
+    await resolution.after_commit()
     log.info(
         "purchase_submitted",
         store=submission["store"],

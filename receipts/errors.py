@@ -2,14 +2,19 @@
 
     ReceiptError                      base; `retryable` says whether trying later can help
     ├── MalformedPayload              not the shape a store sends (→ 400, or `rejected`)
+    ├── InvalidSubmission             an app's submission lacks or mangles its store fields (→ 400)
     ├── VerificationFailed            signature, chain or identity does not verify (→ 422)
     │   ├── WrongApp                  bundle id / app id / package name is not ours
     │   └── WrongEnvironment          an environment this service does not accept
     ├── PushAuthenticationFailed      Pub/Sub OIDC token missing or invalid (→ 401)
     ├── PurchaseNotFound              the store does not know the transaction / token (→ 422)
     ├── ProductNotOurs                the product or package is not configured (→ 422)
-    ├── NotConfigured                 the store, or its API credentials, is not configured (→ 422)
+    ├── SubmissionNotSupported        this service cannot validate it: the store or its API
+    │                                 credentials are not configured (→ 422)
     └── StoreUnavailable              store API or certificate endpoint unreachable (→ 503)
+
+A store whose section is absent answers its webhook with entitlements.errors.StoreNotConfigured
+(404, contract §3); a submission for it is SubmissionNotSupported (422, contract §3).
 
 A class's docstring is its default message. Messages never contain tokens, receipts or JWS.
 """
@@ -35,6 +40,12 @@ class MalformedPayload(ReceiptError):
     """The payload is not in the format the store sends."""
 
     code = "malformed_payload"
+
+
+class InvalidSubmission(ReceiptError):
+    """The submission lacks the proof for its store."""
+
+    code = "invalid_request"
 
 
 class VerificationFailed(ReceiptError):
@@ -73,10 +84,11 @@ class ProductNotOurs(ReceiptError):
     code = "product_not_configured"
 
 
-class NotConfigured(ReceiptError):
-    """This store, or the API access this request needs, is not configured."""
+class SubmissionNotSupported(ReceiptError):
+    """This service cannot validate this submission: its store, or the store API access it
+    needs, is not configured."""
 
-    code = "store_not_configured"
+    code = "submission_not_supported"
 
 
 class StoreUnavailable(ReceiptError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -17,19 +17,27 @@ from config.settings import Settings
 from entitlements import api as entitlements_api
 from entitlements.access import Catalog
 from entitlements.cache import NoCache, RedisCustomerCache
-from entitlements.permissions import AUTHENTICATOR
+from entitlements.model import Clock
 from entitlements.service import EntitlementService
-from purchases import api as purchase_api
+from purchases import api as purchases_api
 from server import ops
-from server.app_keys import CACHE, EXECUTOR, HTTP, SETTINGS
 from server.auth import Authenticator
 from server.embedded import EmbeddedRedis, database_url
-from server.google_store import google_ctx
+from server.keys import (
+    AUTHENTICATOR,
+    CACHE,
+    CLOCK,
+    EXECUTOR,
+    HTTP,
+    POOL,
+    REGISTRY,
+    SERVICE,
+    SETTINGS,
+)
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
-from server.stores import apple_ctx
-from webhooks import apple as apple_webhook
-from webhooks import google as google_webhook
+from server.stores import apple_ctx, google_ctx
+from webhooks import api as webhooks_api
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +48,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> web.Application:
+def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
     """Build the application; resources are created by its cleanup contexts at start-up."""
     registry = CollectorRegistry()
     app = web.Application(
@@ -48,16 +56,15 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         middlewares=[build_middleware(HttpMetrics(registry))],  # type: ignore[list-item]
     )
     app[SETTINGS] = settings
-    app[ops.REGISTRY] = registry
-    app[entitlements_api.CLOCK] = clock
+    app[REGISTRY] = registry
+    app[CLOCK] = clock
     app.cleanup_ctx.extend(
         [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx, google_ctx]
     )
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
-    app.add_routes(apple_webhook.routes)
-    app.add_routes(google_webhook.routes)
-    app.add_routes(purchase_api.routes)
+    app.add_routes(webhooks_api.routes)
+    app.add_routes(purchases_api.routes)
     return app
 
 
@@ -94,7 +101,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            app[ops.POOL] = pool
+            app[POOL] = pool
             yield
         finally:
             await pool.close()
@@ -123,11 +130,11 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[entitlements_api.SERVICE] = EntitlementService(
-        pool=app[ops.POOL],
+    app[SERVICE] = EntitlementService(
+        pool=app[POOL],
         cache=app[CACHE],
         catalog=catalog_from(settings),
-        clock=app[entitlements_api.CLOCK],
+        clock=app[CLOCK],
         transfer_policy=settings.customers.transfer_policy,
     )
     app[AUTHENTICATOR] = Authenticator(settings.auth, app[HTTP])

@@ -17,11 +17,12 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (ent.PurchaseOwnedByAnotherUser, 409),
     (ent.DatabaseUnavailable, 503),
     (rec.MalformedPayload, 400),
+    (rec.InvalidSubmission, 400),
     (rec.PushAuthenticationFailed, 401),
     (rec.VerificationFailed, 422),
     (rec.PurchaseNotFound, 422),
     (rec.ProductNotOurs, 422),
-    (rec.NotConfigured, 422),
+    (rec.SubmissionNotSupported, 422),
     (rec.StoreUnavailable, 503),
     (rec.ReceiptError, 422),
 )

@@ -10,12 +10,10 @@ from importlib import resources
 import asyncpg
 import yaml
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.errors import error_body
-
-POOL = web.AppKey("pool", asyncpg.Pool)
-REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+from server.keys import POOL, REGISTRY
 
 routes = web.RouteTableDef()
 

@@ -1,4 +1,11 @@
-"""Cleanup contexts that build the store adapters from settings (absent section = disabled)."""
+"""Cleanup contexts that build the store adapters from settings (an absent section: disabled).
+
+Credentials policy for Google: the Play Developer API is called with the service account of
+`service_account_file`. Without one, requests go out unauthenticated, which only a local fake
+answers, so that is allowed only when `play_api_url` points at the loopback interface (tests,
+the demo). Both rules, and the required push identity, are enforced by the settings
+(config.settings.GoogleSettings), so a bad configuration stops start-up naming the key.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,15 @@ from aiohttp import web
 
 from config.settings import AppleSettings
 from receipts import jws_speed
-from receipts.apple import AppleVerifier, AppStoreServerClient
-from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL
+from receipts.apple.adapter import AppleStore
+from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
-from server.app_keys import EXECUTOR, HTTP, SETTINGS
-from webhooks.apple import APPLE_API, APPLE_TERMS, APPLE_VERIFIER
+from receipts.apple.verifier import AppleVerifier
+from receipts.google.acknowledgements import PlayAcknowledgements
+from receipts.google.adapter import GooglePlayStore
+from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
+from receipts.google.push_auth import PushTokenVerifier
+from server.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +51,11 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     jws_speed.install()  # decision-identical, much faster base64url check in PyJWT
     verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
-    app[APPLE_VERIFIER] = verifier
-    app[APPLE_TERMS] = NonRenewingTerms(settings.non_renewing_terms)
+    api = None
     if settings.api_configured:
         assert settings.private_key_file is not None
         base = settings.api_base_url.rstrip("/")
-        app[APPLE_API] = AppStoreServerClient(
+        api = AppStoreServerClient(
             app[HTTP],
             verifier,
             issuer_id=settings.issuer_id,
@@ -55,5 +65,53 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
             production_url=base or PRODUCTION_URL,
             sandbox_url=base or SANDBOX_URL,
         )
-    log.info("apple_enabled", environments=list(settings.environments), api=settings.api_configured)
+    app[APPLE] = AppleStore(verifier, api, NonRenewingTerms(settings.non_renewing_terms))
+    log.info("apple_enabled", environments=list(settings.environments), api=api is not None)
     yield
+
+
+def _load_tokens(path: Path) -> AccessTokens:
+    return AccessTokens.from_service_account_file(path)
+
+
+async def google_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].google
+    if settings is None:
+        yield
+        return
+    tokens = None
+    if settings.service_account_file is not None:
+        tokens = await asyncio.to_thread(_load_tokens, settings.service_account_file)
+    session = app[HTTP]
+    play = PlayClient(
+        session,
+        tokens,
+        root_url=settings.play_api_url or PLAY_API_URL,
+        allow_anonymous=tokens is None,  # only reachable for a loopback play_api_url
+    )
+    acks = PlayAcknowledgements(app[POOL], play, app[CLOCK])
+    catalog = app[SERVICE].catalog
+    app[GOOGLE] = GooglePlayStore(
+        verifier=PushTokenVerifier(
+            settings.pubsub_audience,
+            settings.pubsub_service_account,
+            settings.pubsub_certs_url or None,  # None: Google's oauth2/v1/certs
+            session,
+        ),
+        play=play,
+        acks=acks,
+        package_names=frozenset(settings.package_names),
+        consumable_products=frozenset(settings.consumable_products),
+        known_products=frozenset().union(*catalog.products_by_entitlement.values()),
+    )
+    acks.start()
+    log.info(
+        "google_enabled",
+        packages=sorted(settings.package_names),
+        credentials="service_account" if tokens is not None else "anonymous (loopback)",
+    )
+    try:
+        yield
+    finally:
+        await acks.stop()
+        play.close()

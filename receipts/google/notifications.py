@@ -48,6 +48,11 @@ VOIDED_PRODUCT_TYPE_SUBSCRIPTION = 1
 VOIDED_PRODUCT_TYPE_ONE_TIME = 2
 REFUND_TYPE_FULL = 1
 REFUND_TYPE_PARTIAL = 2
+_ONE_TIME_NAMES = {
+    ONE_TIME_PRODUCT_PURCHASED: "ONE_TIME_PRODUCT_PURCHASED",
+    ONE_TIME_PRODUCT_CANCELED: "ONE_TIME_PRODUCT_CANCELED",
+}
+_REFUND_TYPE_NAMES = {REFUND_TYPE_FULL: "FULL_REFUND", REFUND_TYPE_PARTIAL: "PARTIAL_REFUND"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,30 @@ class Notification:
         if self.category is Category.SUBSCRIPTION and self.notification_type is not None:
             return SUBSCRIPTION_NOTIFICATION_NAMES.get(self.notification_type)
         return None
+
+    @property
+    def journal_names(self) -> tuple[str | None, str | None]:
+        """Google's names of the message's type and subtype, as the journal shows them."""
+        code = self.notification_type
+        if self.category is Category.POISON:
+            return None, None
+        if self.category is Category.SUBSCRIPTION:
+            return self.type_name or f"SUBSCRIPTION_{code}", None
+        if self.category is Category.ONE_TIME:
+            return _ONE_TIME_NAMES.get(code or 0, f"ONE_TIME_PRODUCT_{code}"), None
+        if self.category is Category.VOIDED:
+            return "VOIDED_PURCHASE", _REFUND_TYPE_NAMES.get(self.refund_type or 0)
+        if self.category is Category.PENDING_REFUND_REVIEW:
+            return "PENDING_REFUND_REVIEW", None
+        return "TEST", None
+
+    @property
+    def revokes(self) -> bool:
+        """Whether the notification itself states a revocation (voided, SUBSCRIPTION_REVOKED)."""
+        return self.category is Category.VOIDED or (
+            self.category is Category.SUBSCRIPTION
+            and self.notification_type == SUBSCRIPTION_REVOKED
+        )
 
 
 def parse_push(body: bytes) -> PushMessage:

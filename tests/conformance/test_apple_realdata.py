@@ -20,6 +20,7 @@ import pytest
 
 from config.settings import Settings
 from server.app import create_app
+from server.keys import APPLE
 from tests.conformance.apple_realdata import (
     BUNDLE_ID,
     ENTITLEMENT,
@@ -41,7 +42,6 @@ from tests.conformance.apple_realdata import (
 )
 from tests.conftest import ADMIN_KEY, WRITER_KEY, auth, base_config, with_database
 from tests.contract import ENTITLEMENT_FIELDS
-from webhooks.apple import APPLE_VERIFIER
 
 USER = "u-session-pro"
 NOTHING = {"journal": [], "purchases": [], "events": []}
@@ -478,7 +478,7 @@ def relax_strict_chain_checks(client) -> None:
     vectors (tests/util.py: `verifier._chain_verifier.enable_strict_checks = False  # We don't
     have authority identifiers on test certs`). Production code and settings are unchanged;
     the flag is shared by every environment's verifier through the chain cache."""
-    verifier = client.app[APPLE_VERIFIER]
+    verifier = client.app[APPLE].verifier
     library_chain_verifier = verifier.chain_cache._inner
     assert library_chain_verifier.enable_strict_checks is True  # what production runs with
     library_chain_verifier.enable_strict_checks = False

@@ -186,7 +186,9 @@ async def test_transaction_id_without_api_credentials_is_422(plain_client) -> No
         plain_client, {"app_user_id": "u-1", "store": "app_store", "transaction_id": "1001"}
     )
     assert status == 422
-    assert body["error"]["code"] == "store_not_configured"
+    # contract §3: 422 for a submission this service cannot validate; 404
+    # store_not_configured is the webhook's answer (one error, one status)
+    assert body["error"]["code"] == "submission_not_supported"
 
 
 async def test_app_store_not_configured_is_422(client) -> None:
@@ -194,7 +196,9 @@ async def test_app_store_not_configured_is_422(client) -> None:
         client, {"app_user_id": "u-1", "store": "app_store", "transaction_id": "1001"}
     )
     assert status == 422
-    assert body["error"]["code"] == "store_not_configured"
+    # contract §3: 422 for a submission this service cannot validate; 404
+    # store_not_configured is the webhook's answer (one error, one status)
+    assert body["error"]["code"] == "submission_not_supported"
 
 
 async def test_transaction_id_pulls_status_and_full_history(

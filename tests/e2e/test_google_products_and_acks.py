@@ -15,6 +15,7 @@ from receipts.testing.google_signer import (
     voided_notification,
 )
 from receipts.testing.play_purchases import product_purchase, subscription_purchase
+from server.keys import GOOGLE
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (
     COINS,
@@ -27,7 +28,6 @@ from tests.e2e.google_helpers import (
     push,
     rows,
 )
-from webhooks.google_play import GOOGLE_PLAY
 
 google_keys = google_helpers.google_keys
 fake_play = google_helpers.fake_play
@@ -227,7 +227,7 @@ async def test_failed_acknowledgement_is_kept_and_retried_later(
         MONTHLY,
     )
     assert row["next_attempt_at"] == clock.now + timedelta(seconds=30)
-    acks = google_client.app[GOOGLE_PLAY].acks
+    acks = google_client.app[GOOGLE].acks
     assert await acks.retry_due() == 0  # not due yet
     clock.advance(seconds=31)
     await acks.retry_due()
@@ -253,7 +253,7 @@ async def test_retry_finds_an_acknowledgement_done_meanwhile(
         "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED"  # e.g. acknowledged by the app itself
     )
     clock.advance(minutes=5)
-    await google_client.app[GOOGLE_PLAY].acks.retry_due()
+    await google_client.app[GOOGLE].acks.retry_due()
     await wait_for(lambda: _no_pending(database_url))
     assert fake_play.acknowledgements == []
 
@@ -272,6 +272,6 @@ async def test_acknowledgement_is_abandoned_after_the_three_day_window(
     fake_play.fail(403, times=1000, path_contains=":acknowledge")
     await notify(google_client, fake_play, google_keys, clock, 4, "active", acknowledged=False)
     clock.advance(days=3, seconds=1)
-    await google_client.app[GOOGLE_PLAY].acks.retry_due()
+    await google_client.app[GOOGLE].acks.retry_due()
     await wait_for(lambda: _no_pending(database_url))
     assert fake_play.acknowledgements == []

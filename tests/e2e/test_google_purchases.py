@@ -153,7 +153,7 @@ async def test_play_api_down_is_503(google_client, fake_play, clock) -> None:
 
 async def test_google_not_configured_is_422(client) -> None:
     status, got = await submit(client, body())
-    assert (status, got["error"]["code"]) == (422, "store_not_configured")
+    assert (status, got["error"]["code"]) == (422, "submission_not_supported")
 
 
 @pytest.mark.parametrize(("policy", "status"), [("keep", 409), ("transfer", 200)])

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from config.settings import ConfigError, is_loopback, load_settings
-from webhooks.play_acks import purchase_ref, retry_delay
+from receipts.google.acknowledgements import purchase_ref, retry_delay
 
 COMPLETE = {
     "package_names": ["com.example.app"],

@@ -7,7 +7,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from entitlements.errors import Forbidden, Unauthenticated
-from entitlements.permissions import ADMIN, AUTHENTICATOR, READ, WRITE, Principal, caller
+from entitlements.permissions import ADMIN, READ, WRITE, Principal, caller
+from server.keys import AUTHENTICATOR
 
 READER = Principal("billing-service", frozenset({READ}))
 WRITER = Principal("purchases-service", frozenset({WRITE}))

@@ -12,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 
 import asyncpg
 import structlog
 
+from entitlements.database import TransactionWrite, run
 from entitlements.errors import DatabaseUnavailable
-from entitlements.service import TransactionWrite
+from entitlements.model import Clock
 from receipts.errors import ReceiptError
+from receipts.google import repository as repo
 from receipts.google.play import PlayClient
+from receipts.google.repository import AckRequest, PendingAck
 from receipts.google.translate import needs_acknowledgement
-from webhooks import repository as repo
-from webhooks.repository import AckRequest, PendingAck
 
 log = structlog.get_logger(__name__)
-
-Clock = Callable[[], datetime]
 
 ACK_WINDOW = timedelta(days=3)  # after this Google has refunded the purchase: stop trying
 INLINE_GRACE = timedelta(minutes=2)  # a fresh row belongs to the request that wrote it
@@ -66,7 +65,6 @@ class PlayAcknowledgements:
         self._clock = clock
         self._batch = batch
         self._poll = poll_seconds
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # --- the request path ----------------------------------------------------------------
@@ -88,7 +86,7 @@ class PlayAcknowledgements:
         is left to the retry task."""
         lease = self._clock() + LEASE
         try:
-            claimed = await repo.run(
+            claimed = await run(
                 self._pool, lambda c: repo.claim_fresh(c, package_name, token, lease)
             )
         except DatabaseUnavailable:
@@ -102,9 +100,7 @@ class PlayAcknowledgements:
         """One pass: claim a bounded batch of due rows and try each. Returns how many
         were claimed. Raises DatabaseUnavailable when the claim itself fails."""
         now = self._clock()
-        claimed = await repo.run(
-            self._pool, lambda c: repo.claim_due(c, now, now + LEASE, self._batch)
-        )
+        claimed = await run(self._pool, lambda c: repo.claim_due(c, now, now + LEASE, self._batch))
         await asyncio.gather(*(self._attempt(a, reread=True, limit=None) for a in claimed))
         return len(claimed)
 
@@ -112,10 +108,6 @@ class PlayAcknowledgements:
         """Start the background retry loop (idempotent)."""
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="play-ack-retry")
-
-    def wake(self) -> None:
-        """Make the loop run a pass now rather than at its next poll."""
-        self._wake.set()
 
     async def stop(self) -> None:
         """Stop the loop; an attempt in flight is cancelled and its lease makes it retry."""
@@ -131,14 +123,11 @@ class PlayAcknowledgements:
             try:
                 claimed = await self.retry_due()
             except DatabaseUnavailable:
-                pass  # logged by repo.run; try again at the next poll
+                pass  # logged by entitlements.database.run; try again at the next poll
             except Exception:  # keep the loop alive whatever one pass hit
                 log.exception("play_ack_retry_pass_failed")
-            if claimed >= self._batch:
-                continue  # more are due: no wait
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll)
-            self._wake.clear()
+            if claimed < self._batch:  # a full batch: more are due, no wait
+                await asyncio.sleep(self._poll)
 
     # --- one attempt ---------------------------------------------------------------------
 
@@ -161,19 +150,19 @@ class PlayAcknowledgements:
             return
         log.info("play_acknowledged", already_acknowledged=already, **fields)
         with contextlib.suppress(DatabaseUnavailable):  # the lease expires; re-read then
-            await repo.run(self._pool, lambda c: repo.delete_ack(c, ack.id))
+            await run(self._pool, lambda c: repo.delete_ack(c, ack.id))
 
     async def _failed(self, ack: PendingAck, error: str, fields: dict[str, object]) -> None:
         now = self._clock()
         if now >= ack.created_at + ACK_WINDOW:
             log.error("play_acknowledgement_abandoned", error=error, **fields)
             with contextlib.suppress(DatabaseUnavailable):
-                await repo.run(self._pool, lambda c: repo.delete_ack(c, ack.id))
+                await run(self._pool, lambda c: repo.delete_ack(c, ack.id))
             return
         next_at = now + retry_delay(ack.attempts)
         log.warning("play_acknowledgement_failed", error=error, next_attempt_at=next_at, **fields)
         with contextlib.suppress(DatabaseUnavailable):
-            await repo.run(self._pool, lambda c: repo.reschedule_ack(c, ack.id, next_at, error))
+            await run(self._pool, lambda c: repo.reschedule_ack(c, ack.id, next_at, error))
 
     async def _read(self, r: AckRequest) -> dict[str, object]:
         if r.kind == "subscription":

@@ -1,8 +1,8 @@
-"""The configured Google Play adapters, and the reads that turn Play API state into events.
+"""Reads of the Play Developer API turned into events, and the acknowledgements they need.
 
-Shared by POST /webhooks/google and POST /v1/purchases: both re-read the purchase from the
-Play Developer API (the notification or the app is never trusted for state), translate it
-with receipts.google, and say which acknowledgements it still needs.
+Used by the adapter for pushes and submissions alike: the purchase is always re-read from the
+Play Developer API (the notification or the app is never trusted for state), translated, and
+checked for a pending acknowledgement.
 """
 
 from __future__ import annotations
@@ -11,43 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-from aiohttp import web
-
-from entitlements.access import Catalog
 from entitlements.model import StoreEvent
 from receipts.errors import PurchaseNotFound
 from receipts.google.play import PlayClient
-from receipts.google.push_auth import PushTokenVerifier
+from receipts.google.repository import AckRequest
 from receipts.google.translate import (
     is_gone,
     needs_acknowledgement,
     product_events,
     subscription_events,
 )
-from webhooks.play_acks import PlayAcknowledgements
-from webhooks.repository import AckRequest
-
-
-@dataclass(frozen=True, slots=True)
-class GooglePlay:
-    """Everything the Play paths need, built once by the composition root."""
-
-    verifier: PushTokenVerifier
-    play: PlayClient
-    acks: PlayAcknowledgements
-    pool: asyncpg.Pool
-    package_names: frozenset[str]
-    consumable_products: frozenset[str]
-
-    def knows_product(self, product_id: str, catalog: Catalog) -> bool:
-        """A product some entitlement names, or a configured consumable."""
-        return product_id in self.consumable_products or any(
-            product_id in products for products in catalog.products_by_entitlement.values()
-        )
-
-
-GOOGLE_PLAY = web.AppKey("google_play", GooglePlay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +33,7 @@ class PlayRead:
 
 
 async def read_subscription(
-    google: GooglePlay,
+    play: PlayClient,
     package: str,
     token: str,
     now: datetime,
@@ -73,7 +46,7 @@ async def read_subscription(
 
     `now` is this host's read time (it orders Play reads); `event_time` is the Google time
     of the notification that asked for the read, `revoked_at` a revocation it stated."""
-    purchase = await google.play.get_subscription(package, token)
+    purchase = await play.get_subscription(package, token)
     events = subscription_events(
         notification_type,
         token,
@@ -93,23 +66,24 @@ async def read_subscription(
 
 
 async def read_product(
-    google: GooglePlay,
+    play: PlayClient,
     package: str,
     product_id: str,
     token: str,
     now: datetime,
     *,
+    consumable_products: frozenset[str],
     notification_type: int | None = None,
 ) -> PlayRead:
     """products.get → the one-time purchase's event and its pending acknowledgement."""
-    purchase = await google.play.get_product(package, product_id, token)
+    purchase = await play.get_product(package, product_id, token)
     events = product_events(
         notification_type,
         token,
         purchase,
         product_id,
         now,
-        consumable_products=google.consumable_products,
+        consumable_products=consumable_products,
     )
     acks = []
     if needs_acknowledgement(purchase):
@@ -118,12 +92,13 @@ async def read_product(
 
 
 async def read_submitted(
-    google: GooglePlay,
+    play: PlayClient,
     package: str,
     product_id: str,
     token: str,
     now: datetime,
     *,
+    consumable_products: frozenset[str],
     product_type: str | None,
 ) -> PlayRead:
     """The purchase an app submitted, subscription or one-time product.
@@ -133,23 +108,28 @@ async def read_submitted(
     and products.get when Play does not know it as a subscription (404, or 410 which might
     be either). One extra round trip for one-time products submitted without a type.
     """
-    if product_type == "one_time" or (
-        product_type is None and product_id in google.consumable_products
-    ):
-        return await read_product(google, package, product_id, token, now)
+    consumables = consumable_products
+    if product_type == "one_time" or (product_type is None and product_id in consumables):
+        return await read_product(
+            play, package, product_id, token, now, consumable_products=consumables
+        )
     try:
-        read = await read_subscription(google, package, token, now)
+        read = await read_subscription(play, package, token, now)
     except PurchaseNotFound:
         if product_type == "subscription":
             raise
-        return await read_product(google, package, product_id, token, now)
+        return await read_product(
+            play, package, product_id, token, now, consumable_products=consumables
+        )
     if read.line_item_products:
         if product_id not in read.line_item_products:
             raise PurchaseNotFound("The purchase token is not for this product.")
         return read
     if product_type is None and _gone(read):
         try:
-            return await read_product(google, package, product_id, token, now)
+            return await read_product(
+                play, package, product_id, token, now, consumable_products=consumables
+            )
         except PurchaseNotFound:
             pass
     return read

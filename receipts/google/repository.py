@@ -1,27 +1,17 @@
-"""SQL of the store webhooks: the journal look-up for cheap dedupe and pending Play
-acknowledgements. Functions take the connection they run on; they return our types."""
+"""SQL of pending Play acknowledgements (table play_acknowledgements). Functions take the
+connection they run on (see entitlements.database.run); they return our types."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal
 
 import asyncpg
-import structlog
 
-from entitlements.errors import DatabaseUnavailable
-from entitlements.service import DB_DOWN_ERRORS
-
-log = structlog.get_logger(__name__)
-
-T = TypeVar("T")
 AckKind = Literal["subscription", "product"]
 
-NOTIFICATION_SEEN = """
-SELECT EXISTS (SELECT 1 FROM store_notifications WHERE store = $1 AND message_id = $2)
-"""
 INSERT_ACK = """
 INSERT INTO play_acknowledgements
     (kind, package_name, product_id, purchase_token, created_at, next_attempt_at)
@@ -75,11 +65,6 @@ class PendingAck:
     attempts: int
 
 
-async def notification_seen(conn: asyncpg.Connection, store: str, message_id: str) -> bool:
-    """True when the journal already holds this store message id."""
-    return bool(await conn.fetchval(NOTIFICATION_SEEN, store, message_id))
-
-
 async def insert_acks(
     conn: asyncpg.Connection, requests: Sequence[AckRequest], now: datetime, first_try: datetime
 ) -> None:
@@ -115,16 +100,6 @@ async def reschedule_ack(
     conn: asyncpg.Connection, ack_id: int, next_attempt_at: datetime, error: str
 ) -> None:
     await conn.execute(RESCHEDULE_ACK, ack_id, next_attempt_at, error[:500])
-
-
-async def run(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run `work` on a pooled connection; the database being away is DatabaseUnavailable."""
-    try:
-        async with pool.acquire() as conn:
-            return await work(conn)
-    except DB_DOWN_ERRORS as exc:
-        log.warning("database_unavailable", error=type(exc).__name__)
-        raise DatabaseUnavailable from exc
 
 
 def _pending(r: asyncpg.Record) -> PendingAck:

@@ -1,0 +1,234 @@
+"""Google Play as a store port (`receipts.port`): Pub/Sub pushes of Real-time Developer
+Notifications and Play purchase submissions, answered in our words.
+
+receive: authenticate the push (OIDC) → parse the envelope (not one: MalformedPayload, 400) →
+poison is settled `rejected` (stored for inspection, never redelivered) → TEST and refund
+reviews are settled `ignored`. resolve: re-read the purchase from the Play Developer API (the
+notification is not trusted for state, except the revocations it states) → events, plus the
+pending acknowledgement to commit with them and to try right after the commit. Nothing is
+written before the Play API has answered, so an outage is a 503 with nothing stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from entitlements.model import Store
+from receipts.errors import InvalidSubmission, ProductNotOurs, PurchaseNotFound, StoreUnavailable
+from receipts.google.acknowledgements import PlayAcknowledgements, purchase_ref
+from receipts.google.notifications import VOIDED_PRODUCT_TYPE_SUBSCRIPTION
+from receipts.google.play import PlayClient
+from receipts.google.push_auth import PushTokenVerifier
+from receipts.google.reads import PlayRead, read_product, read_submitted, read_subscription
+from receipts.google.translate import Category, Notification, classify, parse_push, voided_event
+from receipts.port import Inbound, Resolution, Result, no_follow_up
+
+SUBMISSION_FIELDS = ("package_name", "product_id", "purchase_token")
+PRODUCT_TYPES = ("subscription", "one_time")
+_MAX_LENGTH = {"package_name": 255, "product_id": 255, "purchase_token": 4096}
+
+
+@dataclass(frozen=True, slots=True)
+class GooglePlayStore:
+    """The Play adapter, built once by the composition root from `[google]`."""
+
+    verifier: PushTokenVerifier
+    play: PlayClient
+    acks: PlayAcknowledgements
+    package_names: frozenset[str]
+    consumable_products: frozenset[str]
+    known_products: frozenset[str]  # every product some entitlement names
+    store: Store = Store.PLAY_STORE
+
+    # --- pushes --------------------------------------------------------------------------
+
+    async def receive(self, authorization: str | None, body: bytes) -> Inbound:
+        """Authenticate and parse one push; no Play API call yet."""
+        await self.verifier.verify(authorization)
+        message = parse_push(body)  # not a push envelope: MalformedPayload (400)
+        payload = body.decode("utf-8", errors="replace")
+        log: dict[str, Any] = {"message_id": message.message_id}
+        if message.notification is None:  # poison: stored for inspection, never redelivered
+            log["reason"] = message.poison_reason
+            return Inbound(
+                store=self.store,
+                message_id=message.message_id,
+                type_name=None,
+                subtype=None,
+                stated_at=message.publish_time,
+                purchase_id=None,
+                payload=payload,
+                log=log,
+                settled="rejected",
+                reason=message.poison_reason,
+            )
+        n = classify(message.notification, self.package_names)
+        # Google's time of the event: eventTimeMillis, else when Pub/Sub published it.
+        n = replace(n, event_time=n.event_time or message.publish_time)
+        log.update(
+            category=n.category.value,
+            package_name=n.package_name,
+            notification_type=n.notification_type,
+        )
+        settled, reason = _settled(n)
+        if reason is not None:
+            log["reason"] = reason
+        if settled is None and n.purchase_token is not None:
+            log["purchase_ref"] = purchase_ref(n.purchase_token)
+            if n.product_id:
+                log["product_id"] = n.product_id
+        type_name, subtype = n.journal_names
+        return Inbound(
+            store=self.store,
+            message_id=message.message_id,
+            type_name=type_name,
+            subtype=subtype,
+            stated_at=n.event_time,
+            purchase_id=None if n.category is Category.PENDING_REFUND_REVIEW else n.purchase_token,
+            payload=payload,
+            log=log,
+            settled=settled,
+            reason=reason,
+            verified=n,
+        )
+
+    async def resolve(self, inbound: Inbound, now: datetime) -> Resolution:
+        """The purchase's state from the Play API (StoreUnavailable → 503, nothing stored)."""
+        n: Notification = inbound.verified
+        assert n.purchase_token is not None  # classify's promise for unsettled categories
+        assert n.package_name is not None
+        read, result, reason = await self._read(n, n.package_name, n.purchase_token, now)
+        return self._resolution(read, n.package_name, n.purchase_token, result, reason)
+
+    async def _read(
+        self, n: Notification, package: str, token: str, now: datetime
+    ) -> tuple[PlayRead, Result, str | None]:
+        try:
+            if n.category is Category.SUBSCRIPTION:
+                read = await read_subscription(
+                    self.play,
+                    package,
+                    token,
+                    now,
+                    notification_type=n.notification_type,
+                    event_time=n.event_time,
+                )
+                return read, "processed", None
+            if n.category is Category.ONE_TIME:
+                assert n.product_id is not None
+                read = await read_product(
+                    self.play,
+                    package,
+                    n.product_id,
+                    token,
+                    now,
+                    consumable_products=self.consumable_products,
+                    notification_type=n.notification_type,
+                )
+                return read, "processed", None
+        except PurchaseNotFound:
+            # Play does not know the token: redelivering will not help.
+            return PlayRead([]), "rejected", "purchase not found"
+        # Voided: the notification itself revokes at once, whatever the API still says.
+        voided = voided_event(n, now)
+        revocation = [voided] if voided is not None else []
+        if n.voided_product_type == VOIDED_PRODUCT_TYPE_SUBSCRIPTION:
+            try:
+                read = await read_subscription(
+                    self.play,
+                    package,
+                    token,
+                    now,
+                    event_time=n.event_time,
+                    revoked_at=voided.revoked_at if voided is not None else None,
+                )
+                return PlayRead(read.events + revocation), "processed", None
+            except PurchaseNotFound:
+                pass
+            except StoreUnavailable:
+                if voided is None:
+                    raise  # a partial refund changes nothing we could apply without the API
+        # One-time voided purchases carry no product id to re-read: the revocation is enough.
+        if revocation:
+            return PlayRead(revocation), "processed", None
+        return PlayRead([]), "ignored", "partial refund"
+
+    # --- submissions ---------------------------------------------------------------------
+
+    async def submit(self, body: Mapping[str, Any], now: datetime) -> Resolution:
+        """A Play purchase an app hands over: package, product and token (400 otherwise),
+        validated with the Play API; its acknowledgement commits with it."""
+        package, product_id, token, product_type = _submission(body)
+        if package not in self.package_names:
+            raise ProductNotOurs("this package is not configured on this service")
+        if product_id not in self.consumable_products | self.known_products:
+            raise ProductNotOurs("this product is not configured on this service")
+        read = await read_submitted(
+            self.play,
+            package,
+            product_id,
+            token,
+            now,
+            consumable_products=self.consumable_products,
+            product_type=product_type,
+        )
+        # The 3-day rule: settle whatever is pending for the token, even an earlier row.
+        return self._resolution(read, package, token, "processed", None, always_settle=True)
+
+    def _resolution(
+        self,
+        read: PlayRead,
+        package: str,
+        token: str,
+        result: Result,
+        reason: str | None,
+        *,
+        always_settle: bool = False,
+    ) -> Resolution:
+        async def settle() -> None:
+            await self.acks.settle(package, token)
+
+        return Resolution(
+            events=read.events,
+            result=result,
+            reason=reason,
+            # The pending acknowledgement commits with the state: it exists before the 200.
+            write=self.acks.writer(read.acks),
+            after_commit=settle if read.acks or always_settle else no_follow_up,
+            log={"events": len(read.events)},
+        )
+
+
+def _settled(n: Notification) -> tuple[Result | None, str | None]:
+    """A verdict for notifications with nothing to read from the Play API."""
+    if n.category is Category.POISON:
+        return "rejected", n.poison_reason
+    if n.event_time is None and n.revokes:
+        # A revocation is shown at the store's time; with none, there is nothing to record.
+        return "rejected", "no event time"
+    if n.category is Category.TEST:
+        return "ignored", "test notification"
+    if n.category is Category.PENDING_REFUND_REVIEW:
+        # `ignored`: a refund *review* changes no entitlement (the user keeps access while
+        # Google decides) and receiptd does not answer orders.reviewrefund; if the refund
+        # is granted, a voidedPurchaseNotification follows and revokes. Journaled so an
+        # operator can still find and answer it within Google's 24 h window.
+        return "ignored", "pending refund review"
+    return None, None
+
+
+def _submission(body: Mapping[str, Any]) -> tuple[str, str, str, str | None]:
+    """package_name, product_id, purchase_token and product_type of a submission."""
+    values = []
+    for name in SUBMISSION_FIELDS:
+        value = body.get(name)
+        if not isinstance(value, str) or not value or len(value) > _MAX_LENGTH[name]:
+            raise InvalidSubmission(f"{name} must be a non-empty string for play_store")
+        values.append(value)
+    product_type = body.get("product_type")
+    if product_type is not None and product_type not in PRODUCT_TYPES:
+        raise InvalidSubmission("product_type must be subscription or one_time")
+    return values[0], values[1], values[2], product_type

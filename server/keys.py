@@ -1,0 +1,37 @@
+"""Every typed key the composition root puts on the application, in one place.
+
+`server.app` and its cleanup contexts set them; handlers read them. Types that would pull a
+store adapter into modules that must not import one are named for type checkers only.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    from entitlements.cache import CustomerCache
+    from entitlements.model import Clock
+    from entitlements.permissions import Authenticator
+    from entitlements.service import EntitlementService
+    from receipts.apple.adapter import AppleStore
+    from receipts.google.adapter import GooglePlayStore
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+HTTP = web.AppKey("http_session", aiohttp.ClientSession)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+POOL = web.AppKey("pool", asyncpg.Pool)
+CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
+SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
+GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured

@@ -1,0 +1,90 @@
+"""POST /webhooks/apple and /webhooks/google (contract §3): read → store adapter → ingest →
+answer, the same for both stores.
+
+The adapter authenticates and verifies (nothing is stored for a request it refuses); a message
+with nothing left to resolve is journaled with its verdict; otherwise a cheap look-up of the
+store's message id skips a store API call for a redelivery, the adapter resolves the events,
+and the journal row, the events and the follow-up rows commit in one transaction (the
+journal's unique message id stays the real guard). A 2xx is sent only after that commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from entitlements.errors import StoreNotConfigured
+from entitlements.repository import NotificationRow
+from receipts.port import Inbound, Resolution, StoreAdapter
+from server.http import json_response
+from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
+
+log = structlog.get_logger(__name__)
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/webhooks/apple")
+async def post_apple_notification(request: web.Request) -> web.Response:
+    adapter = request.app.get(APPLE)
+    if adapter is None:
+        raise StoreNotConfigured("the App Store is not configured on this service")
+    return await _notification(request, adapter, "apple_notification")
+
+
+@routes.post("/webhooks/google")
+async def post_google_notification(request: web.Request) -> web.Response:
+    adapter = request.app.get(GOOGLE)
+    if adapter is None:
+        raise StoreNotConfigured("Google Play is not configured on this service")
+    return await _notification(request, adapter, "google_notification")
+
+
+async def _notification(request: web.Request, adapter: StoreAdapter, event: str) -> web.Response:
+    line: dict[str, Any] = {}  # the one canonical log line: ids only, never tokens
+    try:
+        status = await _handle(request, adapter, line)
+        line["result"] = status
+    except Exception as exc:
+        line["result"] = getattr(exc, "code", "error")
+        raise
+    finally:
+        log.info(event, **line)
+    return json_response({"status": status})
+
+
+async def _handle(request: web.Request, adapter: StoreAdapter, line: dict[str, Any]) -> str:
+    body = await request.read()
+    inbound = await adapter.receive(request.headers.get("Authorization"), body)
+    line.update(inbound.log)
+    service = request.app[SERVICE]
+    if inbound.settled is not None:
+        resolution = Resolution([], result=inbound.settled, reason=inbound.reason)
+    else:
+        if await service.journal_seen(inbound.store, inbound.message_id):
+            return "duplicate"
+        resolution = await adapter.resolve(inbound, request.app[CLOCK]())
+        line.update(resolution.log)
+    outcome = await service.ingest(
+        journal_row(inbound, resolution), resolution.events, also=resolution.write
+    )
+    if outcome.status == "processed":
+        await resolution.after_commit()
+    return outcome.status
+
+
+def journal_row(inbound: Inbound, resolution: Resolution) -> NotificationRow:
+    """The raw message for the journal, with the verdict of its processing."""
+    return NotificationRow(
+        store=inbound.store,
+        message_id=inbound.message_id,
+        notification_type=inbound.type_name,
+        subtype=inbound.subtype,
+        signed_at=inbound.stated_at,
+        purchase_id=inbound.purchase_id,
+        result=resolution.result,
+        reason=resolution.reason,
+        payload=inbound.payload,
+    )
