@@ -1,0 +1,120 @@
+"""Who owns a purchase after a batch, and whose entitlements changed: the pure decision."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from entitlements.errors import PurchaseOwnedByAnotherUser
+from entitlements.model import EventKind, Store
+from entitlements.ownership import Held, Transfer, decide, keys_to_lock
+from entitlements.state import apply
+from tests.factories import subscription_event
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+A = (Store.APP_STORE, "otx-1")
+OLD = (Store.PLAY_STORE, "tok-old")
+NEW = (Store.PLAY_STORE, "tok-new")
+
+
+def event(key=A, **kw):
+    return subscription_event(store=key[0], purchase_id=key[1], purchased_at=T0, **kw)
+
+
+def held(state_of=None, owner=None):
+    return Held(apply(None, state_of) if state_of is not None else None, owner)
+
+
+def run(holds, events, submitted_by=None, policy="transfer"):
+    return decide(holds, events, submitted_by=submitted_by, policy=policy, now=T0)
+
+
+def test_keys_to_lock_cover_replaced_purchases_in_one_order() -> None:
+    events = [event(NEW, supersedes=OLD[1]), event(A), event(NEW)]
+    assert keys_to_lock(events) == sorted([A, NEW, OLD])
+    assert keys_to_lock([event(NEW, supersedes=NEW[1])]) == [NEW]  # not its own replacement
+
+
+def test_submission_links_to_the_submitter_and_creates_the_customer() -> None:
+    d = run({A: held()}, [event()], submitted_by="u-1")
+    assert d.owners == {A: "u-1"}
+    assert d.new_customers == frozenset({"u-1"})
+    assert d.changed == {"u-1": EventKind.PURCHASED.value}
+    assert [w.owner for w in d.writes] == ["u-1"]
+    assert d.transfers == ()
+
+
+def test_an_owned_purchase_keeps_its_owner_and_creates_no_customer() -> None:
+    d = run({A: held(event(), "u-1")}, [event(kind=EventKind.RENEWED)])
+    assert d.owners == {A: "u-1"}
+    assert d.new_customers == frozenset()
+    assert d.changed == {"u-1": EventKind.RENEWED.value}
+
+
+def test_transfer_policy_moves_and_tells_both_users() -> None:
+    d = run({A: held(event(), "u-1")}, [event()], submitted_by="u-2")
+    assert d.owners == {A: "u-2"}
+    assert d.changed == {"u-1": "transferred", "u-2": "transferred"}
+    assert d.transfers == (Transfer(Store.APP_STORE, "otx-1", "u-1", "u-2"),)
+
+
+def test_keep_policy_refuses_another_user_but_not_the_owner() -> None:
+    with pytest.raises(PurchaseOwnedByAnotherUser):
+        run({A: held(event(), "u-1")}, [event()], submitted_by="u-2", policy="keep")
+    d = run({A: held(event(), "u-1")}, [event()], submitted_by="u-1", policy="keep")
+    assert d.owners == {A: "u-1"}
+    assert d.transfers == ()
+
+
+def test_store_hint_links_an_unlinked_purchase_the_last_valid_one_wins() -> None:
+    d = run({A: held()}, [event(app_user_id="u-a"), event(app_user_id="u-b")])
+    assert d.owners == {A: "u-b"}
+    assert d.ignored_hints == ()
+
+
+def test_a_hint_that_is_not_an_app_user_id_is_ignored_and_reported() -> None:
+    d = run({A: held()}, [event(app_user_id="<placeholder set by test>")])
+    assert d.owners == {A: None}
+    assert d.ignored_hints == (Store.APP_STORE,)
+    assert d.changed == {}
+    mixed = run({A: held()}, [event(app_user_id="u-ok"), event(app_user_id="bad id")])
+    assert mixed.owners == {A: "u-ok"}
+    assert mixed.ignored_hints == (Store.APP_STORE,)
+
+
+def test_a_hint_never_moves_an_owned_purchase() -> None:
+    d = run({A: held(event(), "u-1")}, [event(app_user_id="u-2")])
+    assert d.owners == {A: "u-1"}
+
+
+def test_replacement_inherits_the_owner_and_the_old_one_is_superseded() -> None:
+    holds = {NEW: held(), OLD: held(event(OLD), "u-1")}
+    d = run(holds, [event(NEW, supersedes=OLD[1], kind=EventKind.PURCHASED)])
+    assert d.owners == {NEW: "u-1"}
+    assert d.changed == {"u-1": EventKind.PURCHASED.value}  # not overwritten by product_changed
+    new_write, old_write = d.writes
+    assert (new_write.state.purchase_id, new_write.owner) == ("tok-new", "u-1")
+    assert (old_write.state.superseded_by, old_write.owner) == ("tok-new", "u-1")
+
+
+def test_replaced_purchase_owned_by_someone_else_tells_that_user() -> None:
+    holds = {NEW: held(event(NEW), "u-2"), OLD: held(event(OLD), "u-1")}
+    d = run(holds, [event(NEW, supersedes=OLD[1])])
+    assert d.changed == {"u-2": EventKind.PURCHASED.value, "u-1": "product_changed"}
+
+
+def test_an_unknown_replaced_purchase_gets_a_placeholder_with_the_sandbox_flag() -> None:
+    d = run({NEW: held(), OLD: held()}, [event(NEW, supersedes=OLD[1], is_sandbox=True)])
+    placeholder = d.writes[-1].state
+    assert (placeholder.purchase_id, placeholder.is_sandbox) == ("tok-old", True)
+    assert placeholder.superseded_by == "tok-new"
+    assert placeholder.transactions == ()
+    assert d.writes[-1].owner is None
+
+
+def test_the_label_is_the_last_statement_kind() -> None:
+    batch = [event(kind=EventKind.PURCHASED), replace(event(), kind=EventKind.RENEWAL_DISABLED)]
+    d = run({A: held(event(), "u-1")}, batch)
+    assert d.changed == {"u-1": EventKind.RENEWAL_DISABLED.value}
