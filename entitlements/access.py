@@ -49,16 +49,6 @@ class CustomerRecord:
     grants: tuple[Grant, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
-    """One candidate for an entitlement, normalised: a store purchase or a grant."""
-
-    status: Status
-    expires_at: datetime | None
-    grace_period_expires_at: datetime | None
-    fields: Mapping[str, Any]
-
-
 def effective_status(status: Status, expires_at: datetime | None, now: datetime) -> Status:
     """An active period whose end has passed reads as expired (cancelled or not renewed)."""
     if status is Status.ACTIVE and expires_at is not None and expires_at <= now:

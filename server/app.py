@@ -53,7 +53,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     registry = CollectorRegistry()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[build_middleware(HttpMetrics(registry))],  # type: ignore[list-item]
+        middlewares=[build_middleware(HttpMetrics(registry))],
     )
     app[SETTINGS] = settings
     app[REGISTRY] = registry

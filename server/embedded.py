@@ -13,8 +13,12 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 log = structlog.get_logger(__name__)
 
@@ -26,29 +30,29 @@ class EmbeddedPostgres:
     """A pgserver-managed PostgreSQL cluster under `data_dir/postgres`."""
 
     data_dir: Path
-    _server: object | None = None
+    _server: PostgresServer | None = None
 
     async def start(self) -> str:
         """Start (or join) the cluster; returns its connection URL."""
         pgdata = self.data_dir / "postgres"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.to_thread(_start_pgserver, pgdata)
-        url: str = self._server.get_uri()  # type: ignore[attr-defined]
+        url: str = self._server.get_uri()
         log.info("embedded_postgres_started", pgdata=str(pgdata))
         return url
 
     async def stop(self) -> None:
         """Stop the cluster unless another process still uses it."""
         if self._server is not None:
-            await asyncio.to_thread(self._server.cleanup)  # type: ignore[attr-defined]
+            await asyncio.to_thread(self._server.cleanup)
             self._server = None
             log.info("embedded_postgres_stopped")
 
 
-def _start_pgserver(pgdata: Path) -> object:
-    import pgserver  # imported lazily: only the embedded default needs it
+def _start_pgserver(pgdata: Path) -> PostgresServer:
+    from pgserver import postgres_server  # imported lazily: only the embedded default needs it
 
-    return pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    return postgres_server.get_server(pgdata, cleanup_mode="stop")
 
 
 @dataclass

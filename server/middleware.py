@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from server.errors import describe_http, error_body, status_for
@@ -52,9 +53,7 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def build_middleware(
-    metrics: HttpMetrics,
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def build_middleware(metrics: HttpMetrics) -> Middleware:
     """One middleware, outermost: every response, including errors, is measured and logged."""
 
     @web.middleware

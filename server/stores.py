@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from pathlib import Path
 
 import structlog
@@ -31,7 +32,7 @@ from server.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SET
 log = structlog.get_logger(__name__)
 
 
-def build_apple_verifier(settings: AppleSettings, executor: object | None) -> AppleVerifier:
+def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> AppleVerifier:
     """The verifier for the configured roots and environments."""
     roots = [Path(p).read_bytes() for p in settings.root_certificates]
     return AppleVerifier(
@@ -40,7 +41,7 @@ def build_apple_verifier(settings: AppleSettings, executor: object | None) -> Ap
         list(settings.environments),
         roots,
         settings.online_checks,
-        executor,  # type: ignore[arg-type]
+        executor,
     )
 
 

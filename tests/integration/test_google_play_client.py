@@ -55,7 +55,7 @@ def _client(
 ) -> PlayClient:
     tokens = AccessTokens.from_service_account_info(keys.service_account_info(fake.token_uri))
     options: dict[str, object] = {"root_url": fake.base_url, "backoff": 0.01, "timeout": 2.0} | kw
-    client = PlayClient(session, tokens, **options)  # type: ignore[arg-type]
+    client = PlayClient(session, tokens, **options)
     _clients.append(client)
     return client
 

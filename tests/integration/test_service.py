@@ -22,7 +22,7 @@ def note(message_id: str, result: str = "processed") -> NotificationRow:
         subtype="INITIAL_BUY",
         signed_at=None,
         purchase_id="otx-1",
-        result=result,  # type: ignore[arg-type]
+        result=result,
         reason=None,
         payload='{"signedPayload": "..."}',
     )
