@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from config.settings import AppleSettings
-from receipts import jws_speed
 from receipts.apple import AppleVerifier, AppStoreServerClient
 from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL
 from receipts.apple.terms import NonRenewingTerms
@@ -38,7 +37,6 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings is None:
         yield
         return
-    jws_speed.install()  # decision-identical, much faster base64url check in PyJWT
     verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
     app[APPLE_VERIFIER] = verifier
     app[APPLE_TERMS] = NonRenewingTerms(settings.non_renewing_terms)

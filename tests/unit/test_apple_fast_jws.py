@@ -391,3 +391,16 @@ def test_public_methods_answer_like_the_library(cas: tuple[TestCA, TestCA, TestC
     with pytest.raises(VerificationException) as library_error:
         library.verify_and_decode_signed_transaction(ca.sign(_tx("Production")))
     assert fast_error.value.status == library_error.value.status
+
+
+def test_verifying_leaves_pyjwt_as_shipped(cas: tuple[TestCA, TestCA, TestCA]) -> None:
+    ca = cas[0]
+    module_functions = (jwt.decode, jwt.get_unverified_header, api_jws._jws_global_obj)
+    class_check = vars(api_jws.PyJWS)["_decode_base64url_segment"]
+    fast = FastSignedDataVerifier([ca.root_der], False, Environment.SANDBOX, BUNDLE, APP_ID)
+    fast.verify_and_decode_signed_transaction(ca.sign(_tx()))
+    after = (jwt.decode, jwt.get_unverified_header, api_jws._jws_global_obj)
+    assert all(now is before for now, before in zip(after, module_functions, strict=True))
+    assert vars(api_jws.PyJWS)["_decode_base64url_segment"] is class_check
+    assert type(api_jws._jws_global_obj) is api_jws.PyJWS
+    assert api_jws.PyJWS._decode_base64url_segment is ORIGINAL
