@@ -18,7 +18,6 @@ import structlog
 from aiohttp import web
 
 from config.settings import AppleSettings
-from receipts import jws_speed
 from receipts.apple.adapter import AppleStore
 from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
@@ -50,7 +49,6 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
     if settings is None:
         yield
         return
-    jws_speed.install()  # decision-identical, much faster base64url check in PyJWT
     verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
     api = None
     if settings.api_configured:
