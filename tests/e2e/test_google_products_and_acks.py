@@ -9,12 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from receipts.testing.google_signer import (
+from simulators.google_signer import (
     one_time_notification,
     subscription_notification,
     voided_notification,
 )
-from receipts.testing.play_purchases import product_purchase, subscription_purchase
+from simulators.play_purchases import product_purchase, subscription_purchase
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (
     COINS,
