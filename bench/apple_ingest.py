@@ -28,8 +28,8 @@ from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
 
 from receipts.apple import AppleVerifier
 from receipts.apple.chain_cache import CachingChainVerifier
-from receipts.testing.apple_ca import TestCA
-from receipts.testing.apple_scenarios import AppleScenario, Lifecycle
+from simulators.apple_ca import TestCA
+from simulators.apple_scenarios import AppleScenario, Lifecycle
 
 BUNDLE_ID = "com.example.app"
 PRODUCT = "com.example.premium.monthly"

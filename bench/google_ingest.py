@@ -28,9 +28,9 @@ from typing import Any
 
 import aiohttp
 
-from receipts.testing.fake_play import FakePlay
-from receipts.testing.google_signer import GoogleTestKeys, push_envelope, subscription_notification
-from receipts.testing.play_purchases import subscription_purchase
+from simulators.fake_play import FakePlay
+from simulators.google_signer import GoogleTestKeys, push_envelope, subscription_notification
+from simulators.play_purchases import subscription_purchase
 
 PACKAGE = "com.example.app"
 PRODUCT = "premium_monthly"

@@ -24,9 +24,9 @@ from google.oauth2 import service_account
 from googleapiclient.discovery import build
 
 from receipts.google.play import AccessTokens, PlayClient
-from receipts.testing.fake_play import FakePlay
-from receipts.testing.google_signer import GoogleTestKeys
-from receipts.testing.play_purchases import subscription_purchase
+from simulators.fake_play import FakePlay
+from simulators.google_signer import GoogleTestKeys
+from simulators.play_purchases import subscription_purchase
 
 PKG = "com.example.app"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"

@@ -21,8 +21,8 @@ DEFAULT_PLAY_PORT = 8091
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `demo init` and `simulate apple|google` on the CLI."""
-    from receipts.testing.apple_scenarios import EVENTS as APPLE_EVENTS
-    from receipts.testing.simulate_google import EVENTS as GOOGLE_EVENTS
+    from simulators.apple_scenarios import EVENTS as APPLE_EVENTS
+    from simulators.simulate_google import EVENTS as GOOGLE_EVENTS
 
     demo = sub.add_parser("demo", help="demo set-up (test CA and keys for make run)")
     demo_sub = demo.add_subparsers(dest="demo_command", required=True)
@@ -49,8 +49,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def _demo_init(args: argparse.Namespace) -> int:
-    from receipts.testing.apple_ca import TestCA
-    from receipts.testing.simulate_google import ensure_demo_files
+    from simulators.apple_ca import TestCA
+    from simulators.simulate_google import ensure_demo_files
 
     TestCA.load_or_create(args.dir / "apple-ca")
     ensure_demo_files(args.dir / "google", args.play_port)
@@ -59,7 +59,7 @@ def _demo_init(args: argparse.Namespace) -> int:
 
 
 def _simulate_apple(args: argparse.Namespace) -> int:
-    from receipts.testing.apple_scenarios import simulate
+    from simulators.apple_scenarios import simulate
 
     result = asyncio.run(
         simulate(
@@ -77,7 +77,7 @@ def _simulate_apple(args: argparse.Namespace) -> int:
 
 
 def _simulate_google(args: argparse.Namespace) -> int:
-    from receipts.testing.simulate_google import ensure_demo_files, simulate
+    from simulators.simulate_google import ensure_demo_files, simulate
 
     ensure_demo_files(args.dir / "google", args.play_port)
     result = asyncio.run(

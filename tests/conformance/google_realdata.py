@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from receipts.testing.fake_play import FakePlay
+from simulators.fake_play import FakePlay
 from tests.e2e.google_helpers import AUDIENCE, PUSH_EMAIL
 
 PACKAGE = "network.loki.messenger"

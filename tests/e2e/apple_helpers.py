@@ -6,8 +6,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from receipts.testing.apple_ca import TestCA
-from receipts.testing.apple_scenarios import AppleScenario, Lifecycle
+from simulators.apple_ca import TestCA
+from simulators.apple_scenarios import AppleScenario, Lifecycle
 
 BUNDLE_ID = "com.example.app"
 APP_APPLE_ID = 1234567890

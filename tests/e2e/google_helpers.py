@@ -14,14 +14,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from receipts.testing.fake_play import FakePlay
-from receipts.testing.google_signer import (
+from simulators.fake_play import FakePlay
+from simulators.google_signer import (
     DEMO_PUSH_EMAIL,
     GoogleTestKeys,
     push_envelope,
     subscription_notification,
 )
-from receipts.testing.play_purchases import subscription_purchase
+from simulators.play_purchases import subscription_purchase
 from tests.conftest import READER_KEY, auth
 
 PACKAGE = "com.example.app"

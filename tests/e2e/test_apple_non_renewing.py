@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from entitlements.duration import parse_duration
-from receipts.testing.apple_ca import TestCA
+from simulators.apple_ca import TestCA
 from tests.conftest import READER_KEY, auth
 from tests.e2e.apple_helpers import apple_config, scenario
 

@@ -12,15 +12,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from receipts.testing.apple_ca import (
+from simulators.apple_ca import (
     TestCA,
     notification_payload,
     renewal_payload,
     transaction_payload,
 )
-from receipts.testing.fake_appstore import FakeAppStore, app_receipt
 from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
+from tests.fakes.fake_appstore import FakeAppStore, app_receipt
 
 KEY_ID = "TESTKEY123"
 ISSUER_ID = "57246542-96fe-1a63-e053-0824d011072a"

@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from receipts.testing.apple_ca import TestCA
-from receipts.testing.apple_scenarios import EVENTS
+from simulators.apple_ca import TestCA
+from simulators.apple_scenarios import EVENTS
 from tests.conftest import READER_KEY, auth
 from tests.contract import ENTITLEMENT_FIELDS
 from tests.e2e.apple_helpers import PRODUCT, apple_config, scenario

@@ -3,7 +3,7 @@ acknowledged to Play, and the redelivery with the same messageId is processed in
 
 from __future__ import annotations
 
-from receipts.testing.google_signer import push_envelope, subscription_notification
+from simulators.google_signer import push_envelope, subscription_notification
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import PACKAGE, USER, customer, google_config, push_headers, rows, sub
 from tests.proxy import TcpProxy

@@ -9,13 +9,13 @@ from datetime import timedelta
 
 import pytest
 
-from receipts.testing.google_signer import (
+from server.keys import GOOGLE
+from simulators.google_signer import (
     one_time_notification,
     subscription_notification,
     voided_notification,
 )
-from receipts.testing.play_purchases import product_purchase, subscription_purchase
-from server.keys import GOOGLE
+from simulators.play_purchases import product_purchase, subscription_purchase
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (
     COINS,

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from receipts.testing.play_purchases import product_purchase, subscription_purchase
+from simulators.play_purchases import product_purchase, subscription_purchase
 from tests.conftest import USER_TOKEN_SECRET, WRITER_KEY, auth
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from receipts.testing.google_signer import (
+from simulators.google_signer import (
     console_test_notification,
     push_envelope,
     subscription_notification,

@@ -27,8 +27,8 @@ from receipts.errors import (
     StoreUnavailable,
     VerificationFailed,
 )
-from receipts.testing.apple_ca import TestCA, renewal_payload, transaction_payload
-from receipts.testing.fake_appstore import FakeAppStore, app_receipt
+from simulators.apple_ca import TestCA, renewal_payload, transaction_payload
+from tests.fakes.fake_appstore import FakeAppStore, app_receipt
 
 BUNDLE = "com.example.app"
 ISSUER = "57246542-96fe-1a63-e053-0824d011072a"

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from receipts.apple.translate import notification_events
 from receipts.apple.verifier import AppleVerifier
-from receipts.testing.apple_ca import TestCA
-from receipts.testing.apple_scenarios import simulate
+from simulators.apple_ca import TestCA
+from simulators.apple_scenarios import simulate
 
 USER = "0b7e3f4c-2d9a-4f8e-9c1b-5a6d7e8f9a0b"
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)

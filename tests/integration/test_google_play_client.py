@@ -13,8 +13,8 @@ from entitlements.model import Status
 from receipts.errors import PurchaseNotFound, StoreUnavailable
 from receipts.google.play import AccessTokens, PlayAccessDenied, PlayClient
 from receipts.google.translate import is_gone, needs_acknowledgement, subscription_events
-from receipts.testing.fake_play import FakePlay, product_purchase, subscription_purchase
-from receipts.testing.google_signer import GoogleTestKeys
+from simulators.fake_play import FakePlay, product_purchase, subscription_purchase
+from simulators.google_signer import GoogleTestKeys
 from tests.conftest import Clock
 
 PKG = "com.example.app"

@@ -14,8 +14,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from receipts.google.play import SCOPE
-from receipts.testing.fake_play import FakePlay, product_purchase, subscription_purchase
-from receipts.testing.google_signer import GoogleTestKeys
+from simulators.fake_play import FakePlay, product_purchase, subscription_purchase
+from simulators.google_signer import GoogleTestKeys
 from tests.conftest import Clock
 
 PKG = "com.example.app"

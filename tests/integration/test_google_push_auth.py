@@ -13,8 +13,8 @@ import pytest
 
 from receipts.errors import PushAuthenticationFailed, StoreUnavailable
 from receipts.google.push_auth import PushTokenVerifier, _max_age
-from receipts.testing.fake_play import FakePlay
-from receipts.testing.google_signer import GoogleTestKeys, RsaKey
+from simulators.fake_play import FakePlay
+from simulators.google_signer import GoogleTestKeys, RsaKey
 
 AUD = "https://receiptd.example.com/webhooks/google"
 EMAIL = "rtdn-push@example.iam.gserviceaccount.com"

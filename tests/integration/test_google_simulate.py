@@ -30,8 +30,8 @@ from receipts.google.translate import (
     subscription_events,
     voided_event,
 )
-from receipts.testing.google_signer import DEMO_PUSH_EMAIL
-from receipts.testing.simulate_google import DEMO_PACKAGE, ensure_demo_files, simulate
+from simulators.google_signer import DEMO_PUSH_EMAIL
+from simulators.simulate_google import DEMO_PACKAGE, ensure_demo_files, simulate
 from tests.conftest import Clock
 
 

@@ -15,7 +15,7 @@ from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier, Verif
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from receipts.apple.chain_cache import CachingChainVerifier
-from receipts.testing.apple_ca import (
+from simulators.apple_ca import (
     TestCA,
     ms,
     notification_payload,

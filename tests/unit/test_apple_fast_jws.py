@@ -21,11 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt import api_jws
 from jwt.exceptions import DecodeError
-from structlog.testing import capture_logs
-
-from receipts.apple import fast_jws
-from receipts.apple.fast_jws import FastPyJWS, FastSignedDataVerifier, verifier_class
-from receipts.apple.verifier import AppleVerifier
 from receipts.testing.apple_ca import (
     TestCA,
     ms,
@@ -33,6 +28,11 @@ from receipts.testing.apple_ca import (
     renewal_payload,
     transaction_payload,
 )
+from structlog.testing import capture_logs
+
+from receipts.apple import fast_jws
+from receipts.apple.fast_jws import FastPyJWS, FastSignedDataVerifier, verifier_class
+from receipts.apple.verifier import AppleVerifier
 
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BUNDLE = "com.example.app"

@@ -36,14 +36,14 @@ from receipts.apple.verifier import (
     VerifiedTransaction,
 )
 from receipts.errors import MalformedPayload
-from receipts.testing.apple_ca import (
+from simulators.apple_ca import (
     TestCA,
     ms,
     notification_payload,
     renewal_payload,
     transaction_payload,
 )
-from receipts.testing.apple_scenarios import EVENTS, AppleScenario, Lifecycle
+from simulators.apple_scenarios import EVENTS, AppleScenario, Lifecycle
 
 BUNDLE = "com.example.app"
 USER = "6f1c3a2e-8a59-4c4f-9a55-0c3f6b1b2d7e"

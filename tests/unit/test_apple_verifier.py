@@ -18,7 +18,7 @@ from receipts.errors import (
     WrongApp,
     WrongEnvironment,
 )
-from receipts.testing.apple_ca import (
+from simulators.apple_ca import (
     TestCA,
     notification_payload,
     renewal_payload,

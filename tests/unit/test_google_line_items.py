@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receipts.google.translate import subscription_events
-from receipts.testing.play_purchases import subscription_purchase
+from simulators.play_purchases import subscription_purchase
 
 STORE_NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 

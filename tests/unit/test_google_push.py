@@ -11,7 +11,7 @@ import pytest
 from receipts.errors import MalformedPayload
 from receipts.google.notifications import parse_rfc3339
 from receipts.google.translate import Category, classify, parse_push
-from receipts.testing.google_signer import (
+from simulators.google_signer import (
     console_test_notification,
     one_time_notification,
     push_envelope,

@@ -28,8 +28,8 @@ from receipts.google.translate import (
     subscription_events,
     voided_event,
 )
-from receipts.testing.google_signer import subscription_notification, voided_notification
-from receipts.testing.play_purchases import (
+from simulators.google_signer import subscription_notification, voided_notification
+from simulators.play_purchases import (
     SUBSCRIPTION_STATES,
     product_purchase,
     subscription_purchase,

@@ -23,8 +23,8 @@ import google.auth.exceptions
 import google.auth.jwt
 from aiohttp import web
 
-from receipts.testing.google_signer import GoogleTestKeys
-from receipts.testing.play_purchases import product_purchase, subscription_purchase
+from simulators.google_signer import GoogleTestKeys
+from simulators.play_purchases import product_purchase, subscription_purchase
 
 __all__ = ["Failure", "FakePlay", "product_purchase", "running_fake_play", "subscription_purchase"]
 

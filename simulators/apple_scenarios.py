@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from receipts.testing.apple_ca import (
+from simulators.apple_ca import (
     TestCA,
     ms,
     notification_payload,

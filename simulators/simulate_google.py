@@ -28,15 +28,15 @@ from typing import Any
 
 import aiohttp
 
-from receipts.testing.fake_play import FakePlay, running_fake_play
-from receipts.testing.google_signer import (
+from simulators.fake_play import FakePlay, running_fake_play
+from simulators.google_signer import (
     DEMO_PUSH_EMAIL,
     GoogleTestKeys,
     push_envelope,
     subscription_notification,
     voided_notification,
 )
-from receipts.testing.play_purchases import subscription_purchase
+from simulators.play_purchases import subscription_purchase
 
 DEMO_PACKAGE = "com.example.app"
 PERIOD = timedelta(days=30)
