@@ -19,10 +19,10 @@ from typing import Any
 import jwt
 import pytest
 from jwt import api_jws, api_jwt
-from receipts.testing.apple_ca import TestCA
 
 from receipts.apple.fast_jws import FastSignedDataVerifier
 from server.keys import APPLE
+from simulators.apple_ca import TestCA
 from tests.conftest import USER_TOKEN_SECRET
 from tests.e2e.apple_helpers import apple_config, scenario
 

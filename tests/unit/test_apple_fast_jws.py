@@ -21,18 +21,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jwt import api_jws
 from jwt.exceptions import DecodeError
-from receipts.testing.apple_ca import (
+from structlog.testing import capture_logs
+
+from receipts.apple import fast_jws
+from receipts.apple.fast_jws import FastPyJWS, FastSignedDataVerifier, verifier_class
+from receipts.apple.verifier import AppleVerifier
+from simulators.apple_ca import (
     TestCA,
     ms,
     notification_payload,
     renewal_payload,
     transaction_payload,
 )
-from structlog.testing import capture_logs
-
-from receipts.apple import fast_jws
-from receipts.apple.fast_jws import FastPyJWS, FastSignedDataVerifier, verifier_class
-from receipts.apple.verifier import AppleVerifier
 
 ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BUNDLE = "com.example.app"
