@@ -43,14 +43,6 @@ class _Entry:
         return self.not_before <= moment <= self.not_after
 
 
-@dataclass(slots=True)
-class CacheStats:
-    """Counters for tests and metrics."""
-
-    hits: int = 0
-    misses: int = 0
-
-
 def _seconds(when: datetime) -> int:
     return math.floor(when.timestamp())
 
@@ -71,7 +63,6 @@ class CachingChainVerifier:
         self._maxsize = maxsize
         self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
         self._lock = threading.Lock()  # verification may run on executor threads
-        self.stats = CacheStats()
 
     def __getattr__(self, name: str) -> object:
         # Anything else the library reads from its chain verifier (enable_strict_checks, …).
@@ -91,9 +82,7 @@ class CachingChainVerifier:
             entry = self._entries.get(key)
             if entry is not None and moment is not None and entry.contains(moment):
                 self._entries.move_to_end(key)
-                self.stats.hits += 1
                 return entry.public_key
-            self.stats.misses += 1
         public_key = self._inner.verify_chain(certificates, perform_online_checks, effective_date)
         window = self._window(certificates)
         if window is not None:
