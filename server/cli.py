@@ -51,9 +51,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The demo commands (`demo init`, `simulate`), when the demo kit is installed."""
     from server import simulate
 
-    simulate.add_commands(sub)
+    try:
+        simulate.add_commands(sub)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "simulators":
+            raise
+        # An install without the demo kit: serve and migrate still work.
 
 
 def _serve(settings: Settings) -> int:
