@@ -118,3 +118,34 @@ def test_the_label_is_the_last_statement_kind() -> None:
     batch = [event(kind=EventKind.PURCHASED), replace(event(), kind=EventKind.RENEWAL_DISABLED)]
     d = run({A: held(event(), "u-1")}, batch)
     assert d.changed == {"u-1": EventKind.RENEWAL_DISABLED.value}
+
+
+def test_the_batch_folds_onto_the_stored_state_one_statement_after_another() -> None:
+    stored = event(transaction_id="t1")
+    batch = [
+        event(transaction_id="t2", signed_at=T0.replace(day=2)),
+        event(transaction_id="t3", signed_at=T0.replace(day=3)),
+    ]
+    [write] = run({A: held(stored, "u-1")}, batch).writes
+    assert {t.transaction_id for t in write.state.transactions} == {"t1", "t2", "t3"}
+
+
+def test_a_replacement_known_from_an_earlier_batch_needs_no_lock_on_the_old_row() -> None:
+    earlier = apply(None, event(NEW, supersedes=OLD[1]))
+    d = run({NEW: Held(earlier, None)}, [event(NEW)])  # this batch states no supersedes
+    assert d.owners == {NEW: None}
+    assert keys_to_lock([event(NEW)]) == [NEW]
+
+
+def test_the_placeholder_is_of_the_replaced_purchases_store_and_time() -> None:
+    d = run({NEW: held(), OLD: held()}, [event(NEW, supersedes=OLD[1])])
+    placeholder = d.writes[-1].state
+    assert (placeholder.store, placeholder.purchase_id) == (Store.PLAY_STORE, "tok-old")
+    assert placeholder.updated_at == T0
+
+
+def test_an_irrelevant_bad_hint_is_not_reported() -> None:
+    """A submission or an existing owner decides: the store's hint is not even looked at."""
+    bad = event(app_user_id="not an id")
+    assert run({A: held()}, [bad], submitted_by="u-1").ignored_hints == ()
+    assert run({A: held(event(), "u-1")}, [bad]).ignored_hints == ()
