@@ -153,10 +153,10 @@ class Flag(StrEnum):
 class FlagStatement:
     """The store says a condition was set (or cleared) at `at`, a time of its own clock.
 
-    Apple: the renewal info's / notification's signedDate. Google: a user cancellation's
-    cancelTime, or the eventTimeMillis of a notification whose type states the change
-    (SUBSCRIPTION_CANCELED, SUBSCRIPTION_IN_GRACE_PERIOD, SUBSCRIPTION_RECOVERED, …): a Play
-    read shows the state *now*, so it cannot say when a condition began.
+    Apple: the signed date of the renewal info or notification. Google: the time a user
+    cancelled, or the event time of a notification whose type states the change (cancelled,
+    in grace, recovered, …): a Play read shows the state *now*, so it cannot say when a
+    condition began. receipts/ names the store fields.
     """
 
     flag: Flag
@@ -168,22 +168,23 @@ class FlagStatement:
 class StoreEvent:
     """One verified statement of a store about one purchase, in our words.
 
-    `purchase_id` is the stable key of the purchase: Apple's `originalTransactionId`,
-    Google's `purchaseToken`.
+    `purchase_id` is the stable key of the purchase: Apple's original transaction id,
+    Google's purchase token.
 
     Times come from two clocks that are never compared with each other:
     - the *statement clock* orders statements about one purchase: `occurred_at` (and the
-      facts' `signed_at`). Apple: the signedDate (Apple's clock). Google: the moment this
+      facts' `signed_at`). Apple: the signed date (Apple's clock). Google: the moment this
       host read the Play Developer API, whose answers carry no time of their own; Play
       reads are only ever compared with other Play reads.
     - the *store's times* are facts shown to clients: purchase, expiry, revocation times,
       and the `flags` statements (auto-renew off, billing issue), each at a time of the
-      store's own clock (Apple: signedDate; Google: a cancelTime or the notification's
-      eventTimeMillis), so a late delivery or a replay yields the same record.
+      store's own clock (Apple: a signed date; Google: a cancel time or the notification's
+      event time), so a late delivery or a replay yields the same record.
 
-    `status` is the store's own verdict when it gives one (Apple `data.status`, Google
-    `subscriptionState`). `revoked_at` is a revocation stated by the notification itself
-    (Google SUBSCRIPTION_REVOKED, voided purchases), at the store's time; it is sticky.
+    `status` is the store's own verdict when it gives one (Apple's subscription status,
+    Google's subscription state). `revoked_at` is a revocation stated by the notification
+    itself (Google's revoked and voided-purchase notifications), at the store's time; it is
+    sticky.
     """
 
     store: Store
@@ -196,8 +197,8 @@ class StoreEvent:
     status: Status | None = None
     revoked_at: datetime | None = None
     flags: tuple[FlagStatement, ...] = ()
-    app_user_id: str | None = None  # link hint: Apple appAccountToken, Google obfuscated id
-    supersedes: str | None = None  # Google linkedPurchaseToken: the purchase this one replaces
+    app_user_id: str | None = None  # link hint: Apple's app account token, Google's account id
+    supersedes: str | None = None  # Google's linked purchase token: the purchase it replaces
     environment: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # store extras kept for inspection
 

@@ -5,8 +5,8 @@ Pure: the service locks the rows, asks `decide`, then writes what it says. Rules
   someone else moves under the "transfer" policy (both users get a change) or is refused
   under "keep" (`PurchaseOwnedByAnotherUser`, 409).
 - Otherwise a linked purchase keeps its owner; an unlinked one is linked by the store's hint
-  (Apple appAccountToken, Google obfuscatedExternalAccountId) when the hint is a valid app
-  user id, else by the owner of the purchase it replaces (Google linkedPurchaseToken).
+  (Apple's app account token, Google's obfuscated account id) when the hint is a valid app
+  user id, else by the owner of the purchase it replaces (Google's linked purchase token).
 - A replaced purchase is marked superseded and its owner gets a `product_changed` change.
 """
 
@@ -140,7 +140,7 @@ def decide(
 
 
 def _replacements(events: Sequence[StoreEvent]) -> dict[Key, Key]:
-    """Replaced purchase → the purchase replacing it (Google linkedPurchaseToken)."""
+    """Replaced purchase → the purchase replacing it (Google's linked purchase token)."""
     return {
         (e.store, e.supersedes): (e.store, e.purchase_id)
         for e in events

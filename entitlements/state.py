@@ -6,7 +6,7 @@ depend on the order statements arrive in: duplicates and late deliveries converg
 No I/O, no clock: `now` is passed in where time matters.
 
 One clock per comparison. Statements are ordered on the statement clock (`occurred_at`,
-`signed_at`: Apple's signedDate, or this host's Play read time); the store's own times
+`signed_at`: Apple's signed date, or this host's Play read time); the store's own times
 (purchase, expiry, revocation, the flag statements) are shown, and compared only with each
 other, never with a statement time. `entitlements.access` compares store times with the
 request's `now`, which is what the contract's `active` means.
@@ -82,7 +82,7 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
 
 
 def mark_superseded(state: PurchaseState, by_purchase_id: str) -> PurchaseState:
-    """Record that a newer purchase replaced this one (Google linkedPurchaseToken)."""
+    """Record that a newer purchase replaced this one (Google's linked purchase token)."""
     if state.superseded_by is not None and state.superseded_by >= by_purchase_id:
         return state  # deterministic choice when two tokens claim the same predecessor
     return replace(state, superseded_by=by_purchase_id)
