@@ -7,7 +7,9 @@
     ├── InvalidRequest               malformed body, id or parameter (→ 400)
     ├── Unauthenticated              no or bad credentials (→ 401)
     ├── Forbidden                    credentials without the needed scope or user (→ 403)
-    └── StoreNotConfigured           the store section is absent from the config (→ 404)
+    ├── StoreNotConfigured           the store section is absent from the config (→ 404)
+    ├── AliasConflict                the alias is another customer's, or a cycle (→ 409)
+    └── GrantRejected                a well-formed grant that cannot be given (→ 422)
 
 A class's docstring is its default message.
 """
@@ -68,3 +70,15 @@ class StoreNotConfigured(EntitlementError):
     """This store is not configured on this service."""
 
     code = "store_not_configured"
+
+
+class AliasConflict(EntitlementError):
+    """The alias belongs to another customer, or the customer is itself an alias."""
+
+    code = "alias_conflict"
+
+
+class GrantRejected(EntitlementError):
+    """The grant is well-formed but cannot be given (it would already have ended)."""
+
+    code = "grant_rejected"

@@ -1,9 +1,12 @@
 """Who owns each purchase after a batch of store statements, and whose entitlements changed.
 
 Pure: the service locks the rows, asks `decide`, then writes what it says. Rules:
+- Ids are customers, not aliases: a submitter or a store hint that is an alias stands for
+  the customer it was merged into.
 - A purchase submitted by an app belongs to the submitter; a purchase already linked to
   someone else moves under the "transfer" policy (both users get a change) or is refused
-  under "keep" (`PurchaseOwnedByAnotherUser`, 409).
+  under "keep" (`PurchaseOwnedByAnotherUser`, 409). A purchase left with the pseudonym of an
+  erased customer moves to whoever submits it, whatever the policy.
 - Otherwise a linked purchase keeps its owner; an unlinked one is linked by the store's hint
   (Apple's app account token, Google's obfuscated account id) when the hint is a valid app
   user id, else by the owner of the purchase it replaces (Google's linked purchase token).
@@ -27,10 +30,12 @@ Key = tuple[Store, str]
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """A purchase row as locked for the batch: its stored state and owner."""
+    """A purchase row as locked for the batch: its stored state and owner (and whether that
+    owner is the pseudonym an erasure left)."""
 
     state: PurchaseState | None
     owner: str | None
+    owner_erased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +84,13 @@ def decide(
     submitted_by: str | None,
     policy: TransferPolicy,
     now: datetime,
+    aliases: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Fold each purchase's statements and decide owners; `held` has every `keys_to_lock`."""
+    """Fold each purchase's statements and decide owners; `held` has every `keys_to_lock`,
+    `aliases` maps the aliases among the submitter and the store hints to their customers."""
+    aliases = aliases or {}
+    if submitted_by is not None:
+        submitted_by = aliases.get(submitted_by, submitted_by)
     by_purchase: dict[Key, list[StoreEvent]] = {}
     for event in events:
         by_purchase.setdefault((event.store, event.purchase_id), []).append(event)
@@ -98,7 +108,7 @@ def decide(
         for event in batch:
             state = apply(state, event)
         assert state is not None
-        owner, hint_ignored = _new_owner(current.owner, batch, submitted_by, policy)
+        owner, hint_ignored = _new_owner(current, batch, submitted_by, policy, aliases)
         if hint_ignored:
             ignored.append(key[0])
         if owner is None and state.supersedes is not None:
@@ -149,14 +159,17 @@ def _replacements(events: Sequence[StoreEvent]) -> dict[Key, Key]:
 
 
 def _new_owner(
-    owner: str | None,
+    current: Held,
     batch: Sequence[StoreEvent],
     submitted_by: str | None,
     policy: TransferPolicy,
+    aliases: Mapping[str, str],
 ) -> tuple[str | None, bool]:
     """The owner after this batch, and whether a store link hint had to be ignored."""
+    owner = current.owner
     if submitted_by is not None:
-        if owner is not None and owner != submitted_by and policy == "keep":
+        taken = owner is not None and owner != submitted_by and not current.owner_erased
+        if taken and policy == "keep":
             raise PurchaseOwnedByAnotherUser
         return submitted_by, False
     if owner is not None:
@@ -165,4 +178,5 @@ def _new_owner(
     # A hint no app could read back (Google's obfuscated id is free text) would strand the
     # purchase: leave it for the app's submission or the replaced purchase's owner.
     usable = [h for h in hints if is_app_user_id(h)]
-    return (usable[-1] if usable else None), len(usable) < len(hints)
+    chosen = aliases.get(usable[-1], usable[-1]) if usable else None
+    return chosen, len(usable) < len(hints)

@@ -27,6 +27,11 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     user_id: str | None = None
 
+    @property
+    def actor(self) -> str:
+        """Who acted, for the audit log: the API key's name, or "user:<app_user_id>"."""
+        return f"user:{self.user_id}" if self.user_id is not None else self.name
+
     def has(self, scope: str) -> bool:
         return ADMIN in self.scopes or scope in self.scopes
 

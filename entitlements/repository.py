@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -30,8 +30,19 @@ from entitlements.model import (
 # the feed's id order is the commit order (see migrations/0001_initial.sql).
 FEED_LOCK_KEY = 0x7265636569707465
 
+# An alias reads as the customer it was merged into.
 SELECT_CUSTOMER = """
-SELECT app_user_id, suspended_at FROM customers WHERE app_user_id = $1
+SELECT app_user_id, suspended_at FROM customers
+WHERE app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
+"""
+RESOLVE_ALIASES = """
+SELECT alias, app_user_id FROM customer_aliases WHERE alias = ANY($1::text[])
+"""
+ALIASES_OF = """
+SELECT alias FROM customer_aliases WHERE app_user_id = ANY($1::text[]) ORDER BY alias
+"""
+ERASED_AMONG = """
+SELECT app_user_id FROM customers WHERE app_user_id = ANY($1::text[]) AND erased_at IS NOT NULL
 """
 SELECT_PURCHASE_VIEWS = """
 SELECT store, purchase_id, product_id, kind, status, period_type, will_renew, expires_at,
@@ -118,11 +129,32 @@ class LockedPurchase:
 
 
 async def fetch_customer(conn: asyncpg.Connection, app_user_id: str) -> CustomerRecord:
-    """The stored record of a customer; an unknown id reads as an empty customer."""
+    """The stored record of a customer (an alias reads as the customer it was merged into);
+    an unknown id reads as an empty customer."""
     customer = await conn.fetchrow(SELECT_CUSTOMER, app_user_id)
     if customer is None:
         return CustomerRecord(app_user_id=app_user_id, suspended=False, purchases=(), grants=())
-    return await _customer_record(conn, app_user_id, customer["suspended_at"] is not None)
+    canonical = customer["app_user_id"]
+    return await _customer_record(conn, canonical, customer["suspended_at"] is not None)
+
+
+async def resolve_aliases(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
+    """alias → the customer it was merged into, for those of `ids` that are aliases."""
+    rows = await conn.fetch(RESOLVE_ALIASES, sorted(set(ids)))
+    return {r["alias"]: r["app_user_id"] for r in rows}
+
+
+async def aliases_of(conn: asyncpg.Connection, app_user_ids: Iterable[str]) -> list[str]:
+    """Every alias of these customers (each may have cached a read of one of them)."""
+    return [r["alias"] for r in await conn.fetch(ALIASES_OF, sorted(set(app_user_ids)))]
+
+
+async def erased_among(conn: asyncpg.Connection, app_user_ids: Iterable[str]) -> set[str]:
+    """Those of `app_user_ids` that are pseudonyms left by an erasure."""
+    ids = sorted(set(app_user_ids))
+    if not ids:
+        return set()
+    return {r["app_user_id"] for r in await conn.fetch(ERASED_AMONG, ids)}
 
 
 async def _customer_record(
@@ -210,8 +242,11 @@ async def record_changes(
     conn: asyncpg.Connection,
     changes: list[tuple[str, str]],
     snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
+    *,
+    always: Collection[str] = (),
 ) -> dict[str, int]:
-    """Append change-feed events for customers whose entitlement snapshot changed.
+    """Append change-feed events for customers whose entitlement snapshot changed, and for
+    those in `always` (an operator action, a transfer: an event even if nothing shows).
 
     `changes` holds (app_user_id, event type); `snapshot_of` computes the entitlements of a
     locked customer's record. Returns the new sequence per customer that got an event. Call
@@ -226,7 +261,7 @@ async def record_changes(
         record = await _customer_record(conn, app_user_id, row["suspended_at"] is not None)
         entitlements = snapshot_of(record)
         old = row["snapshot"]
-        if old is not None and json.loads(old) == entitlements:
+        if app_user_id not in always and old is not None and json.loads(old) == entitlements:
             continue
         pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
     if not pending:

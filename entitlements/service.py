@@ -7,6 +7,7 @@ invalidate the cache. Reads: cache → PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,12 +16,14 @@ from typing import Literal, TypeVar
 import asyncpg
 import structlog
 
+from entitlements import customer_repository as crepo
 from entitlements import repository as repo
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.cache import CustomerCache
+from entitlements.customer_repository import Actor, AuditEntry
 from entitlements.database import TransactionWrite, run
 from entitlements.model import Clock, Store, StoreEvent
-from entitlements.ownership import Held, TransferPolicy, decide, keys_to_lock
+from entitlements.ownership import Held, Transfer, TransferPolicy, decide, keys_to_lock
 from entitlements.state import view
 
 log = structlog.get_logger(__name__)
@@ -75,28 +78,32 @@ class EntitlementService:
         *,
         submitted_by: str | None = None,
         also: TransactionWrite | None = None,
+        actor: Actor | None = None,
     ) -> IngestOutcome:
         """Journal `note` (if given) and fold `events` into stored state, atomically.
 
         `submitted_by` links every purchase in `events` to that user (app submission,
-        under the transfer policy); otherwise store link hints link unlinked purchases.
-        `also` runs in the same transaction (not for a duplicate).
+        under the transfer policy; `actor` is who submitted, for the audit of a transfer);
+        otherwise store link hints link unlinked purchases. `also` runs in the same
+        transaction (not for a duplicate).
         """
         now = self._clock()
 
-        async def work(conn: asyncpg.Connection) -> IngestOutcome:
+        async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
                 if note is not None and not await repo.insert_notification(conn, note, now):
-                    return IngestOutcome(status="duplicate")
+                    return IngestOutcome(status="duplicate"), []
                 if also is not None:
                     await also(conn)
-                changed, owners = await self._apply_all(conn, events, submitted_by, now)
+                changed, owners = await self._apply_all(conn, events, submitted_by, actor, now)
+                aliases = await repo.aliases_of(conn, changed) if changed else []
             status = note.result if note is not None else "processed"
-            return IngestOutcome(status=status, changed_users=changed, purchase_users=owners)
+            outcome = IngestOutcome(status=status, changed_users=changed, purchase_users=owners)
+            return outcome, aliases
 
-        outcome = await self._db(work)
+        outcome, aliases = await self._db(work)
         if outcome.changed_users:
-            await self._cache.invalidate(outcome.changed_users)
+            await self._cache.invalidate({*outcome.changed_users, *aliases})
         return outcome
 
     async def _apply_all(
@@ -104,14 +111,27 @@ class EntitlementService:
         conn: asyncpg.Connection,
         events: Sequence[StoreEvent],
         submitted_by: str | None,
+        actor: Actor | None,
         now: datetime,
     ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None]]:
-        held = {}
-        for key in keys_to_lock(events):
-            locked = await repo.lock_purchase(conn, *key)
-            held[key] = Held(locked.state, locked.app_user_id)
+        locked = {key: await repo.lock_purchase(conn, *key) for key in keys_to_lock(events)}
+        owners_now = {row.app_user_id for row in locked.values() if row.app_user_id}
+        erased = await repo.erased_among(conn, owners_now)
+        held = {
+            key: Held(row.state, row.app_user_id, row.app_user_id in erased)
+            for key, row in locked.items()
+        }
+        named = {e.app_user_id for e in events if e.app_user_id}
+        if submitted_by is not None:
+            named.add(submitted_by)
+        aliases = await repo.resolve_aliases(conn, named) if named else {}
         decision = decide(
-            held, events, submitted_by=submitted_by, policy=self._transfer_policy, now=now
+            held,
+            events,
+            submitted_by=submitted_by,
+            policy=self._transfer_policy,
+            now=now,
+            aliases=aliases,
         )
         for store in decision.ignored_hints:
             log.warning("link_hint_ignored", store=store.value, reason="not an app_user_id")
@@ -119,16 +139,42 @@ class EntitlementService:
             await repo.ensure_customer(conn, user)
         for write in decision.writes:
             await repo.save_purchase(conn, write.state, view(write.state), write.owner)
+        moved: set[str] = set()
         for transfer in decision.transfers:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
+            await self._audit_transfer(conn, transfer, actor, now)
+            moved |= {transfer.from_user, *([transfer.to_user] if transfer.to_user else [])}
         sequences = await repo.record_changes(
             conn,
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
+            always=moved,
         )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
         return frozenset(decision.changed), decision.owners
+
+    @staticmethod
+    async def _audit_transfer(
+        conn: asyncpg.Connection, transfer: Transfer, actor: Actor | None, now: datetime
+    ) -> None:
+        """Who moved a purchase, when and why, on both customers' trails. The purchase is
+        named by a one-way reference (its store id may be personal data)."""
+        ref = hashlib.sha256(transfer.purchase_id.encode()).hexdigest()[:12]
+        who = actor.name if actor is not None else "store"
+        why = "submitted by another user (customers.transfer_policy = transfer)"
+        for customer, direction in ((transfer.from_user, "out"), (transfer.to_user, "in")):
+            if customer is None:
+                continue
+            details = {"store": transfer.store.value, "purchase_ref": ref, "direction": direction}
+            entry = AuditEntry(
+                who,
+                "transfer",
+                customer,
+                actor.request_id if actor else None,
+                details | {"why": why},
+            )
+            await crepo.audit(conn, entry, now)
 
     async def journal_seen(self, store: Store, message_id: str) -> bool:
         """True when the journal already holds this store message id (a cheap dedupe

@@ -1,3 +1,11 @@
+-- table audit_log
+audit_log.id bigint NOT NULL DEFAULT nextval('audit_log_id_seq'::regclass)
+audit_log.created_at timestamp with time zone NOT NULL
+audit_log.actor text NOT NULL
+audit_log.action text NOT NULL
+audit_log.app_user_id text NOT NULL
+audit_log.request_id text
+audit_log.details jsonb NOT NULL DEFAULT '{}'::jsonb
 -- table customer_aliases
 customer_aliases.alias text NOT NULL
 customer_aliases.app_user_id text NOT NULL
@@ -17,6 +25,7 @@ customers.updated_at timestamp with time zone NOT NULL DEFAULT now()
 customers.suspended_at timestamp with time zone
 customers.event_sequence bigint NOT NULL DEFAULT 0
 customers.snapshot jsonb
+customers.erased_at timestamp with time zone
 -- table grants
 grants.id bigint NOT NULL DEFAULT nextval('grants_id_seq'::regclass)
 grants.app_user_id text NOT NULL
@@ -77,6 +86,7 @@ store_notifications.reason text
 store_notifications.payload text
 store_notifications.payload_pruned_at timestamp with time zone
 -- constraints
+audit_log audit_log_pkey: PRIMARY KEY (id)
 customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 customer_aliases customer_aliases_pkey: PRIMARY KEY (alias)
 customer_events customer_events_app_user_id_sequence_key: UNIQUE (app_user_id, sequence)
@@ -98,6 +108,8 @@ store_notifications store_notifications_result_check: CHECK ((result = ANY (ARRA
 store_notifications store_notifications_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 store_notifications store_notifications_store_message_id_key: UNIQUE (store, message_id)
 -- indexes
+CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
+CREATE INDEX audit_log_user_idx ON public.audit_log USING btree (app_user_id, id)
 CREATE UNIQUE INDEX customer_aliases_pkey ON public.customer_aliases USING btree (alias)
 CREATE INDEX customer_aliases_user_idx ON public.customer_aliases USING btree (app_user_id)
 CREATE UNIQUE INDEX customer_events_app_user_id_sequence_key ON public.customer_events USING btree (app_user_id, sequence)

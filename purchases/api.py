@@ -16,7 +16,7 @@ from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
 from receipts.errors import ProductNotOurs, SubmissionNotSupported
 from receipts.port import StoreAdapter
-from server.http import app_user_id_from_value, json_object, json_response
+from server.http import actor_of, app_user_id_from_value, json_object, json_response
 from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,11 @@ async def post_purchase(request: web.Request) -> web.Response:
     if not resolution.events:
         raise ProductNotOurs("the store returned no purchase for this proof")
     outcome = await request.app[SERVICE].ingest(
-        None, resolution.events, submitted_by=app_user_id, also=resolution.write
+        None,
+        resolution.events,
+        submitted_by=app_user_id,
+        also=resolution.write,
+        actor=actor_of(principal),
     )
     await resolution.after_commit()
     log.info(

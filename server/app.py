@@ -14,10 +14,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
+from customers import api as customers_api
 from entitlements import api as entitlements_api
 from entitlements.access import Catalog
 from entitlements.cache import NoCache, RedisCustomerCache
 from entitlements.model import Clock
+from entitlements.operations import CustomerOperations
 from entitlements.service import EntitlementService
 from purchases import api as purchases_api
 from server import ops
@@ -29,6 +31,7 @@ from server.keys import (
     CLOCK,
     EXECUTOR,
     HTTP,
+    OPERATIONS,
     POOL,
     REGISTRY,
     SERVICE,
@@ -65,6 +68,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)
     app.add_routes(purchases_api.routes)
+    app.add_routes(customers_api.routes)
     return app
 
 
@@ -136,6 +140,9 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog=catalog_from(settings),
         clock=app[CLOCK],
         transfer_policy=settings.customers.transfer_policy,
+    )
+    app[OPERATIONS] = CustomerOperations(
+        pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )
     app[AUTHENTICATOR] = Authenticator(settings.auth, app[HTTP])
     log.info(

@@ -15,6 +15,8 @@ STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (ent.UnknownEntitlement, 404),
     (ent.StoreNotConfigured, 404),
     (ent.PurchaseOwnedByAnotherUser, 409),
+    (ent.AliasConflict, 409),
+    (ent.GrantRejected, 422),
     (ent.DatabaseUnavailable, 503),
     (rec.MalformedPayload, 400),
     (rec.InvalidSubmission, 400),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import structlog
 from aiohttp import web
 
+from entitlements.customer_repository import Actor
 from entitlements.errors import InvalidRequest
 from entitlements.model import is_app_user_id
+from entitlements.permissions import Principal
 
 
 def app_user_id_from_value(value: str) -> str:
@@ -43,3 +46,9 @@ def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
         body=json.dumps(body, separators=(",", ":")).encode(),
         content_type="application/json",
     )
+
+
+def actor_of(principal: Principal) -> Actor:
+    """Who acts in this request, for the audit log: the caller and the request id."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return Actor(principal.actor, request_id if isinstance(request_id, str) else None)

@@ -19,6 +19,7 @@ from config.settings import Settings
 if TYPE_CHECKING:
     from entitlements.cache import CustomerCache
     from entitlements.model import Clock
+    from entitlements.operations import CustomerOperations
     from entitlements.permissions import Authenticator
     from entitlements.service import EntitlementService
     from receipts.apple.adapter import AppleStore
@@ -32,6 +33,7 @@ EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
+OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured

@@ -149,3 +149,37 @@ def test_an_irrelevant_bad_hint_is_not_reported() -> None:
     bad = event(app_user_id="not an id")
     assert run({A: held()}, [bad], submitted_by="u-1").ignored_hints == ()
     assert run({A: held(event(), "u-1")}, [bad]).ignored_hints == ()
+
+
+def test_aliases_stand_for_their_customer() -> None:
+    aliases = {"anon-1": "u-1"}
+    d = decide(
+        {A: held()}, [event()], submitted_by="anon-1", policy="keep", now=T0, aliases=aliases
+    )
+    assert d.owners == {A: "u-1"}
+    hinted = decide(
+        {A: held()},
+        [event(app_user_id="anon-1")],
+        submitted_by=None,
+        policy="keep",
+        now=T0,
+        aliases=aliases,
+    )
+    assert hinted.owners == {A: "u-1"}
+    same = decide(
+        {A: held(event(), "u-1")},
+        [event()],
+        submitted_by="anon-1",
+        policy="keep",
+        now=T0,
+        aliases=aliases,
+    )
+    assert same.transfers == ()  # the alias is the owner: no transfer, no refusal
+
+
+def test_an_erased_owners_purchase_goes_to_the_submitter_whatever_the_policy() -> None:
+    erased = Held(apply(None, event()), "erased:abc", owner_erased=True)
+    d = run({A: erased}, [event()], submitted_by="u-back", policy="keep")
+    assert d.owners == {A: "u-back"}
+    hint = run({A: erased}, [event(app_user_id="u-hint")])
+    assert hint.owners == {A: "erased:abc"}  # a store hint never re-creates the person

@@ -15,7 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVING = ("receiptd", "receipts", "webhooks", "purchases", "entitlements", "config", "server")
+SERVING = (
+    "receiptd",
+    "receipts",
+    "webhooks",
+    "purchases",
+    "customers",
+    "entitlements",
+    "config",
+    "server",
+)
 KIT = "simulators"
 # The demo commands: the one serving module allowed to import the kit, and only lazily.
 DEMO_COMMANDS = Path("server/simulate.py")

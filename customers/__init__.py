@@ -1,0 +1,1 @@
+"""Operator and customer-management routes (contract §3 "Operators and internal services")."""

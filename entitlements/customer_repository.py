@@ -1,0 +1,252 @@
+"""SQL of the operator actions on customers: grants, suspension, aliases, the audit log, the
+GDPR export and erasure. Functions take the connection they run on (the operations module
+decides the transaction) and return our types or plain JSON-ready values."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+ALIAS_OWNER = "SELECT app_user_id FROM customer_aliases WHERE alias = $1"
+CUSTOMER_EXISTS = "SELECT EXISTS (SELECT 1 FROM customers WHERE app_user_id = $1)"
+LOCK_CUSTOMER_ROW = "SELECT app_user_id FROM customers WHERE app_user_id = $1 FOR UPDATE"
+INSERT_GRANT = """
+INSERT INTO grants (app_user_id, entitlement, starts_at, expires_at) VALUES ($1, $2, $3, $4)
+RETURNING id
+"""
+END_GRANTS = """
+UPDATE grants SET ended_at = $3
+WHERE app_user_id = $1 AND entitlement = $2 AND ended_at IS NULL
+  AND (expires_at IS NULL OR expires_at > $3)
+"""
+SUSPEND = """
+UPDATE customers SET suspended_at = coalesce(suspended_at, $2), updated_at = $2
+WHERE app_user_id = $1
+RETURNING suspended_at
+"""
+UNSUSPEND = """
+UPDATE customers SET suspended_at = NULL, updated_at = $2 WHERE app_user_id = $1
+"""
+INSERT_AUDIT = """
+INSERT INTO audit_log (created_at, actor, action, app_user_id, request_id, details)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+"""
+# Merging an alias into a customer: everything of the alias moves, then the alias's row goes.
+MOVE_PURCHASES = "UPDATE purchases SET app_user_id = $1, linked_at = $3 WHERE app_user_id = $2"
+MOVE_GRANTS = "UPDATE grants SET app_user_id = $1 WHERE app_user_id = $2"
+MOVE_ALIASES = "UPDATE customer_aliases SET app_user_id = $1 WHERE app_user_id = $2"
+INSERT_ALIAS = """
+INSERT INTO customer_aliases (alias, app_user_id, created_at) VALUES ($1, $2, $3)
+"""
+DELETE_CUSTOMER = "DELETE FROM customers WHERE app_user_id = $1"
+# The export.
+EXPORT_CUSTOMER = """
+SELECT app_user_id, created_at, updated_at, suspended_at, event_sequence
+FROM customers WHERE app_user_id = $1
+"""
+EXPORT_ALIASES = """
+SELECT alias, created_at FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias
+"""
+EXPORT_PURCHASES = """
+SELECT store, purchase_id, product_id, kind, status, period_type, will_renew, expires_at,
+       grace_period_expires_at, purchased_at, is_sandbox, unsubscribe_detected_at,
+       billing_issue_detected_at, revoked_at, ownership, superseded, linked_at, created_at,
+       updated_at, state
+FROM purchases WHERE app_user_id = $1 ORDER BY id
+"""
+EXPORT_GRANTS = """
+SELECT id, entitlement, starts_at, expires_at, ended_at, created_at
+FROM grants WHERE app_user_id = $1 ORDER BY id
+"""
+EXPORT_EVENTS = """
+SELECT event_id, app_user_id, sequence, type, created_at, entitlements
+FROM customer_events WHERE app_user_id = ANY($1::text[]) ORDER BY id
+"""
+EXPORT_AUDIT = """
+SELECT created_at, actor, action, app_user_id, request_id, details
+FROM audit_log WHERE app_user_id = ANY($1::text[]) ORDER BY id
+"""
+EXPORT_NOTIFICATIONS = """
+SELECT n.store, n.message_id, n.received_at, n.notification_type, n.subtype, n.signed_at,
+       n.purchase_id, n.result, n.reason, n.payload, n.payload_pruned_at
+FROM store_notifications n
+JOIN purchases p ON p.store = n.store AND p.purchase_id = n.purchase_id
+WHERE p.app_user_id = $1
+ORDER BY n.id
+"""
+# The erasure: a pseudonym keeps what accounting must keep, the person goes.
+INSERT_PSEUDONYM = """
+INSERT INTO customers (app_user_id, created_at, updated_at, event_sequence, snapshot, erased_at)
+SELECT $2, created_at, $3, event_sequence, snapshot, $3 FROM customers WHERE app_user_id = $1
+"""
+DROP_PAYLOADS = """
+UPDATE store_notifications n SET payload = NULL, payload_pruned_at = $2
+FROM purchases p
+WHERE p.store = n.store AND p.purchase_id = n.purchase_id AND p.app_user_id = $1
+  AND n.payload IS NOT NULL
+"""
+DELETE_GRANTS = "DELETE FROM grants WHERE app_user_id = $1"
+RENAME_EVENTS = "UPDATE customer_events SET app_user_id = $2 WHERE app_user_id = $1"
+RENAME_AUDIT = """
+UPDATE audit_log SET app_user_id = $2, details = '{}'::jsonb WHERE app_user_id = $1
+"""
+RENAME_ACTOR = "UPDATE audit_log SET actor = $2 WHERE actor = $1"
+DELETE_ALIASES = "DELETE FROM customer_aliases WHERE app_user_id = $1"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asks, for the audit log: an API key's name or "user:<id>", and the request id."""
+
+    name: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One operator action: who (API key name or "user:<id>"), what, on whom, and why."""
+
+    actor: str
+    action: str
+    app_user_id: str
+    request_id: str | None = None
+    details: dict[str, Any] | None = None
+
+
+async def alias_owner(conn: asyncpg.Connection, alias: str) -> str | None:
+    """The customer `alias` was merged into, or None when it is no alias."""
+    owner: str | None = await conn.fetchval(ALIAS_OWNER, alias)
+    return owner
+
+
+async def customer_exists(conn: asyncpg.Connection, app_user_id: str) -> bool:
+    return bool(await conn.fetchval(CUSTOMER_EXISTS, app_user_id))
+
+
+async def lock_customer_row(conn: asyncpg.Connection, app_user_id: str) -> bool:
+    """Lock the customer's row for the transaction; False when there is none."""
+    return await conn.fetchval(LOCK_CUSTOMER_ROW, app_user_id) is not None
+
+
+async def audit(conn: asyncpg.Connection, entry: AuditEntry, at: datetime) -> None:
+    """Append one row to the audit log."""
+    await conn.execute(
+        INSERT_AUDIT,
+        at,
+        entry.actor,
+        entry.action,
+        entry.app_user_id,
+        entry.request_id,
+        json.dumps(entry.details or {}, sort_keys=True),
+    )
+
+
+async def add_grant(
+    conn: asyncpg.Connection,
+    app_user_id: str,
+    entitlement: str,
+    starts_at: datetime,
+    expires_at: datetime | None,
+) -> int:
+    grant_id: int = await conn.fetchval(
+        INSERT_GRANT, app_user_id, entitlement, starts_at, expires_at
+    )
+    return grant_id
+
+
+async def end_grants(
+    conn: asyncpg.Connection, app_user_id: str, entitlement: str, at: datetime
+) -> int:
+    """End the customer's grants of `entitlement` that still run; how many were ended."""
+    status = await conn.execute(END_GRANTS, app_user_id, entitlement, at)
+    return int(status.split()[-1])
+
+
+async def suspend(conn: asyncpg.Connection, app_user_id: str, at: datetime) -> None:
+    await conn.execute(SUSPEND, app_user_id, at)
+
+
+async def unsuspend(conn: asyncpg.Connection, app_user_id: str, at: datetime) -> None:
+    await conn.execute(UNSUSPEND, app_user_id, at)
+
+
+async def move_to(conn: asyncpg.Connection, target: str, alias: str, at: datetime) -> None:
+    """Move the alias's purchases, grants and own aliases to `target`."""
+    await conn.execute(MOVE_PURCHASES, target, alias, at)
+    await conn.execute(MOVE_GRANTS, target, alias)
+    await conn.execute(MOVE_ALIASES, target, alias)
+
+
+async def retire(conn: asyncpg.Connection, alias: str, target: str, at: datetime) -> None:
+    """The alias stops being a customer and reads as `target` from now on."""
+    await conn.execute(DELETE_CUSTOMER, alias)
+    await conn.execute(INSERT_ALIAS, alias, target, at)
+
+
+async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
+    """Everything stored about a customer (and its aliases), JSON-ready."""
+    customer = await conn.fetchrow(EXPORT_CUSTOMER, app_user_id)
+    aliases = [_plain(r) for r in await conn.fetch(EXPORT_ALIASES, app_user_id)]
+    ids = [app_user_id, *(a["alias"] for a in aliases)]
+    purchases = []
+    for row in await conn.fetch(EXPORT_PURCHASES, app_user_id):
+        item = _plain(row)
+        item["state"] = json.loads(row["state"]) if isinstance(row["state"], str) else None
+        purchases.append(item)
+    events = []
+    for row in await conn.fetch(EXPORT_EVENTS, ids):
+        item = _plain(row)
+        item["entitlements"] = json.loads(row["entitlements"])
+        events.append(item)
+    audit_rows = []
+    for row in await conn.fetch(EXPORT_AUDIT, ids):
+        item = _plain(row)
+        item["details"] = json.loads(row["details"])
+        audit_rows.append(item)
+    return {
+        "customer": _plain(customer) if customer is not None else None,
+        "aliases": aliases,
+        "purchases": purchases,
+        "grants": [_plain(r) for r in await conn.fetch(EXPORT_GRANTS, app_user_id)],
+        "events": events,
+        "audit": audit_rows,
+        "notifications": [_plain(r) for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)],
+    }
+
+
+async def erase(conn: asyncpg.Connection, customer: str, pseudonym: str, at: datetime) -> None:
+    """Replace the customer by `pseudonym` where accounting needs it (its purchases, which
+    keep their state and store ids) and delete the rest: grants, aliases, the raw payloads
+    of its purchases, the customer row."""
+    await conn.execute(INSERT_PSEUDONYM, customer, pseudonym, at)
+    await conn.execute(MOVE_PURCHASES, pseudonym, customer, at)
+    await conn.execute(DROP_PAYLOADS, pseudonym, at)
+    await conn.execute(DELETE_GRANTS, customer)
+    await conn.execute(DELETE_ALIASES, customer)
+    await conn.execute(DELETE_CUSTOMER, customer)
+
+
+async def scrub(conn: asyncpg.Connection, pseudonyms: dict[str, str]) -> None:
+    """Each erased id becomes its pseudonym in the change feed and the audit log (targets,
+    and actors who were that user); the audit details of its rows go."""
+    for erased, pseudonym in sorted(pseudonyms.items()):
+        await conn.execute(RENAME_EVENTS, erased, pseudonym)
+        await conn.execute(RENAME_AUDIT, erased, pseudonym)
+        await conn.execute(RENAME_ACTOR, f"user:{erased}", f"user:{pseudonym}")
+
+
+def _plain(row: asyncpg.Record) -> dict[str, Any]:
+    """A record as JSON-ready values (times as RFC 3339, UUIDs as text)."""
+    out: dict[str, Any] = {}
+    for key, value in dict(row).items():
+        if isinstance(value, datetime):
+            out[key] = value.isoformat()
+        elif key == "event_id":
+            out[key] = str(value)
+        else:
+            out[key] = value
+    return out
