@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from entitlements.cache import CustomerCache
     from entitlements.model import Clock
     from entitlements.permissions import Authenticator
+    from entitlements.retention import PayloadPruner
     from entitlements.service import EntitlementService
     from receipts.apple.adapter import AppleStore
     from receipts.google.adapter import GooglePlayStore
@@ -33,5 +34,6 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured
