@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -51,6 +52,12 @@ def quiet_cli(monkeypatch) -> None:
     # main() configures logging for the process (cached structlog loggers would then bypass
     # capture_logs in later tests); the command's own output is what is checked here.
     monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
+    # main() reads the environment like any command: only the config file may speak, not
+    # DATABASE_URL (the suite's server, not this test's database) nor RECEIPTD_TEST_NOW
+    # (inside the RECEIPTD_ namespace, so the settings loader would refuse it).
+    for name in list(os.environ):
+        if name.upper().startswith("RECEIPTD_") or name.upper() in ("DATABASE_URL", "REDIS_URL"):
+            monkeypatch.delenv(name)
 
 
 @pytest.mark.usefixtures("quiet_cli")
