@@ -39,6 +39,7 @@ from server.keys import (
 )
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
+from server.retention import retention_ctx
 from server.stores import apple_ctx, google_ctx
 from webhooks import api as webhooks_api
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app.cleanup_ctx.extend(
         [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx, google_ctx]
     )
+    app.cleanup_ctx.append(retention_ctx)  # after the pool: stopped before it closes
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)

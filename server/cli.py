@@ -1,4 +1,4 @@
-"""The `receiptd` command: serve, migrate, simulate."""
+"""The `receiptd` command: serve, migrate, prune, simulate."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
 
 import asyncpg
 from aiohttp import web
 
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
+from entitlements.database import DB_DOWN_ERRORS
+from entitlements.errors import DatabaseUnavailable
+from entitlements.retention import cutoff_for, prune
 from server.embedded import database_url
 from server.migrations import migrate
+
+# The database is not there (refused, timed out, shut down): a message, not a traceback.
+UNREACHABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_DOWN_ERRORS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command in ("serve", "migrate"):  # the commands that read the configuration
+    if args.command in ("serve", "migrate", "prune"):  # the commands that read the configuration
         configure_logging(json=not sys.stdout.isatty() or args.json_logs)
         try:
             settings = load_settings(args.config)
@@ -32,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "prune":
+            return asyncio.run(_prune(settings))
         return asyncio.run(_migrate(settings))
     return int(args.run(args))
 
@@ -43,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("serve", "run the HTTP service (applies migrations first)"),
         ("migrate", "apply database migrations and exit"),
+        ("prune", "delete raw store payloads older than retention.raw_payload_days"),
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="TOML file (default: $RECEIPTD_CONFIG)")
@@ -88,3 +99,48 @@ async def _migrate(settings: Settings) -> int:
             await conn.close()
     print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema up to date")
     return 0
+
+
+async def _prune(settings: Settings) -> int:
+    days = settings.retention.raw_payload_days
+    now = datetime.now(UTC)
+    cutoff = cutoff_for(now, days)
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    configured = settings.database.url.get_secret_value()
+    try:
+        async with database_url(configured, settings.server.data_dir) as url:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn)  # as serve does: the pass needs this version's schema
+                # wait: a replica's periodic pass holds the lock only while it prunes
+                pruned = await prune(pool, now, days, progress=progress, wait=True)
+            finally:
+                await pool.close()
+    except UNREACHABLE as exc:
+        print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    finally:
+        if progress is not None:
+            progress.close()
+    before = cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
+    print(f"pruned {pruned or 0} raw payloads older than {days} days (before {before})")
+    return 0
+
+
+class TerminalProgress:
+    """One line on a terminal, rewritten after each batch: `pruned N of M raw payloads`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        self._stream.write(f"\rpruned {done} of {total} raw payloads")
+        self._stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()

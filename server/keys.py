@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from entitlements.model import Clock
     from entitlements.operations import CustomerOperations
     from entitlements.permissions import Authenticator
+    from entitlements.retention import PayloadPruner
     from entitlements.service import EntitlementService
     from receipts.apple.adapter import AppleStore
     from receipts.google.adapter import GooglePlayStore
@@ -35,5 +36,6 @@ CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
 OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured
