@@ -91,6 +91,7 @@ async def rows(database_url: str, query: str, *args: Any) -> list[asyncpg.Record
     ],
 )
 async def test_grant_gives_a_promotional_entitlement(app, clock, body, ends) -> None:
+    assert (await customer(app, "u-1"))["entitlements"] == {}  # now cached in Redis
     status, got = await call(app, "POST", GRANTS.format("u-1"), json=body)
     assert status == 201
     premium = got["entitlements"]["premium"]
@@ -128,9 +129,11 @@ async def test_ending_grants_revokes_them_and_leaves_store_purchases(app, apple_
     user = str(uuid.uuid4())
     await call(app, "POST", GRANTS.format(user), json={})
     await call(app, "POST", "/v1/customers/other/entitlements/premium/grants", json={})
+    assert (await customer(app, user))["entitlements"]["premium"]["active"] is True  # cached
     clock.advance(hours=1)
     status, got = await call(app, "DELETE", GRANTS.format(user))
     assert status == 200
+    assert (await customer(app, user))["entitlements"]["premium"]["status"] == "revoked"
     premium = got["entitlements"]["premium"]
     assert (premium["active"], premium["status"], premium["revoked_at"]) == (
         False,
@@ -432,6 +435,8 @@ async def test_erasure_leaves_no_trace_of_the_person(app, apple_ca, clock, datab
     await call(app, "POST", f"/v1/customers/{user}/suspend", json={})
     await call(app, "GET", f"/v1/customers/{user}/export")
     assert any(user in text for _t, _c, text in await text_cells(database_url))
+    for cached in (user, email):  # both reads now sit in Redis
+        assert (await customer(app, cached))["app_user_id"] == user
 
     status, got = await call(app, "DELETE", f"/v1/customers/{email}")  # via the alias
     assert (status, got) == (200, {"erased": True})
