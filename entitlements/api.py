@@ -1,4 +1,4 @@
-"""The read API of contract §3: customer object and single-entitlement check."""
+"""The read API of contract §3: customer object, single-entitlement check, change feed."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
+from entitlements import feed
 from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
-from entitlements.errors import UnknownEntitlement
-from entitlements.permissions import caller
+from entitlements.database import run
+from entitlements.errors import Forbidden, UnknownEntitlement
+from entitlements.permissions import READ, caller
 from server.http import app_user_id_from, json_response
-from server.keys import CLOCK, SERVICE
+from server.keys import CLOCK, POOL, SERVICE
 
 routes = web.RouteTableDef()
 
@@ -46,6 +48,18 @@ async def get_entitlement(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK]()
     entitlements = entitlements_of(record, service.catalog, now)
     return json_response(entitlement_summary(app_user_id, name, entitlements))
+
+
+@routes.get("/v1/events")
+async def get_events(request: web.Request) -> web.Response:
+    """The change feed, in commit order (customers:read)."""
+    principal = await caller(request)
+    if not principal.has(READ):
+        raise Forbidden
+    after = feed.decode_cursor(request.query.get("after"))
+    limit = feed.parse_limit(request.query.get("limit"))
+    body = await run(request.app[POOL], lambda conn: feed.page(conn, after, limit))
+    return json_response(body)
 
 
 def _with_etag(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

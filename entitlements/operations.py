@@ -230,6 +230,7 @@ class CustomerOperations:
             conn,
             changes,
             lambda record: entitlements_of(record, self._catalog, now),
+            at=now,
             always={customer for customer, _ in changes},
         )
 

@@ -101,8 +101,8 @@ WITH advanced AS (
     WHERE app_user_id = $2
     RETURNING event_sequence
 )
-INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements)
-SELECT $1, $2, event_sequence, $3, $4::jsonb FROM advanced
+INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements, created_at)
+SELECT $1, $2, event_sequence, $3, $4::jsonb, $5 FROM advanced
 RETURNING sequence
 """
 
@@ -243,6 +243,7 @@ async def record_changes(
     changes: list[tuple[str, str]],
     snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
     *,
+    at: datetime,
     always: Collection[str] = (),
 ) -> dict[str, int]:
     """Append change-feed events for customers whose entitlement snapshot changed, and for
@@ -270,7 +271,7 @@ async def record_changes(
     sequences: dict[str, int] = {}
     for app_user_id, event_type, snapshot in pending:
         sequences[app_user_id] = await conn.fetchval(
-            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot
+            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at
         )
     return sequences
 

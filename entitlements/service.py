@@ -148,6 +148,7 @@ class EntitlementService:
             conn,
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
+            at=now,
             always=moved,
         )
         for user, sequence in sequences.items():
