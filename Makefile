@@ -80,9 +80,9 @@ FAKETIME_SO := import importlib.util as u, pathlib as p; \
 
 test-clocks: install
 	@echo "clock check 1/3: injected clock in 2071"
-	@RECEIPTD_TEST_NOW=2071-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
+	@TEST_CLOCK_START=2071-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
 	@echo "clock check 2/3: injected clock in 2003"
-	@RECEIPTD_TEST_NOW=2003-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
+	@TEST_CLOCK_START=2003-03-01T00:00:00Z $(BIN)/pytest -q $(CLOCK_TESTS)
 	@echo "clock check 3/3: host clock a year ahead (libfaketime), injected clock as pinned"
 	@set -e; lib=$$($(BIN)/python -c '$(FAKETIME_SO)'); \
 	fake="env LD_PRELOAD=$$lib FAKETIME=+365d DONT_FAKE_MONOTONIC=1"; \

@@ -1,7 +1,7 @@
 """Shared fixtures: real PostgreSQL and Redis (embedded unless DATABASE_URL / REDIS_URL are
 set), a migrated template database cloned per test, a settable clock, and an app client.
 
-The clock starts at RECEIPTD_TEST_NOW (ISO 8601 with a UTC offset, e.g. 2071-03-01T00:00:00Z),
+The clock starts at TEST_CLOCK_START (ISO 8601 with a UTC offset, e.g. 2071-03-01T00:00:00Z),
 else at DEFAULT_TEST_NOW. Tests date their store data from it, never from the wall clock, so
 `make test-clocks` can run them with the clock decades ahead or behind.
 """
@@ -34,11 +34,11 @@ READER_KEY = "test-reader-key-0123456789"
 WRITER_KEY = "test-writer-key-0123456789"
 USER_TOKEN_SECRET = "test-user-token-secret-0123456789abcdef"
 DEFAULT_TEST_NOW = "2026-11-25T10:00:00Z"
-TEST_NOW_VARIABLE = "RECEIPTD_TEST_NOW"
+TEST_NOW_VARIABLE = "TEST_CLOCK_START"
 
 
 def clock_start() -> datetime:
-    """The injected clock's first instant: $RECEIPTD_TEST_NOW, else DEFAULT_TEST_NOW."""
+    """The injected clock's first instant: $TEST_CLOCK_START, else DEFAULT_TEST_NOW."""
     raw = os.environ.get(TEST_NOW_VARIABLE) or DEFAULT_TEST_NOW
     try:
         start = datetime.fromisoformat(raw)
@@ -53,7 +53,7 @@ def clock_start() -> datetime:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    clock_start()  # a malformed RECEIPTD_TEST_NOW stops the run before any test
+    clock_start()  # a malformed TEST_CLOCK_START stops the run before any test
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -53,8 +53,8 @@ def quiet_cli(monkeypatch) -> None:
     # capture_logs in later tests); the command's own output is what is checked here.
     monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
     # main() reads the environment like any command: only the config file may speak, not
-    # DATABASE_URL (the suite's server, not this test's database) nor RECEIPTD_TEST_NOW
-    # (inside the RECEIPTD_ namespace, so the settings loader would refuse it).
+    # DATABASE_URL / REDIS_URL (the suite's servers, not this test's database) nor any
+    # RECEIPTD_<SECTION>__<KEY> override someone exported.
     for name in list(os.environ):
         if name.upper().startswith("RECEIPTD_") or name.upper() in ("DATABASE_URL", "REDIS_URL"):
             monkeypatch.delenv(name)
