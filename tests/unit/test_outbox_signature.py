@@ -1,15 +1,19 @@
-"""The outbound webhook signature: sign with the first key, verify against every known key."""
+"""The outbound webhook signature: sign with the first key, verify against every known key,
+and the README's receiver example agrees with the module."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from entitlements.outbox_signature import SigningKey, digest, parse_key, sign, verify
 
+README = Path(__file__).parents[2] / "README.md"
 OLD = parse_key("k1:old-secret-0123456789")
 NEW = parse_key("k2:new-secret-0123456789")
 BODY = b'{"app_user_id":"u-1","id":"e-1","sequence":1}'
@@ -22,7 +26,21 @@ def module_verify(header: str, body: bytes, secrets: list[bytes], now: float) ->
     return verify(header, body, secrets, now=now)
 
 
-VERIFIERS = [pytest.param(module_verify, id="module")]
+def readme_verify(header: str, body: bytes, secrets: list[bytes], now: float) -> bool:
+    """The receiver example of the README, run as written with its SECRETS replaced."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Outbound webhooks") :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(code.group(1), namespace)  # our own README
+    namespace["SECRETS"] = secrets
+    check = namespace["verify"]
+    assert callable(check)
+    return bool(check(header, body, now))
+
+
+VERIFIERS = [pytest.param(module_verify, id="module"), pytest.param(readme_verify, id="readme")]
 
 
 def test_the_header_is_t_kid_v1_over_t_dot_body() -> None:
