@@ -417,3 +417,11 @@ async def test_events_pending_at_an_erasure_go_out_with_the_pseudonym(
     assert sequences == [1, 2]
     assert [a.event["type"] for a in receiver.arrivals] == ["grant_added", "erased"]
     assert "u-gone" not in json.dumps([a.event for a in receiver.arrivals])
+
+
+async def test_the_background_loop_delivers_on_its_own(make_client, config, receiver) -> None:
+    client = await make_client(webhook_config(config, receiver.url + "a"))  # loops running
+    await grant(client, "u-1", 1)
+    await asyncio.wait_for(receiver.arrived.wait(), timeout=15)  # first pass after ~1 s
+    receiver.assert_in_order_and_complete({"u-1": 1})
+    await client.close()  # stops the loop before the pool closes, cleanly
