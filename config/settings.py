@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from entitlements.duration import Duration, parse_duration
+from entitlements.outbox_signature import parse_key
 
 SCOPES = ("customers:read", "purchases:write", "admin")
 ENVIRONMENTS = ("Production", "Sandbox", "Xcode", "LocalTesting")
@@ -198,14 +199,48 @@ class RetentionSettings(_Section):
 
 
 class OutboundWebhook(_Section):
-    url: str = Field(pattern=r"^https?://")
+    url: SecretStr  # may carry credentials (user info, a token in the query)
+    # "key_id:secret"; the first signs, receivers may accept any (rotation)
     secrets: tuple[SecretStr, ...] = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^/?#\s]+", value.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _key_id_and_secret(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        key_ids = []
+        for n, entry in enumerate(value):
+            try:  # the message names the entry, never the secret
+                key = parse_key(entry.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"entry {n}: {exc}") from None
+            if len(key.secret) < 16:
+                raise ValueError(f"entry {n}: the secret must be at least 16 characters")
+            key_ids.append(key.key_id)
+        if len(key_ids) != len(set(key_ids)):
+            raise ValueError("key ids must be unique")
+        return value
 
 
 class WebhookSettings(_Section):
     retry_initial_seconds: float = Field(default=5, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)
+    timeout_seconds: float = Field(default=10, gt=0)  # per delivery attempt
     outbound: tuple[OutboundWebhook, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WebhookSettings:
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise ValueError("retry_max_seconds must not be below retry_initial_seconds")
+        urls = [o.url.get_secret_value() for o in self.outbound]
+        if len(urls) != len(set(urls)):
+            raise ValueError("outbound: each url may be configured once")
+        return self
 
 
 class Settings(BaseSettings):

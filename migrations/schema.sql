@@ -85,6 +85,23 @@ store_notifications.result text NOT NULL
 store_notifications.reason text
 store_notifications.payload text
 store_notifications.payload_pruned_at timestamp with time zone
+-- table webhook_deliveries
+webhook_deliveries.endpoint_key text NOT NULL
+webhook_deliveries.feed_id bigint NOT NULL
+webhook_deliveries.handed_at timestamp with time zone NOT NULL
+webhook_deliveries.attempts integer NOT NULL DEFAULT 0
+webhook_deliveries.next_attempt_at timestamp with time zone NOT NULL
+webhook_deliveries.leased_until timestamp with time zone
+webhook_deliveries.last_attempt_at timestamp with time zone
+webhook_deliveries.last_error text
+-- table webhook_endpoints
+webhook_endpoints.endpoint_key text NOT NULL
+webhook_endpoints.feed_cursor bigint NOT NULL
+webhook_endpoints.created_at timestamp with time zone NOT NULL
+webhook_endpoints.last_attempt_at timestamp with time zone
+webhook_endpoints.last_success_at timestamp with time zone
+webhook_endpoints.last_error text
+webhook_endpoints.last_error_at timestamp with time zone
 -- constraints
 audit_log audit_log_pkey: PRIMARY KEY (id)
 customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
@@ -107,6 +124,10 @@ store_notifications store_notifications_pkey: PRIMARY KEY (id)
 store_notifications store_notifications_result_check: CHECK ((result = ANY (ARRAY['processed'::text, 'ignored'::text, 'rejected'::text])))
 store_notifications store_notifications_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 store_notifications store_notifications_store_message_id_key: UNIQUE (store, message_id)
+webhook_deliveries webhook_deliveries_endpoint_key_fkey: FOREIGN KEY (endpoint_key) REFERENCES webhook_endpoints(endpoint_key) ON DELETE CASCADE
+webhook_deliveries webhook_deliveries_feed_id_fkey: FOREIGN KEY (feed_id) REFERENCES customer_events(id) ON DELETE CASCADE
+webhook_deliveries webhook_deliveries_pkey: PRIMARY KEY (endpoint_key, feed_id)
+webhook_endpoints webhook_endpoints_pkey: PRIMARY KEY (endpoint_key)
 -- indexes
 CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
 CREATE INDEX audit_log_user_idx ON public.audit_log USING btree (app_user_id, id)
@@ -130,3 +151,5 @@ CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING
 CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)
+CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (endpoint_key, feed_id)
+CREATE UNIQUE INDEX webhook_endpoints_pkey ON public.webhook_endpoints USING btree (endpoint_key)

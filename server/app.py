@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings
 from customers import api as customers_api
 from entitlements import api as entitlements_api
+from entitlements import outbox_api
 from entitlements.access import Catalog
 from entitlements.cache import NoCache, RedisCustomerCache
 from entitlements.model import Clock
@@ -39,6 +40,7 @@ from server.keys import (
 )
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
+from server.outbound import outbound_ctx
 from server.retention import retention_ctx
 from server.stores import apple_ctx, google_ctx
 from webhooks import api as webhooks_api
@@ -66,11 +68,13 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx, google_ctx]
     )
     app.cleanup_ctx.append(retention_ctx)  # after the pool: stopped before it closes
+    app.cleanup_ctx.append(outbound_ctx)  # after the pool and the HTTP session, likewise
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)
     app.add_routes(purchases_api.routes)
     app.add_routes(customers_api.routes)
+    app.add_routes(outbox_api.routes)
     return app
 
 

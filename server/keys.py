@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from entitlements.cache import CustomerCache
     from entitlements.model import Clock
     from entitlements.operations import CustomerOperations
+    from entitlements.outbox import OutboundDelivery
     from entitlements.permissions import Authenticator
     from entitlements.retention import PayloadPruner
     from entitlements.service import EntitlementService
@@ -37,5 +38,6 @@ SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
 OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
+OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured

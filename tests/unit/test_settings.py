@@ -17,6 +17,11 @@ root_certificates = ["certs/root.der"]
 """
 
 
+WEBHOOK = "[[webhooks.outbound]]\nurl = '{url}'\nsecrets = {secrets}\n"
+URL = "https://billing.internal/receiptd"
+GOOD = "['k2:0123456789abcdef']"
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "receiptd.toml"
     path.write_text(text)
@@ -107,6 +112,35 @@ def test_config_path_from_environment(tmp_path) -> None:
         ),
         ("[entitlements.'bad name']\nproducts=[]\n", {}, "entitlements"),
         ("[retention]\nraw_payload_days = 0\n", {}, "retention.raw_payload_days"),
+        (WEBHOOK.format(url="ftp://h/x", secrets=GOOD), {}, "webhooks.outbound.0.url"),
+        (WEBHOOK.format(url=URL, secrets="[]"), {}, "webhooks.outbound.0.secrets"),
+        (
+            WEBHOOK.format(url=URL, secrets="['no-key-id-0123456789']"),
+            {},
+            "webhooks.outbound.0.secrets: Value error, entry 0: a secret must be written "
+            "key_id:secret",
+        ),
+        (
+            WEBHOOK.format(url=URL, secrets="['k1:short']"),
+            {},
+            "entry 0: the secret must be at least 16 characters",
+        ),
+        (
+            WEBHOOK.format(url=URL, secrets="['k1:0123456789abcdef', 'k1:fedcba9876543210']"),
+            {},
+            "webhooks.outbound.0.secrets: Value error, key ids must be unique",
+        ),
+        (
+            WEBHOOK.format(url=URL, secrets=GOOD) + WEBHOOK.format(url=URL, secrets=GOOD),
+            {},
+            "webhooks: Value error, outbound: each url may be configured once",
+        ),
+        (
+            "[webhooks]\nretry_initial_seconds = 60\nretry_max_seconds = 30\n",
+            {},
+            "retry_max_seconds must not be below retry_initial_seconds",
+        ),
+        ("[webhooks]\ntimeout_seconds = 0\n", {}, "webhooks.timeout_seconds"),
         (
             MINIMAL_APPLE + "non_renewing_durations = {'com.example.season' = '3 months'}\n",
             {},
@@ -137,11 +171,44 @@ def test_secrets_never_appear_in_repr(tmp_path) -> None:
         "[database]\nurl = 'postgresql://u:hunter2pass@db/x'\n"
         "[[auth.api_keys]]\nname='a'\nkey='super-secret-key-123'\nscopes=['admin']\n"
         "[auth.user_tokens]\nsecret = 'jwt-shared-secret-xyz'\n"
+        + WEBHOOK.format(
+            url="https://hook:basic-pw-123@b.internal/r?token=url-token-123",
+            secrets="['k2:webhook-secret-0123', 'k1:older-secret-01234']",
+        )
     )
     s = load_settings(write(tmp_path, text), {})
     shown = repr(s) + str(s)
-    for secret in ("hunter2pass", "super-secret-key-123", "jwt-shared-secret-xyz"):
+    for secret in (
+        "hunter2pass",
+        "super-secret-key-123",
+        "jwt-shared-secret-xyz",
+        "basic-pw-123",
+        "url-token-123",
+        "webhook-secret-0123",
+        "older-secret-01234",
+    ):
         assert secret not in shown
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, WEBHOOK.format(url=URL, secrets="['k1:shorty']")), {})
+    assert "shorty" not in str(err.value)
+
+
+def test_outbound_webhooks_from_file_and_environment(tmp_path) -> None:
+    text = WEBHOOK.format(url=URL, secrets="['k2:0123456789abcdef', 'k1:fedcba9876543210']")
+    s = load_settings(write(tmp_path, text), {"RECEIPTD_WEBHOOKS__RETRY_MAX_SECONDS": "600"})
+    assert (s.webhooks.retry_initial_seconds, s.webhooks.retry_max_seconds) == (5, 600)
+    assert s.webhooks.timeout_seconds == 10
+    [endpoint] = s.webhooks.outbound
+    assert endpoint.url.get_secret_value() == URL
+    assert [x.get_secret_value() for x in endpoint.secrets] == [
+        "k2:0123456789abcdef",
+        "k1:fedcba9876543210",
+    ]
+    env = {
+        "RECEIPTD_WEBHOOKS__OUTBOUND": '[{"url": "http://127.0.0.1:9/h", "secrets": '
+        + '["k:0123456789abcdef"]}]'
+    }
+    assert len(load_settings(None, env).webhooks.outbound) == 1
 
 
 def test_demo_configuration_loads_after_demo_init(tmp_path) -> None:
