@@ -44,6 +44,7 @@ deploy-tools:
 
 $(KUBECTL_DEBIAN):
 	@echo "kubectl: unpacking Debian's kubernetes-client into $(VENV)/tools"
+	@command -v apt-get >/dev/null || { echo "no kubectl and no apt-get: install kubectl"; exit 1; }
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; \
 	get() { (cd "$$tmp" && apt-get download -q -o APT::Sandbox::User=root kubernetes-client); }; \
 	get || { apt-get update -q && get; }; \

@@ -363,17 +363,23 @@ def test_migration_job_runs_receiptd_migrate_with_the_same_image_and_config(mani
 @pytest.mark.parametrize("directory", ["base", *(f"overlays/{name}" for name in OVERLAYS)], ids=str)
 def test_kustomizations_stay_within_what_kustomize_v2_understands(directory) -> None:
     # Debian's kubectl (what a machine without one gets) embeds kustomize v2.0.3: no
-    # `patches`, `replicas`, `components`, or directories under `resources`.
+    # `patches`, `replicas`, `labels`, `components`, or directories under `resources`.
     known = {
         "apiVersion",
         "kind",
         "namespace",
+        "namePrefix",
+        "commonLabels",
+        "commonAnnotations",
         "bases",
         "resources",
         "images",
         "configMapGenerator",
+        "secretGenerator",
         "generatorOptions",
         "patchesStrategicMerge",
+        "patchesJson6902",
+        "vars",
     }
     kustomization = yaml.safe_load((K8S / directory / "kustomization.yaml").read_text())
     assert set(kustomization) <= known
