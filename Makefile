@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= demo/receiptd.toml
 
-.PHONY: install run test test-clocks check format bench mutation clean
+.PHONY: install run test test-clocks check format bench mutation clean deploy-tools test-deploy-debian
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,33 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: check
+test: check deploy-tools
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory test-clocks
+
+# tests/deploy/ renders k8s/ with `kubectl kustomize`. The machine's kubectl when it has one;
+# otherwise Debian's kubernetes-client (kubectl 1.20, whose kustomize v2 k8s/ is written for),
+# unpacked under .venv/tools rather than installed system-wide: nobody's kubectl is replaced
+# and only `apt-get update`, on a machine whose package lists are empty, needs root.
+KUBECTL_DEBIAN := $(VENV)/tools/kubernetes-client/usr/bin/kubectl
+
+deploy-tools:
+	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory $(KUBECTL_DEBIAN)
+
+$(KUBECTL_DEBIAN):
+	@echo "kubectl: unpacking Debian's kubernetes-client into $(VENV)/tools"
+	@command -v apt-get >/dev/null || { echo "no kubectl and no apt-get: install kubectl"; exit 1; }
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; chmod 755 "$$tmp"; \
+	get() { (cd "$$tmp" && apt-get download -q -o APT::Sandbox::User=root kubernetes-client); }; \
+	get || { apt-get update -q && get; }; \
+	rm -rf $(VENV)/tools/kubernetes-client; mkdir -p $(VENV)/tools; \
+	dpkg-deb -x "$$tmp"/kubernetes-client_*.deb $(VENV)/tools/kubernetes-client; \
+	$@ version --client
+
+# The deploy tests with Debian's kubectl even where another one is installed: k8s/ must keep
+# rendering with its old kustomize, the one a machine without kubectl gets.
+test-deploy-debian: install $(KUBECTL_DEBIAN)
+	KUBECTL=$(CURDIR)/$(KUBECTL_DEBIAN) $(BIN)/pytest -q tests/deploy
 
 # The clock check (tests/conftest.py): a representative subset (the Google and Apple
 # webhook/purchase flows, the read API, the pure state machine and access rules) run three
