@@ -130,7 +130,6 @@ class EntitlementService:
             events,
             submitted_by=submitted_by,
             policy=self._transfer_policy,
-            now=now,
             aliases=aliases,
         )
         for store in decision.ignored_hints:
