@@ -60,11 +60,16 @@ async def fresh_database(pg_server_url: str):
         await conn.close()
 
 
+# Numbers handed out to branches developed in parallel, not merged here yet: 0004 is the
+# outbound webhooks' (0005 is replay's). Once it is merged, nothing is missing any more.
+RESERVED = frozenset({4})
+
+
 async def test_migrations_are_numbered_and_ordered() -> None:
     versions = [m.version for m in available()]
     assert versions == sorted(versions)
     assert versions[0] == 1
-    assert versions == list(range(1, len(versions) + 1))
+    assert set(range(1, versions[-1] + 1)) - set(versions) <= RESERVED
 
 
 async def test_all_migrations_apply_once_and_match_the_committed_schema(fresh_database) -> None:
