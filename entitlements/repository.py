@@ -167,7 +167,7 @@ async def _customer_record(
     return CustomerRecord(
         app_user_id=app_user_id,
         suspended=suspended,
-        purchases=tuple(_view(r) for r in purchases if r["product_id"]),
+        purchases=tuple(purchase_view(r) for r in purchases if r["product_id"]),
         grants=tuple(Grant(**dict(r)) for r in grants),
     )
 
@@ -283,7 +283,8 @@ async def record_changes(
     return sequences
 
 
-def _view(r: asyncpg.Record) -> PurchaseView:
+def purchase_view(r: asyncpg.Record) -> PurchaseView:
+    """The view columns of a purchases row."""
     return PurchaseView(
         store=Store(r["store"]),
         purchase_id=r["purchase_id"],

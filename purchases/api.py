@@ -22,7 +22,7 @@ from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
 from entitlements.repository import NotificationRow
 from receipts.errors import ProductNotOurs, SubmissionNotSupported
-from receipts.port import SUBMISSION_FIELDS, Resolution, StoreAdapter
+from receipts.port import SUBMISSION, SUBMISSION_FIELDS, Resolution, StoreAdapter
 from receipts.recording import reads_document
 from server.http import actor_of, app_user_id_from_value, json_object, json_response
 from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
@@ -32,7 +32,6 @@ log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 
 STORES = ("app_store", "play_store")
-SUBMISSION = "SUBMISSION"  # the journal's type of a submitted purchase
 
 
 def parse_submission(body: bytes) -> dict[str, Any]:

@@ -32,6 +32,9 @@ from receipts.recording import StoreRead
 
 Result = Literal["processed", "ignored", "rejected"]
 
+# The journal's type of an app submission (a SUBMISSION entry's payload: SUBMISSION_FIELDS).
+SUBMISSION = "SUBMISSION"
+
 # The contract's fields of a submission that the adapters read (journaled for replay; the
 # submitter's app_user_id is not: who submitted does not change what the store says).
 SUBMISSION_FIELDS = (
