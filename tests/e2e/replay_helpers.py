@@ -46,6 +46,7 @@ from tests.e2e.google_helpers import (
 )
 from tests.fakes.fake_appstore import FakeAppStore, app_receipt
 
+BATCH = 7  # small pages: entries spanning pages are the common case in the tests
 KEY_ID = "REPLAYKEY1"
 ISSUER_ID = "0b7d6f5e-2f6a-4b8e-9a51-000000000001"
 
@@ -133,7 +134,7 @@ async def replay(
     try:
         catalog = catalog_from(s.settings)
         async with replay_stores(s.settings, pool, s.clock, catalog) as adapters:
-            replayer = Replayer(pool, adapters, catalog, s.clock, cache or NoCache(), batch=7)
+            replayer = Replayer(pool, adapters, catalog, s.clock, cache or NoCache(), batch=BATCH)
             summary = await replayer.run(
                 selection or Selection(),
                 fix=fix,
