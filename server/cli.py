@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
+from entitlements.cache import CustomerCache, NoCache
 from entitlements.database import DB_DOWN_ERRORS
 from entitlements.errors import DatabaseUnavailable
 from entitlements.replay import Finding
@@ -185,9 +187,11 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)  # as serve does: replay needs this version's journal
+                no_cache: tuple[CustomerCache, str] = (NoCache(), "")
+                caching = cache_for_fixes(settings) if fix else contextlib.nullcontext(no_cache)
                 async with (
                     replay_stores(settings, pool, _utc_now, catalog) as adapters,
-                    cache_for_fixes(settings) as (cache, cache_note),
+                    caching as (cache, cache_note),
                 ):
                     replayer = Replayer(pool, adapters, catalog, _utc_now, cache)
                     summary = await replayer.run(

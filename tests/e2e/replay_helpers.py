@@ -129,12 +129,27 @@ async def replay(
     cache: CustomerCache | None = None,
 ) -> tuple[Summary, list[tuple[Finding, str]]]:
     """One replay of the test's database with the app's settings; (summary, reported)."""
+    return await replay_database(
+        s.settings, s.database_url, s.clock, selection, fix=fix, cache=cache
+    )
+
+
+async def replay_database(
+    settings: Settings,
+    database_url: str,
+    clock: Clock,
+    selection: Selection | None = None,
+    *,
+    fix: bool = False,
+    cache: CustomerCache | None = None,
+) -> tuple[Summary, list[tuple[Finding, str]]]:
+    """One replay of a database with these settings; (summary, what it reported)."""
     reported: list[tuple[Finding, str]] = []
-    pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     try:
-        catalog = catalog_from(s.settings)
-        async with replay_stores(s.settings, pool, s.clock, catalog) as adapters:
-            replayer = Replayer(pool, adapters, catalog, s.clock, cache or NoCache(), batch=BATCH)
+        catalog = catalog_from(settings)
+        async with replay_stores(settings, pool, clock, catalog) as adapters:
+            replayer = Replayer(pool, adapters, catalog, clock, cache or NoCache(), batch=BATCH)
             summary = await replayer.run(
                 selection or Selection(),
                 fix=fix,
