@@ -109,10 +109,18 @@ class Replayer:
                 )
             total = await rrepo.count_selected(conn, selection)
             after = 0
-            while page := await rrepo.selected_page(conn, selection, after, self._batch):
+            while True:
+                # The rows and their entries from one snapshot: ingest commits a journal
+                # row with the state it produced, so a delivery arriving meanwhile is
+                # either in both or in neither (never a false difference).
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    page = await rrepo.selected_page(conn, selection, after, self._batch)
+                    stored = [purchase for _row_id, purchase in page]
+                    entries = await self._entries(conn, stored)
+                if not page:
+                    break
                 after = page[-1][0]
-                stored = [purchase for _row_id, purchase in page]
-                for purchase, finding in await self._judge(conn, stored, since, summary):
+                for purchase, finding in await self._judge(stored, entries, since, summary):
                     await self._settle(
                         conn, purchase, finding, fix=fix, summary=summary, report=report
                     )
@@ -122,18 +130,24 @@ class Replayer:
 
     # --- one page ----------------------------------------------------------------------
 
-    async def _judge(
-        self,
-        conn: asyncpg.Connection,
-        stored: Sequence[StoredPurchase],
-        since: datetime | None,
-        summary: Summary,
-    ) -> list[tuple[StoredPurchase, Finding]]:
+    @staticmethod
+    async def _entries(
+        conn: asyncpg.Connection, stored: Sequence[StoredPurchase]
+    ) -> list[JournalEntry]:
+        """Every entry applied to one of these purchases, in journal order."""
         entries: list[JournalEntry] = []
         for store in sorted({s.store for s in stored}):
             ids = [s.purchase_id for s in stored if s.store is store]
             entries += await rrepo.entries_touching(conn, store, ids)
-        entries.sort(key=lambda e: e.id)
+        return sorted(entries, key=lambda e: e.id)
+
+    async def _judge(
+        self,
+        stored: Sequence[StoredPurchase],
+        entries: Sequence[JournalEntry],
+        since: datetime | None,
+        summary: Summary,
+    ) -> list[tuple[StoredPurchase, Finding]]:
         blocked: dict[int, str] = {}
         batches: list[list[StoreEvent]] = []
         # An entry touching purchases of two pages (a history, a replaced token) is
