@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -20,8 +21,11 @@ _SHARED: list[structlog.types.Processor] = [
 ]
 
 
-def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
-    """Configure structlog and the stdlib root logger once, at process start."""
+def configure_logging(
+    *, json: bool = True, level: str = "INFO", stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the stdlib root logger once, at process start (to stdout
+    unless `stream` is given: a command whose report is its stdout logs elsewhere)."""
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     )
@@ -43,7 +47,7 @@ def configure_logging(*, json: bool = True, level: str = "INFO") -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

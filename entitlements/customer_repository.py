@@ -70,12 +70,17 @@ EXPORT_AUDIT = """
 SELECT created_at, actor, action, app_user_id, request_id, details
 FROM audit_log WHERE app_user_id = ANY($1::text[]) ORDER BY id
 """
+# A journal entry is the customer's when it names one of the customer's purchases, or its
+# events were applied to one (an App Store submission's history, a replaced Play token).
 EXPORT_NOTIFICATIONS = """
 SELECT n.store, n.message_id, n.received_at, n.notification_type, n.subtype, n.signed_at,
-       n.purchase_id, n.result, n.reason, n.payload, n.payload_pruned_at
+       n.purchase_id, n.result, n.reason, n.payload, n.reads, n.payload_pruned_at
 FROM store_notifications n
-JOIN purchases p ON p.store = n.store AND p.purchase_id = n.purchase_id
-WHERE p.app_user_id = $1
+WHERE n.id IN (
+    SELECT n2.id FROM purchases p JOIN store_notifications n2 ON n2.store = p.store
+      AND (n2.purchase_id = p.purchase_id OR n2.purchase_ids @> ARRAY[p.purchase_id])
+    WHERE p.app_user_id = $1
+)
 ORDER BY n.id
 """
 # The erasure: a pseudonym keeps what accounting must keep, the person goes.
@@ -83,11 +88,13 @@ INSERT_PSEUDONYM = """
 INSERT INTO customers (app_user_id, created_at, updated_at, event_sequence, snapshot, erased_at)
 SELECT $2, created_at, $3, event_sequence, snapshot, $3 FROM customers WHERE app_user_id = $1
 """
+# The store's answers kept with a payload (`reads`) carry the same personal data: both go.
 DROP_PAYLOADS = """
-UPDATE store_notifications n SET payload = NULL, payload_pruned_at = $2
+UPDATE store_notifications n SET payload = NULL, reads = NULL, payload_pruned_at = $2
 FROM purchases p
-WHERE p.store = n.store AND p.purchase_id = n.purchase_id AND p.app_user_id = $1
-  AND n.payload IS NOT NULL
+WHERE p.store = n.store AND p.app_user_id = $1
+  AND (n.purchase_id = p.purchase_id OR n.purchase_ids @> ARRAY[p.purchase_id])
+  AND (n.payload IS NOT NULL OR n.reads IS NOT NULL)
 """
 DELETE_GRANTS = "DELETE FROM grants WHERE app_user_id = $1"
 RENAME_EVENTS = "UPDATE customer_events SET app_user_id = $2 WHERE app_user_id = $1"
@@ -214,7 +221,10 @@ async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
         "grants": [_plain(r) for r in await conn.fetch(EXPORT_GRANTS, app_user_id)],
         "events": events,
         "audit": audit_rows,
-        "notifications": [_plain(r) for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)],
+        "notifications": [
+            _plain(r) | {"reads": json.loads(r["reads"]) if r["reads"] is not None else None}
+            for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)
+        ],
     }
 
 

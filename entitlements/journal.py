@@ -1,8 +1,9 @@
 """SQL of the journal's retention: dropping raw store payloads while the rows stay.
 
 A pruned row keeps its store message id (so a redelivery is still answered `duplicate`), its
-type, subtype, store time, purchase id and result (the console's timeline); only `payload`
-becomes NULL and `payload_pruned_at` records when. Every function takes its connection.
+type, subtype, store time, purchase ids and result (the console's timeline); `payload` and the
+store API answers kept with it (`reads`: they carry the same personal data) become NULL and
+`payload_pruned_at` records when. Every function takes its connection.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ WITH batch AS (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), pruned AS (
-    UPDATE store_notifications AS n SET payload = NULL, payload_pruned_at = $2
+    UPDATE store_notifications AS n SET payload = NULL, reads = NULL, payload_pruned_at = $2
     FROM batch WHERE n.id = batch.id
     RETURNING 1
 )

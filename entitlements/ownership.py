@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from entitlements.errors import PurchaseOwnedByAnotherUser
@@ -83,7 +82,6 @@ def decide(
     *,
     submitted_by: str | None,
     policy: TransferPolicy,
-    now: datetime,
     aliases: Mapping[str, str] | None = None,
 ) -> Decision:
     """Fold each purchase's statements and decide owners; `held` has every `keys_to_lock`,
@@ -129,13 +127,16 @@ def decide(
     for old_key, new_key in superseded.items():
         previous = held[old_key]
         replacing = by_purchase[new_key][-1]
+        # A replaced purchase never seen before: a placeholder dated by the replacing
+        # statement, so that the same statements always give the same state (replay).
         base = previous.state or PurchaseState(
             store=old_key[0],
             purchase_id=old_key[1],
             is_sandbox=replacing.is_sandbox,  # a test purchase replaces a test purchase
-            updated_at=now,
+            updated_at=replacing.occurred_at,
         )
-        writes.append(Write(mark_superseded(base, new_key[1]), previous.owner))
+        marked = mark_superseded(base, new_key[1], replacing.occurred_at)
+        writes.append(Write(marked, previous.owner))
         if previous.owner is not None:
             changed.setdefault(previous.owner, EventKind.PRODUCT_CHANGED.value)
 

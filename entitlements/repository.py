@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -58,8 +58,8 @@ FROM grants WHERE app_user_id = $1 ORDER BY id
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
     (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
-     payload, received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     payload, received_at, reads, purchase_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[])
 ON CONFLICT (store, message_id) DO NOTHING
 RETURNING id
 """
@@ -109,7 +109,8 @@ RETURNING sequence
 
 @dataclass(frozen=True, slots=True)
 class NotificationRow:
-    """One raw store notification for the journal."""
+    """One raw store notification (or app submission) for the journal; `reads` is what the
+    store API answered while it was processed (JSON-ready, see receipts.recording)."""
 
     store: Store
     message_id: str
@@ -120,6 +121,7 @@ class NotificationRow:
     result: Literal["processed", "ignored", "rejected"]
     reason: str | None
     payload: str
+    reads: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ async def _customer_record(
     return CustomerRecord(
         app_user_id=app_user_id,
         suspended=suspended,
-        purchases=tuple(_view(r) for r in purchases if r["product_id"]),
+        purchases=tuple(purchase_view(r) for r in purchases if r["product_id"]),
         grants=tuple(Grant(**dict(r)) for r in grants),
     )
 
@@ -176,11 +178,14 @@ async def notification_seen(conn: asyncpg.Connection, store: Store, message_id: 
 
 
 async def insert_notification(
-    conn: asyncpg.Connection, row: NotificationRow, received_at: datetime
+    conn: asyncpg.Connection,
+    row: NotificationRow,
+    received_at: datetime,
+    purchase_ids: Sequence[str] = (),
 ) -> bool:
     """Journal a notification with the local time it was received (this host's clock: kept
-    in the journal, never shown as a store fact); False when this store message id was seen
-    before."""
+    in the journal, never shown as a store fact) and the purchases its events are applied
+    to; False when this store message id was seen before."""
     new_id = await conn.fetchval(
         INSERT_NOTIFICATION,
         row.store.value,
@@ -193,6 +198,8 @@ async def insert_notification(
         row.reason,
         row.payload,
         received_at,
+        json.dumps(row.reads) if row.reads is not None else None,
+        list(purchase_ids),
     )
     return new_id is not None
 
@@ -276,7 +283,8 @@ async def record_changes(
     return sequences
 
 
-def _view(r: asyncpg.Record) -> PurchaseView:
+def purchase_view(r: asyncpg.Record) -> PurchaseView:
+    """The view columns of a purchases row."""
     return PurchaseView(
         store=Store(r["store"]),
         purchase_id=r["purchase_id"],

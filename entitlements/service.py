@@ -1,8 +1,9 @@
 """The I/O shell around the pure core: one transaction per store statement batch.
 
-ingest: journal the raw notification (inbox, dedupe on the store's message id) → lock the
-purchase rows → `apply` → write state → link users → change-feed events → commit →
-invalidate the cache. Reads: cache → PostgreSQL.
+ingest: journal the raw notification (inbox, dedupe on the store's message id; with the
+purchases its events touch, so replay finds every entry of a purchase) → lock the purchase
+rows → `apply` → write state → link users → change-feed events → commit → invalidate the
+cache. Reads: cache → PostgreSQL.
 """
 
 from __future__ import annotations
@@ -88,10 +89,13 @@ class EntitlementService:
         transaction (not for a duplicate).
         """
         now = self._clock()
+        touched = sorted({purchase_id for _store, purchase_id in keys_to_lock(events)})
 
         async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
-                if note is not None and not await repo.insert_notification(conn, note, now):
+                if note is not None and not await repo.insert_notification(
+                    conn, note, now, touched
+                ):
                     return IngestOutcome(status="duplicate"), []
                 if also is not None:
                     await also(conn)
@@ -130,7 +134,6 @@ class EntitlementService:
             events,
             submitted_by=submitted_by,
             policy=self._transfer_policy,
-            now=now,
             aliases=aliases,
         )
         for store in decision.ignored_hints:

@@ -81,11 +81,16 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
     )
 
 
-def mark_superseded(state: PurchaseState, by_purchase_id: str) -> PurchaseState:
-    """Record that a newer purchase replaced this one (Google's linked purchase token)."""
+def mark_superseded(state: PurchaseState, by_purchase_id: str, at: datetime) -> PurchaseState:
+    """Record that a newer purchase replaced this one (Google's linked purchase token),
+    stated at `at` (the replacing statement's time, on the statement clock).
+
+    Like `apply`, a join: the mark and `updated_at` end the same whether the replaced
+    purchase's own statements come before or after it."""
+    superseded_by = by_purchase_id
     if state.superseded_by is not None and state.superseded_by >= by_purchase_id:
-        return state  # deterministic choice when two tokens claim the same predecessor
-    return replace(state, superseded_by=by_purchase_id)
+        superseded_by = state.superseded_by  # deterministic when two tokens claim one
+    return replace(state, superseded_by=superseded_by, updated_at=max(state.updated_at, at))
 
 
 def view(state: PurchaseState) -> PurchaseView:

@@ -85,6 +85,8 @@ store_notifications.result text NOT NULL
 store_notifications.reason text
 store_notifications.payload text
 store_notifications.payload_pruned_at timestamp with time zone
+store_notifications.reads jsonb
+store_notifications.purchase_ids ARRAY NOT NULL DEFAULT '{}'::text[]
 -- table webhook_deliveries
 webhook_deliveries.endpoint_key text NOT NULL
 webhook_deliveries.feed_id bigint NOT NULL
@@ -148,6 +150,7 @@ CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING bt
 CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
+CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)
 CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)

@@ -2,10 +2,16 @@
 store, we link it to the user (under the transfer policy) and answer with the customer object.
 
 read → store adapter → ingest → follow-up after the commit (a Play acknowledgement) → answer.
+The submission is journaled like a store notification (type SUBMISSION, a message id of its
+own): its store fields and every store API answer it was validated with, read at the service
+clock's `now`, so `receiptd replay` can re-derive what it stored.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -14,8 +20,10 @@ from aiohttp import web
 from entitlements.api import customer_payload
 from entitlements.errors import InvalidRequest
 from entitlements.permissions import caller
+from entitlements.repository import NotificationRow
 from receipts.errors import ProductNotOurs, SubmissionNotSupported
-from receipts.port import StoreAdapter
+from receipts.port import SUBMISSION, SUBMISSION_FIELDS, Resolution, StoreAdapter
+from receipts.recording import reads_document
 from server.http import actor_of, app_user_id_from_value, json_object, json_response
 from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
 
@@ -53,11 +61,12 @@ async def post_purchase(request: web.Request) -> web.Response:
     app_user_id: str = submission["app_user_id"]
     principal.require_write(app_user_id)
     adapter = _adapter(request.app, submission["store"])
-    resolution = await adapter.submit(submission, request.app[CLOCK]())
+    now = request.app[CLOCK]()
+    resolution = await adapter.submit(submission, now)
     if not resolution.events:
         raise ProductNotOurs("the store returned no purchase for this proof")
     outcome = await request.app[SERVICE].ingest(
-        None,
+        journal_row(adapter, submission, resolution, now),
         resolution.events,
         submitted_by=app_user_id,
         also=resolution.write,
@@ -71,3 +80,24 @@ async def post_purchase(request: web.Request) -> web.Response:
         purchases=len(outcome.purchase_users),
     )
     return json_response(await customer_payload(request, app_user_id))
+
+
+def journal_row(
+    adapter: StoreAdapter, submission: dict[str, Any], resolution: Resolution, now: datetime
+) -> NotificationRow:
+    """The journal's record of a submission: what the adapter validated and the store's
+    answers. Not the submitter's id: the journal is about purchases, and a body naming the
+    person would outlive an erasure once the purchase moved to another user."""
+    body = {k: submission[k] for k in SUBMISSION_FIELDS if k in submission}
+    return NotificationRow(
+        store=adapter.store,
+        message_id=f"submission:{uuid.uuid4()}",
+        notification_type=SUBMISSION,
+        subtype=None,
+        signed_at=None,
+        purchase_id=resolution.events[0].purchase_id,
+        result="processed",
+        reason=None,
+        payload=json.dumps(body, sort_keys=True),
+        reads=reads_document(now, resolution.reads),
+    )

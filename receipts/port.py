@@ -8,22 +8,45 @@ in our words. Store JSON, store constants and store names of things stop in the 
     Resolution.write             → runs inside the ingest transaction (rows that must commit
                                    with the state: pending Play acknowledgements)
     Resolution.after_commit      → runs after the commit (acknowledge now)
+    Resolution.reads             → every store API answer the events came from, raw, for
+                                   the journal (`receipts.recording`)
+    reread(payload)              → Inbound      a journaled message again (replay)
+    replaying(reads)             → StoreAdapter the same adapter, its store API answered
+                                   from the journal (replay)
 
 `now` is the service clock: the moment a store API is read (it orders reads of stores whose
-answers carry no time of their own).
+answers carry no time of their own). The journal keeps it with the reads, so that replay
+re-derives every event with the same `now`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from entitlements.database import TransactionWrite
 from entitlements.model import Store, StoreEvent
+from receipts.recording import StoreRead
 
 Result = Literal["processed", "ignored", "rejected"]
+
+# The journal's type of an app submission (a SUBMISSION entry's payload: SUBMISSION_FIELDS).
+SUBMISSION = "SUBMISSION"
+
+# The contract's fields of a submission that the adapters read (journaled for replay; the
+# submitter's app_user_id is not: who submitted does not change what the store says).
+SUBMISSION_FIELDS = (
+    "store",
+    "signed_transaction",
+    "transaction_id",
+    "receipt",
+    "package_name",
+    "product_id",
+    "purchase_token",
+    "product_type",
+)
 
 
 async def no_follow_up() -> None:
@@ -63,6 +86,7 @@ class Resolution:
     write: TransactionWrite | None = None
     after_commit: Callable[[], Awaitable[None]] = no_follow_up
     log: Mapping[str, Any] = field(default_factory=dict)
+    reads: tuple[StoreRead, ...] = ()
 
 
 class StoreAdapter(Protocol):
@@ -83,4 +107,13 @@ class StoreAdapter(Protocol):
 
     async def submit(self, body: Mapping[str, Any], now: datetime) -> Resolution:
         """Validate a purchase an app hands over (the contract's store fields of `body`)."""
+        ...
+
+    async def reread(self, payload: str) -> Inbound:
+        """A journaled message again, verified as far as the journal allows: signed store
+        data is verified again; a caller's credentials (not journaled) are not."""
+        ...
+
+    def replaying(self, reads: Sequence[StoreRead]) -> StoreAdapter:
+        """This adapter with every store API call answered from `reads` (replay)."""
         ...

@@ -1,9 +1,10 @@
-"""The `receiptd` command: serve, migrate, prune, simulate."""
+"""The `receiptd` command: serve, migrate, prune, replay, simulate."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,8 +15,11 @@ from aiohttp import web
 
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
+from entitlements.cache import CustomerCache, NoCache
 from entitlements.database import DB_DOWN_ERRORS
 from entitlements.errors import DatabaseUnavailable
+from entitlements.replay import Finding
+from entitlements.replay_repository import Selection
 from entitlements.retention import cutoff_for, prune
 from server.embedded import database_url
 from server.migrations import migrate
@@ -31,8 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command in ("serve", "migrate", "prune"):  # the commands that read the configuration
-        configure_logging(json=not sys.stdout.isatty() or args.json_logs)
+    if args.command in ("serve", "migrate", "prune", "replay"):  # they read the configuration
+        if args.command == "replay":  # its report is stdout: only problems, on stderr
+            configure_logging(json=not sys.stderr.isatty(), level="WARNING", stream=sys.stderr)
+        else:
+            configure_logging(json=not sys.stdout.isatty() or args.json_logs)
         try:
             settings = load_settings(args.config)
         except ConfigError as exc:
@@ -42,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "prune":
             return asyncio.run(_prune(settings))
+        if args.command == "replay":
+            selection = Selection(since=args.since, customer=args.customer)
+            return asyncio.run(_replay(settings, selection, fix=args.fix))
         return asyncio.run(_migrate(settings))
     return int(args.run(args))
 
@@ -57,8 +67,37 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="TOML file (default: $RECEIPTD_CONFIG)")
+    replay = sub.add_parser(
+        "replay",
+        help="re-derive purchases from the journal and report where the stored state differs",
+    )
+    replay.add_argument("--config", help="TOML file (default: $RECEIPTD_CONFIG)")
+    replay.add_argument(
+        "--since",
+        type=_moment,
+        help="only purchases a journal entry received at or after DATE touched "
+        "(2026-11-01, or an RFC 3339 time; a date is midnight UTC)",
+        metavar="DATE",
+    )
+    replay.add_argument("--customer", help="only this customer's purchases", metavar="ID")
+    replay.add_argument(
+        "--fix", action="store_true", help="write the re-derived state and its change events"
+    )
     _add_simulate(sub)
     return parser
+
+
+def _moment(text: str) -> datetime:
+    """A --since value: an ISO 8601 date (midnight UTC) or a time with its offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or time: {text!r}") from None
+    if moment.tzinfo is None:
+        if len(text) > 10:
+            raise argparse.ArgumentTypeError(f"give the time's UTC offset: {text!r}")
+        moment = moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,15 +167,68 @@ async def _prune(settings: Settings) -> int:
     return 0
 
 
+async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int:
+    from server.app import catalog_from
+    from server.replay import Replayer, cache_for_fixes, describe, summary_line
+    from server.stores import replay_stores
+
+    progress = TerminalProgress(sys.stderr, "replayed {done} of {total} purchases")
+    shown = sys.stderr.isatty()
+
+    def report(finding: Finding, outcome: str) -> None:
+        progress.clear()
+        print(describe(finding, outcome), flush=True)
+
+    catalog = catalog_from(settings)
+    configured = settings.database.url.get_secret_value()
+    try:
+        async with database_url(configured, settings.server.data_dir) as url:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn)  # as serve does: replay needs this version's journal
+                no_cache: tuple[CustomerCache, str] = (NoCache(), "")
+                caching = cache_for_fixes(settings) if fix else contextlib.nullcontext(no_cache)
+                async with (
+                    replay_stores(settings, pool, _utc_now, catalog) as adapters,
+                    caching as (cache, cache_note),
+                ):
+                    replayer = Replayer(pool, adapters, catalog, _utc_now, cache)
+                    summary = await replayer.run(
+                        selection, fix=fix, report=report, progress=progress if shown else None
+                    )
+            finally:
+                await pool.close()
+    except UNREACHABLE as exc:
+        print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    finally:
+        progress.close()
+    print(summary_line(summary, fix=fix, cache=cache_note))
+    return 1 if summary.differing > summary.fixed else 0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class TerminalProgress:
     """One line on a terminal, rewritten after each batch: `pruned N of M raw payloads`."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, text: str = "pruned {done} of {total} raw payloads") -> None:
         self._stream = stream
+        self._text = text
         self._shown = False
 
+    def clear(self) -> None:
+        """Take the line away to make room for other output (the next call redraws it)."""
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._shown = False
+
     def __call__(self, done: int, total: int) -> None:
-        self._stream.write(f"\rpruned {done} of {total} raw payloads")
+        self._stream.write("\r" + self._text.format(done=done, total=total))
         self._stream.flush()
         self._shown = True
 

@@ -71,7 +71,7 @@ class EmbeddedRedis:
         workdir = self.data_dir / "redis"
         workdir.mkdir(parents=True, exist_ok=True)
         url = f"unix://{self.socket_path}"
-        if await _redis_answers(url):
+        if await redis_answers(url):
             log.info("embedded_redis_reused", socket=str(self.socket_path))
             return url
         with contextlib.suppress(FileNotFoundError):
@@ -106,7 +106,7 @@ class EmbeddedRedis:
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _REDIS_START_TIMEOUT
-        while not await _redis_answers(url):
+        while not await redis_answers(url):
             if self._process.returncode is not None or loop.time() > deadline:
                 raise RuntimeError(f"embedded redis did not start; see {workdir / 'redis.log'}")
             await asyncio.sleep(0.05)
@@ -136,7 +136,8 @@ def _redis_binary() -> str:
     return path
 
 
-async def _redis_answers(url: str) -> bool:
+async def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at `url` (quickly, or not at all)."""
     import redis.asyncio as aredis
 
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)

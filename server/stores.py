@@ -5,19 +5,29 @@ Credentials policy for Google: the Play Developer API is called with the service
 answers, so that is allowed only when `play_api_url` points at the loopback interface (tests,
 the demo). Both rules, and the required push identity, are enforced by the settings
 (config.settings.GoogleSettings), so a bad configuration stops start-up naming the key.
+
+`replay_stores` builds the same adapters for `receiptd replay`, outside a serving app: they
+never call a store (their answers come from the journal), and Apple's verifier checks
+offline, at each item's signed date, whatever `online_checks` says (replay re-verifies
+history; revocation checks are about now).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from pathlib import Path
 
+import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 
-from config.settings import AppleSettings
+from config.settings import AppleSettings, GoogleSettings, Settings
+from entitlements.access import Catalog
+from entitlements.model import Clock, Store
 from receipts.apple.adapter import AppleStore
 from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
@@ -26,6 +36,7 @@ from receipts.google.acknowledgements import PlayAcknowledgements
 from receipts.google.adapter import GooglePlayStore
 from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
+from receipts.port import StoreAdapter
 from server.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
 
 log = structlog.get_logger(__name__)
@@ -44,18 +55,16 @@ def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> 
     )
 
 
-async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS].apple
-    if settings is None:
-        yield
-        return
-    verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
+async def apple_store(
+    settings: AppleSettings, session: aiohttp.ClientSession, verifier: AppleVerifier
+) -> AppleStore:
+    """The App Store adapter (with an API client when credentials are configured)."""
     api = None
     if settings.api_configured:
         assert settings.private_key_file is not None
         base = settings.api_base_url.rstrip("/")
         api = AppStoreServerClient(
-            app[HTTP],
+            session,
             verifier,
             issuer_id=settings.issuer_id,
             key_id=settings.key_id,
@@ -64,8 +73,17 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
             production_url=base or PRODUCTION_URL,
             sandbox_url=base or SANDBOX_URL,
         )
-    app[APPLE] = AppleStore(verifier, api, NonRenewingTerms(settings.non_renewing_terms))
-    log.info("apple_enabled", environments=list(settings.environments), api=api is not None)
+    return AppleStore(verifier, api, NonRenewingTerms(settings.non_renewing_terms))
+
+
+async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].apple
+    if settings is None:
+        yield
+        return
+    verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
+    app[APPLE] = adapter = await apple_store(settings, app[HTTP], verifier)
+    log.info("apple_enabled", environments=list(settings.environments), api=adapter.api is not None)
     yield
 
 
@@ -73,24 +91,26 @@ def _load_tokens(path: Path) -> AccessTokens:
     return AccessTokens.from_service_account_file(path)
 
 
-async def google_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS].google
-    if settings is None:
-        yield
-        return
+async def google_store(
+    settings: GoogleSettings,
+    session: aiohttp.ClientSession,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    catalog: Catalog,
+) -> tuple[GooglePlayStore, PlayClient, PlayAcknowledgements]:
+    """The Play adapter, its Play client and its acknowledgements (for the caller to start,
+    stop and close)."""
     tokens = None
     if settings.service_account_file is not None:
         tokens = await asyncio.to_thread(_load_tokens, settings.service_account_file)
-    session = app[HTTP]
     play = PlayClient(
         session,
         tokens,
         root_url=settings.play_api_url or PLAY_API_URL,
         allow_anonymous=tokens is None,  # only reachable for a loopback play_api_url
     )
-    acks = PlayAcknowledgements(app[POOL], play, app[CLOCK])
-    catalog = app[SERVICE].catalog
-    app[GOOGLE] = GooglePlayStore(
+    acks = PlayAcknowledgements(pool, play, clock)
+    adapter = GooglePlayStore(
         verifier=PushTokenVerifier(
             settings.pubsub_audience,
             settings.pubsub_service_account,
@@ -103,14 +123,52 @@ async def google_ctx(app: web.Application) -> AsyncIterator[None]:
         consumable_products=frozenset(settings.consumable_products),
         known_products=frozenset().union(*catalog.products_by_entitlement.values()),
     )
+    return adapter, play, acks
+
+
+async def google_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS].google
+    if settings is None:
+        yield
+        return
+    adapter, play, acks = await google_store(
+        settings, app[HTTP], app[POOL], app[CLOCK], app[SERVICE].catalog
+    )
+    app[GOOGLE] = adapter
     acks.start()
     log.info(
         "google_enabled",
         packages=sorted(settings.package_names),
-        credentials="service_account" if tokens is not None else "anonymous (loopback)",
+        credentials="service_account"
+        if settings.service_account_file is not None
+        else "anonymous (loopback)",
     )
     try:
         yield
     finally:
         await acks.stop()
         play.close()
+
+
+@contextlib.asynccontextmanager
+async def replay_stores(
+    settings: Settings, pool: asyncpg.Pool, clock: Clock, catalog: Catalog
+) -> AsyncIterator[dict[Store, StoreAdapter]]:
+    """The configured stores' adapters, built as `serve` builds them, for replay."""
+    adapters: dict[Store, StoreAdapter] = {}
+    async with aiohttp.ClientSession() as session:  # never used: answers come from the journal
+        play = None
+        try:
+            if settings.apple is not None:
+                offline = settings.apple.model_copy(update={"online_checks": False})
+                verifier = await asyncio.to_thread(build_apple_verifier, offline, None)
+                adapters[Store.APP_STORE] = await apple_store(settings.apple, session, verifier)
+            if settings.google is not None:
+                google, play, _acks = await google_store(
+                    settings.google, session, pool, clock, catalog
+                )
+                adapters[Store.PLAY_STORE] = google
+            yield adapters
+        finally:
+            if play is not None:
+                play.close()

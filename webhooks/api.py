@@ -6,10 +6,13 @@ with nothing left to resolve is journaled with its verdict; otherwise a cheap lo
 store's message id skips a store API call for a redelivery, the adapter resolves the events,
 and the journal row, the events and the follow-up rows commit in one transaction (the
 journal's unique message id stays the real guard). A 2xx is sent only after that commit.
+The journal row keeps the raw message and every store API answer its events came from, with
+the service-clock time they were read at, so `receiptd replay` can re-derive them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -18,6 +21,7 @@ from aiohttp import web
 from entitlements.errors import StoreNotConfigured
 from entitlements.repository import NotificationRow
 from receipts.port import Inbound, Resolution, StoreAdapter
+from receipts.recording import reads_document
 from server.http import json_response
 from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
 
@@ -60,23 +64,25 @@ async def _handle(request: web.Request, adapter: StoreAdapter, line: dict[str, A
     inbound = await adapter.receive(request.headers.get("Authorization"), body)
     line.update(inbound.log)
     service = request.app[SERVICE]
+    now = request.app[CLOCK]()
     if inbound.settled is not None:
         resolution = Resolution([], result=inbound.settled, reason=inbound.reason)
     else:
         if await service.journal_seen(inbound.store, inbound.message_id):
             return "duplicate"
-        resolution = await adapter.resolve(inbound, request.app[CLOCK]())
+        resolution = await adapter.resolve(inbound, now)
         line.update(resolution.log)
     outcome = await service.ingest(
-        journal_row(inbound, resolution), resolution.events, also=resolution.write
+        journal_row(inbound, resolution, now), resolution.events, also=resolution.write
     )
     if outcome.status == "processed":
         await resolution.after_commit()
     return outcome.status
 
 
-def journal_row(inbound: Inbound, resolution: Resolution) -> NotificationRow:
-    """The raw message for the journal, with the verdict of its processing."""
+def journal_row(inbound: Inbound, resolution: Resolution, now: datetime) -> NotificationRow:
+    """The raw message for the journal, with the verdict of its processing and the store
+    answers it used (read at `now`)."""
     return NotificationRow(
         store=inbound.store,
         message_id=inbound.message_id,
@@ -87,4 +93,5 @@ def journal_row(inbound: Inbound, resolution: Resolution) -> NotificationRow:
         result=resolution.result,
         reason=resolution.reason,
         payload=inbound.payload,
+        reads=reads_document(now, resolution.reads),
     )

@@ -7,13 +7,15 @@ purchase are settled `ignored`. resolve: complete a grace period Apple sent with
 date from Get All Subscription Statuses (with API credentials), and apply the configured
 non-renewing durations. submit: a StoreKit 2 signed transaction, a transaction id or a legacy
 receipt, validated (and, with API credentials, completed with statuses and history).
+Every API answer a resolve or submit used is recorded raw in its Resolution (for the journal);
+`replaying` serves them back, and `reread` verifies a journaled notification again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from receipts.errors import (
     VerificationFailed,
 )
 from receipts.port import Inbound, Resolution
+from receipts.recording import ReadRecorder, RecordedReads, StoreRead
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +50,7 @@ class AppleStore:
     api: AppStoreServerClient | None  # None: no App Store Server API credentials
     terms: NonRenewingTerms
     store: Store = Store.APP_STORE
+    reads_from: RecordedReads | None = None  # replay: API answers come from the journal
 
     # --- notifications -------------------------------------------------------------------
 
@@ -85,10 +89,26 @@ class AppleStore:
 
     async def resolve(self, inbound: Inbound, now: datetime) -> Resolution:
         """The notification's events, completed (grace end) and with non-renewing terms."""
-        events = await self._with_grace_period_end(list(inbound.verified))
-        return Resolution(self.terms.apply(events), log={"events": len(events)})
+        recorder = ReadRecorder(self.reads_from)
+        events = await self._with_grace_period_end(list(inbound.verified), self._api(recorder))
+        return Resolution(
+            self.terms.apply(events), log={"events": len(events)}, reads=tuple(recorder.reads)
+        )
 
-    async def _with_grace_period_end(self, events: list[StoreEvent]) -> list[StoreEvent]:
+    async def reread(self, payload: str) -> Inbound:
+        """A journaled notification, verified again (Apple's signature is all its proof)."""
+        return await self.receive(None, payload.encode("utf-8"))
+
+    def replaying(self, reads: Sequence[StoreRead]) -> AppleStore:
+        """This adapter with its App Store Server API answered from `reads`."""
+        return replace(self, reads_from=RecordedReads(reads))
+
+    def _api(self, recorder: ReadRecorder) -> AppStoreServerClient | None:
+        return self.api.recording(recorder) if self.api is not None else None
+
+    async def _with_grace_period_end(
+        self, events: list[StoreEvent], api: AppStoreServerClient | None
+    ) -> list[StoreEvent]:
         """DID_FAIL_TO_RENEW/GRACE_PERIOD has been seen with a null gracePeriodExpiresDate;
         without it the grace period grants nothing. With API credentials, add the
         subscription's current status (its renewal info carries the date). Apple retries on
@@ -99,10 +119,10 @@ class AppleStore:
             if e.status is Status.GRACE_PERIOD
             and (e.renewal is None or e.renewal.grace_period_expires_at is None)
         ]
-        if self.api is None or not missing:
+        if api is None or not missing:
             return events
         event = missing[0]
-        statuses = await self.api.get_all_subscription_statuses(
+        statuses = await api.get_all_subscription_statuses(
             event.purchase_id, environment_hint=event.environment
         )
         refreshed = status_events(statuses)
@@ -137,14 +157,16 @@ class AppleStore:
             transaction_id = transaction_id_from_receipt(body[proof])
         else:
             transaction_id = body[proof]
-        if self.api is None:
+        recorder = ReadRecorder(self.reads_from)
+        api = self._api(recorder)
+        if api is None:
             if proof != "signed_transaction":
                 raise SubmissionNotSupported(
                     "App Store Server API credentials are not configured; submit signed_transaction"
                 )
             return Resolution(self.terms.apply(events))
-        events += await self.api.fetch_purchase_events(transaction_id, environment_hint=environment)
-        return Resolution(self.terms.apply(events))
+        events += await api.fetch_purchase_events(transaction_id, environment_hint=environment)
+        return Resolution(self.terms.apply(events), reads=tuple(recorder.reads))
 
 
 def signed_payload_of(body: bytes) -> str:

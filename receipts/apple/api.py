@@ -5,16 +5,21 @@ Every signed item the API returns is verified with `AppleVerifier` before use. E
 network failures → StoreUnavailable after a small bounded retry; rejected credentials →
 StoreCredentialsRejected (a non-retryable StoreUnavailable: the purchase may be fine, our
 configuration is not).
+
+Every GET goes through `_fetch`: the HTTP call itself, or, on a client made by `recording`,
+the same call through a `receipts.recording.ReadRecorder` that journals the raw answer (and
+in replay serves the journaled one instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import binascii
+import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import jwt
@@ -24,6 +29,7 @@ from entitlements.model import EventKind, StoreEvent
 from receipts.apple.translate import purchase_event, transaction_event
 from receipts.apple.verifier import AppleVerifier, VerifiedRenewalInfo, VerifiedTransaction
 from receipts.errors import MalformedPayload, PurchaseNotFound, StoreUnavailable
+from receipts.recording import Failures, ReadRecorder
 
 PRODUCTION_URL = "https://api.storekit.apple.com"
 SANDBOX_URL = "https://api.storekit-sandbox.apple.com"
@@ -40,6 +46,14 @@ class StoreCredentialsRejected(StoreUnavailable):
 
     retryable = False
     code = "store_credentials_rejected"
+
+
+class _Get(Protocol):
+    """A GET of an API path in one environment → the JSON object answered."""
+
+    def __call__(
+        self, env: str, path: str, params: Mapping[str, str] | None = None
+    ) -> Awaitable[dict[str, Any]]: ...
 
 
 class _Retry(Exception):
@@ -142,6 +156,23 @@ class AppStoreServerClient:
         self._retries = retries
         self._backoff = backoff
         self._token: tuple[str, float] | None = None
+        self._fetch: _Get = self._get
+
+    def recording(self, recorder: ReadRecorder) -> AppStoreServerClient:
+        """This client with every GET asked through `recorder` (one resolve or submit). It
+        shares this client's session, credentials and token."""
+        clone = copy.copy(self)
+
+        async def fetch(
+            env: str, path: str, params: Mapping[str, str] | None = None
+        ) -> dict[str, Any]:
+            request = {"environment": env, "path": path, "query": dict(params or {})}
+            return await recorder.read(
+                "apple.get", request, lambda: self._get(env, path, params), _RECORDED_FAILURES
+            )
+
+        clone._fetch = fetch
+        return clone
 
     def __repr__(self) -> str:  # never show the key
         return f"AppStoreServerClient(bundle_id={self._bundle_id!r}, issuer_id={self._issuer_id!r})"
@@ -190,8 +221,8 @@ class AppStoreServerClient:
         transaction = await self._verifier.verify_transaction(signed)
         history_path = f"/inApps/v2/history/{_segment(transaction_id)}"
         status_body, first_page = await asyncio.gather(
-            self._get(env, f"/inApps/v1/subscriptions/{_segment(transaction_id)}"),
-            self._get(env, history_path, {"sort": "ASCENDING"}),
+            self._fetch(env, f"/inApps/v1/subscriptions/{_segment(transaction_id)}"),
+            self._fetch(env, history_path, {"sort": "ASCENDING"}),
         )
         statuses, history = await asyncio.gather(
             self._statuses_from(status_body, env),
@@ -217,7 +248,7 @@ class AppStoreServerClient:
                 break
             if not isinstance(revision, str) or not revision:
                 raise MalformedPayload("Apple API history page has more but no revision")
-            body = await self._get(env, path, {"sort": "ASCENDING", "revision": revision})
+            body = await self._fetch(env, path, {"sort": "ASCENDING", "revision": revision})
         else:
             raise StoreUnavailable("Apple API transaction history did not end")
         return await self._verifier.verify_transactions(signed)
@@ -254,7 +285,7 @@ class AppStoreServerClient:
         order = [first, "Production" if first == "Sandbox" else "Sandbox"]
         for env in order:
             try:
-                return await self._get(env, path, params), env
+                return await self._fetch(env, path, params), env
             except _NotHere:
                 continue
         raise PurchaseNotFound("Apple does not know this transaction")
@@ -319,6 +350,15 @@ class AppStoreServerClient:
 
 class _NotHere(Exception):
     """404 meaning "not in this environment"."""
+
+
+# What `_get_any_env` acts on (try the other environment) and what ends a submission as a
+# 422/503, as the journal names them.
+_RECORDED_FAILURES: Failures = {
+    "not_in_environment": _NotHere,
+    "purchase_not_found": PurchaseNotFound,
+    "store_unavailable": StoreUnavailable,
+}
 
 
 def _segment(transaction_id: str) -> str:

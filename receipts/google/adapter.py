@@ -7,11 +7,14 @@ reviews are settled `ignored`. resolve: re-read the purchase from the Play Devel
 notification is not trusted for state, except the revocations it states) → events, plus the
 pending acknowledgement to commit with them and to try right after the commit. Nothing is
 written before the Play API has answered, so an outage is a 503 with nothing stored.
+Every Play document a resolve or submit used is recorded raw in its Resolution (for the
+journal); `replaying` serves them back, and `reread` parses a journaled push again (its
+OIDC token is not journaled: authentication is not repeated).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -20,11 +23,18 @@ from entitlements.model import Store
 from receipts.errors import InvalidSubmission, ProductNotOurs, PurchaseNotFound, StoreUnavailable
 from receipts.google.acknowledgements import PlayAcknowledgements, purchase_ref
 from receipts.google.notifications import VOIDED_PRODUCT_TYPE_SUBSCRIPTION
-from receipts.google.play import PlayClient
 from receipts.google.push_auth import PushTokenVerifier
-from receipts.google.reads import PlayRead, read_product, read_submitted, read_subscription
+from receipts.google.reads import (
+    PlayRead,
+    PlayReader,
+    RecordingPlay,
+    read_product,
+    read_submitted,
+    read_subscription,
+)
 from receipts.google.translate import Category, Notification, classify, parse_push, voided_event
 from receipts.port import Inbound, Resolution, Result, no_follow_up
+from receipts.recording import ReadRecorder, RecordedReads, StoreRead
 
 SUBMISSION_FIELDS = ("package_name", "product_id", "purchase_token")
 PRODUCT_TYPES = ("subscription", "one_time")
@@ -36,18 +46,30 @@ class GooglePlayStore:
     """The Play adapter, built once by the composition root from `[google]`."""
 
     verifier: PushTokenVerifier
-    play: PlayClient
+    play: PlayReader
     acks: PlayAcknowledgements
     package_names: frozenset[str]
     consumable_products: frozenset[str]
     known_products: frozenset[str]  # every product some entitlement names
     store: Store = Store.PLAY_STORE
+    reads_from: RecordedReads | None = None  # replay: Play answers come from the journal
 
     # --- pushes --------------------------------------------------------------------------
 
     async def receive(self, authorization: str | None, body: bytes) -> Inbound:
         """Authenticate and parse one push; no Play API call yet."""
         await self.verifier.verify(authorization)
+        return self._parse(body)
+
+    async def reread(self, payload: str) -> Inbound:
+        """A journaled push, parsed again (its OIDC token was checked when it arrived)."""
+        return self._parse(payload.encode("utf-8"))
+
+    def replaying(self, reads: Sequence[StoreRead]) -> GooglePlayStore:
+        """This adapter with its Play Developer API reads answered from `reads`."""
+        return replace(self, reads_from=RecordedReads(reads))
+
+    def _parse(self, body: bytes) -> Inbound:
         message = parse_push(body)  # not a push envelope: MalformedPayload (400)
         payload = body.decode("utf-8", errors="replace")
         log: dict[str, Any] = {"message_id": message.message_id}
@@ -100,16 +122,19 @@ class GooglePlayStore:
         n: Notification = inbound.verified
         assert n.purchase_token is not None  # classify's promise for unsettled categories
         assert n.package_name is not None
-        read, result, reason = await self._read(n, n.package_name, n.purchase_token, now)
-        return self._resolution(read, n.package_name, n.purchase_token, result, reason)
+        recorder = ReadRecorder(self.reads_from)
+        play = RecordingPlay(self.play, recorder)
+        read, result, reason = await self._read(play, n, n.package_name, n.purchase_token, now)
+        resolution = self._resolution(read, n.package_name, n.purchase_token, result, reason)
+        return replace(resolution, reads=tuple(recorder.reads))
 
     async def _read(
-        self, n: Notification, package: str, token: str, now: datetime
+        self, play: PlayReader, n: Notification, package: str, token: str, now: datetime
     ) -> tuple[PlayRead, Result, str | None]:
         try:
             if n.category is Category.SUBSCRIPTION:
                 read = await read_subscription(
-                    self.play,
+                    play,
                     package,
                     token,
                     now,
@@ -120,7 +145,7 @@ class GooglePlayStore:
             if n.category is Category.ONE_TIME:
                 assert n.product_id is not None
                 read = await read_product(
-                    self.play,
+                    play,
                     package,
                     n.product_id,
                     token,
@@ -138,7 +163,7 @@ class GooglePlayStore:
         if n.voided_product_type == VOIDED_PRODUCT_TYPE_SUBSCRIPTION:
             try:
                 read = await read_subscription(
-                    self.play,
+                    play,
                     package,
                     token,
                     now,
@@ -166,8 +191,9 @@ class GooglePlayStore:
             raise ProductNotOurs("this package is not configured on this service")
         if product_id not in self.consumable_products | self.known_products:
             raise ProductNotOurs("this product is not configured on this service")
+        recorder = ReadRecorder(self.reads_from)
         read = await read_submitted(
-            self.play,
+            RecordingPlay(self.play, recorder),
             package,
             product_id,
             token,
@@ -176,7 +202,8 @@ class GooglePlayStore:
             product_type=product_type,
         )
         # The 3-day rule: settle whatever is pending for the token, even an earlier row.
-        return self._resolution(read, package, token, "processed", None, always_settle=True)
+        resolution = self._resolution(read, package, token, "processed", None, always_settle=True)
+        return replace(resolution, reads=tuple(recorder.reads))
 
     def _resolution(
         self,

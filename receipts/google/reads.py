@@ -3,17 +3,19 @@
 Used by the adapter for pushes and submissions alike: the purchase is always re-read from the
 Play Developer API (the notification or the app is never trusted for state), translated, and
 checked for a pending acknowledgement.
+
+The adapter reads through a `RecordingPlay`: every document Play answered (or the failure the
+adapter acts on) is recorded raw for the journal, and in replay served from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from entitlements.model import StoreEvent
-from receipts.errors import PurchaseNotFound
-from receipts.google.play import PlayClient
+from receipts.errors import PurchaseNotFound, StoreUnavailable
 from receipts.google.repository import AckRequest
 from receipts.google.translate import (
     is_gone,
@@ -21,6 +23,46 @@ from receipts.google.translate import (
     product_events,
     subscription_events,
 )
+from receipts.recording import Failures, ReadRecorder
+
+# What the adapter acts on: a token Play does not know (404 → products.get, or `rejected`),
+# and an outage during a voided purchase (the notification's revocation still applies).
+_RECORDED_FAILURES: Failures = {
+    "purchase_not_found": PurchaseNotFound,
+    "store_unavailable": StoreUnavailable,
+}
+
+
+class PlayReader(Protocol):
+    """The reads of the Play Developer API the adapter makes (`receipts.google.play`)."""
+
+    async def get_subscription(self, package: str, token: str) -> dict[str, Any]: ...
+
+    async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]: ...
+
+
+class RecordingPlay:
+    """`play`'s reads through `recorder` (one resolve or submit)."""
+
+    def __init__(self, play: PlayReader, recorder: ReadRecorder) -> None:
+        self._play = play
+        self._recorder = recorder
+
+    async def get_subscription(self, package: str, token: str) -> dict[str, Any]:
+        return await self._recorder.read(
+            "play.subscriptionsv2.get",
+            {"package": package, "token": token},
+            lambda: self._play.get_subscription(package, token),
+            _RECORDED_FAILURES,
+        )
+
+    async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]:
+        return await self._recorder.read(
+            "play.products.get",
+            {"package": package, "product": product_id, "token": token},
+            lambda: self._play.get_product(package, product_id, token),
+            _RECORDED_FAILURES,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +75,7 @@ class PlayRead:
 
 
 async def read_subscription(
-    play: PlayClient,
+    play: PlayReader,
     package: str,
     token: str,
     now: datetime,
@@ -66,7 +108,7 @@ async def read_subscription(
 
 
 async def read_product(
-    play: PlayClient,
+    play: PlayReader,
     package: str,
     product_id: str,
     token: str,
@@ -92,7 +134,7 @@ async def read_product(
 
 
 async def read_submitted(
-    play: PlayClient,
+    play: PlayReader,
     package: str,
     product_id: str,
     token: str,

@@ -181,10 +181,11 @@ def edit_one_digit(jws: str, key: str) -> tuple[str, int, int]:
 
 
 async def stored(database_url: str) -> dict[str, list[dict[str, Any]]]:
-    """What the service persisted: the journal, purchases and the change feed."""
+    """What the service persisted: the journal of store notifications, the app submissions
+    (journaled too, under message ids of their own), purchases and the change feed."""
     conn = await asyncpg.connect(database_url)
     try:
-        journal = await conn.fetch(
+        rows = await conn.fetch(
             "SELECT message_id, notification_type, subtype, signed_at, purchase_id, result"
             " FROM store_notifications ORDER BY id"
         )
@@ -195,8 +196,14 @@ async def stored(database_url: str) -> dict[str, list[dict[str, Any]]]:
         events = await conn.fetch("SELECT app_user_id, sequence FROM customer_events ORDER BY id")
     finally:
         await conn.close()
+    journal = [dict(r) for r in rows if r["notification_type"] != "SUBMISSION"]
     return {
-        "journal": [dict(r) for r in journal],
+        "journal": journal,
+        "submissions": [
+            {"purchase_id": r["purchase_id"], "result": r["result"]}
+            for r in rows
+            if r["notification_type"] == "SUBMISSION"
+        ],
         "purchases": [dict(r) for r in purchases],
         "events": [dict(r) for r in events],
     }

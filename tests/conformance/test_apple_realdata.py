@@ -42,9 +42,10 @@ from tests.conformance.apple_realdata import (
 )
 from tests.conftest import ADMIN_KEY, WRITER_KEY, auth, base_config, with_database
 from tests.contract import ENTITLEMENT_FIELDS
+from tests.e2e.replay_helpers import replay_database
 
 USER = "u-session-pro"
-NOTHING = {"journal": [], "purchases": [], "events": []}
+NOTHING = {"journal": [], "submissions": [], "purchases": [], "events": []}
 
 
 async def post_notification(client, jws: str) -> tuple[int, dict[str, Any]]:
@@ -195,6 +196,13 @@ async def test_real_lifecycle_in_order(make_client, config, clock, realdata, dat
     ]
     assert [r["signed_at"] for r in journal] == [instant(n.signed_ms) for n in ordered]
     assert {r["purchase_id"] for r in journal[1:]} == {original_id}
+    submitted = (await stored(database_url))["submissions"]
+    assert submitted == [{"purchase_id": original_id, "result": "processed"}]
+
+    # The real journal replays to exactly what is stored, Apple's signatures verified again.
+    summary, reported = await replay_database(Settings(**config), database_url, clock)
+    assert reported == []
+    assert (summary.checked, summary.entries, summary.differing) == (1, 16, 0)
 
 
 @pytest.fixture

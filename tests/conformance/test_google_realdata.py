@@ -28,6 +28,7 @@ from urllib.parse import quote
 
 import pytest
 
+from config.settings import Settings
 from entitlements.model import PurchaseKind, Status
 from entitlements.state import apply, view
 from receipts.google.notifications import Category, classify, parse_push
@@ -61,6 +62,7 @@ from tests.conftest import READER_KEY, WRITER_KEY, auth
 from tests.contract import ENTITLEMENT_FIELDS
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import push_headers, rows
+from tests.e2e.replay_helpers import replay_database
 
 google_keys = google_helpers.google_keys
 fake_play = google_helpers.fake_play
@@ -187,10 +189,20 @@ def test_the_recorded_lifecycles_are_the_ones_these_tests_know(realdata: Path) -
 # --- 1. in order ---------------------------------------------------------------------------
 
 
+async def replays_intact(config: dict[str, Any], database_url: str, clock, purchases: int) -> None:
+    """The journal of real Play traffic replays to exactly what is stored."""
+    summary, reported = await replay_database(Settings(**config), database_url, clock)
+    assert reported == []
+    assert (summary.checked, summary.differing, summary.not_rederivable) == (purchases, 0, 0)
+
+
 @pytest.mark.parametrize("name", LIFECYCLES)
-async def test_lifecycle_in_order(name, realdata, client, fake_play, google_keys, clock) -> None:
+async def test_lifecycle_in_order(
+    name, realdata, client, fake_play, google_keys, clock, config, database_url
+) -> None:
     """Every step: entitlement and every listed purchase as contract §3 says; each new token
-    acknowledged once, right after its first read; replaced tokens stop granting."""
+    acknowledged once, right after its first read; replaced tokens stop granting. Then the
+    journal replays to exactly what is stored."""
     lifecycle = load_lifecycle(realdata, name)
     # The recording's obfuscatedExternalAccountId is a placeholder for the hex of a SHA
     # (see README); the same kind of value is used here, and is the app_user_id read back.
@@ -212,15 +224,17 @@ async def test_lifecycle_in_order(name, realdata, client, fake_play, google_keys
             )
     assert len(fake_play.acknowledgements) == len(lifecycle.tokens), "each token acked once"
     assert not failures, report(name, failures)
+    await replays_intact(config, database_url, clock, len(lifecycle.tokens))
 
 
 @pytest.mark.parametrize("name", PLAN_CHANGES)
 async def test_plan_change_replacements_follow_the_submitted_purchase(
-    name, realdata, client, fake_play, google_keys, clock
+    name, realdata, client, fake_play, google_keys, clock, config, database_url
 ) -> None:
     """The other linking route: the app submits the first purchase (POST /v1/purchases) and
     sets no obfuscated account id; every replacement token (linkedPurchaseToken) must then
-    grant to the same user, and the replaced token must stop granting."""
+    grant to the same user, and the replaced token must stop granting. The journal, with
+    the submission, replays to exactly what is stored."""
     lifecycle = load_lifecycle(realdata, name)
     user = "session-user-" + name[:2]
     headers = push_headers(google_keys)
@@ -239,6 +253,7 @@ async def test_plan_change_replacements_follow_the_submitted_purchase(
     assert listed[current]["active"] is True
     assert len(fake_play.acknowledgements) == len(lifecycle.tokens), "each token acked once"
     assert not failures, report(name, failures)
+    await replays_intact(config, database_url, clock, len(lifecycle.tokens))
 
 
 async def test_placeholder_account_id_is_never_an_unreachable_owner(

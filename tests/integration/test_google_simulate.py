@@ -102,7 +102,9 @@ class MiniService:
             self.states[event.purchase_id] = apply(self.states.get(event.purchase_id), event)
             if event.supersedes in self.states:
                 old = self.states[event.supersedes]
-                self.states[event.supersedes] = mark_superseded(old, event.purchase_id)
+                self.states[event.supersedes] = mark_superseded(
+                    old, event.purchase_id, event.occurred_at
+                )
         return web.json_response({"status": "processed"})
 
 

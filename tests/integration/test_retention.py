@@ -26,13 +26,14 @@ KEPT_COLUMNS = (
     "purchase_id",
     "result",
     "reason",
+    "purchase_ids",
 )
 
 INSERT = """
 INSERT INTO store_notifications
     (store, message_id, received_at, notification_type, subtype, signed_at, purchase_id,
-     result, reason, payload)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+     result, reason, payload, reads, purchase_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ARRAY[$7])
 """
 
 
@@ -51,6 +52,7 @@ async def insert(
         "processed",
         None,
         f'{{"raw": "{message_id}"}}',
+        f'{{"now": "{received_at.isoformat()}", "reads": [{{"answer": "{message_id}"}}]}}',
     )
 
 
@@ -99,8 +101,11 @@ async def test_prunes_only_payloads_received_before_the_cutoff_and_keeps_the_row
         assert {c: row[c] for c in KEPT_COLUMNS} == {c: before[message_id][c] for c in KEPT_COLUMNS}
         if message_id in pruned:
             assert row["payload_pruned_at"] == now
+            assert row["reads"] is None  # the store's answers go with the payload
         else:
             assert row["payload"] == before[message_id]["payload"]
+            assert row["reads"] is not None
+            assert row["reads"] == before[message_id]["reads"]
             assert row["payload_pruned_at"] is None
 
 

@@ -28,7 +28,7 @@ def held(state_of=None, owner=None):
 
 
 def run(holds, events, submitted_by=None, policy="transfer"):
-    return decide(holds, events, submitted_by=submitted_by, policy=policy, now=T0)
+    return decide(holds, events, submitted_by=submitted_by, policy=policy)
 
 
 def test_keys_to_lock_cover_replaced_purchases_in_one_order() -> None:
@@ -106,12 +106,43 @@ def test_replaced_purchase_owned_by_someone_else_tells_that_user() -> None:
 
 
 def test_an_unknown_replaced_purchase_gets_a_placeholder_with_the_sandbox_flag() -> None:
-    d = run({NEW: held(), OLD: held()}, [event(NEW, supersedes=OLD[1], is_sandbox=True)])
+    replacing = event(NEW, supersedes=OLD[1], is_sandbox=True, signed_at=T0.replace(day=9))
+    d = run({NEW: held(), OLD: held()}, [replacing])
     placeholder = d.writes[-1].state
     assert (placeholder.purchase_id, placeholder.is_sandbox) == ("tok-old", True)
     assert placeholder.superseded_by == "tok-new"
     assert placeholder.transactions == ()
+    # Dated by the replacing statement, never by the moment it was ingested (replay).
+    assert placeholder.updated_at == T0.replace(day=9)
     assert d.writes[-1].owner is None
+
+
+def _fold(batches):
+    """Each batch through `decide` onto the states the earlier ones left, as ingest does."""
+    states = {}
+    for batch in batches:
+        holds = {key: Held(states.get(key), None) for key in keys_to_lock(batch)}
+        for write in run(holds, batch).writes:
+            states[(write.state.store, write.state.purchase_id)] = write.state
+    return states
+
+
+def test_a_replaced_purchase_ends_the_same_whichever_batch_comes_first() -> None:
+    """Replay folds the journal in its order; concurrent ingests may have applied two
+    batches in the other one. The placeholder and the mark must not tell the difference."""
+    own = [event(OLD, signed_at=T0.replace(day=2))]
+    replacing = [event(NEW, supersedes=OLD[1], signed_at=T0.replace(day=5))]
+    late_own = [event(OLD, transaction_id="tx-9", signed_at=T0.replace(day=3))]
+    orders = [
+        [own, replacing, late_own],
+        [replacing, own, late_own],
+        [replacing, late_own, own],
+        [late_own, replacing, own],
+    ]
+    results = [_fold(order) for order in orders]
+    assert all(r == results[0] for r in results)
+    assert results[0][OLD].updated_at == T0.replace(day=5)
+    assert results[0][OLD].superseded_by == "tok-new"
 
 
 def test_the_label_is_the_last_statement_kind() -> None:
@@ -153,16 +184,13 @@ def test_an_irrelevant_bad_hint_is_not_reported() -> None:
 
 def test_aliases_stand_for_their_customer() -> None:
     aliases = {"anon-1": "u-1"}
-    d = decide(
-        {A: held()}, [event()], submitted_by="anon-1", policy="keep", now=T0, aliases=aliases
-    )
+    d = decide({A: held()}, [event()], submitted_by="anon-1", policy="keep", aliases=aliases)
     assert d.owners == {A: "u-1"}
     hinted = decide(
         {A: held()},
         [event(app_user_id="anon-1")],
         submitted_by=None,
         policy="keep",
-        now=T0,
         aliases=aliases,
     )
     assert hinted.owners == {A: "u-1"}
@@ -171,7 +199,6 @@ def test_aliases_stand_for_their_customer() -> None:
         [event()],
         submitted_by="anon-1",
         policy="keep",
-        now=T0,
         aliases=aliases,
     )
     assert same.transfers == ()  # the alias is the owner: no transfer, no refusal

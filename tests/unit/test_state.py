@@ -166,12 +166,19 @@ def test_sticky_notification_revocation() -> None:
 
 def test_superseded_purchase_reads_expired() -> None:
     state = apply(None, subscription_event(purchased_at=day(0), store=Store.PLAY_STORE))
-    marked = mark_superseded(state, "token-b")
+    marked = mark_superseded(state, "token-b", day(1))
     assert view(marked).superseded is True
     assert view(marked).status is Status.EXPIRED
-    assert mark_superseded(marked, "token-a") == mark_superseded(
-        mark_superseded(state, "token-a"), "token-b"
+    assert mark_superseded(marked, "token-a", day(2)) == mark_superseded(
+        mark_superseded(state, "token-a", day(2)), "token-b", day(1)
     )
+
+
+def test_the_mark_dates_the_state_like_any_statement() -> None:
+    state = apply(None, subscription_event(purchased_at=day(0), store=Store.PLAY_STORE))
+    assert mark_superseded(state, "token-b", day(3)).updated_at == day(3)
+    later = apply(state, subscription_event(purchased_at=day(0), signed_at=day(5)))
+    assert mark_superseded(later, "token-b", day(3)).updated_at == day(5)
 
 
 @settings(max_examples=200, deadline=None)
@@ -364,7 +371,7 @@ def test_refund_of_an_older_transaction_does_not_end_the_current_period() -> Non
 
 def test_revoked_verdict_wins_over_superseded() -> None:
     revoked = subscription_event(purchased_at=day(0), status=Status.REVOKED)
-    marked = mark_superseded(fold([revoked]), "token-b")
+    marked = mark_superseded(fold([revoked]), "token-b", day(1))
     assert view(marked).status is Status.REVOKED
 
 

@@ -1,0 +1,105 @@
+"""`receiptd replay` as an operator runs it: in-process `cli.main` (its own event loop, in a
+thread, as from a shell) against the test's database and stores: report lines, the summary
+line, exit codes, the selection flags, and progress only on a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import uuid
+
+import pytest
+
+from server import cli
+from tests.e2e import replay_helpers
+from tests.e2e.apple_helpers import scenario
+from tests.e2e.google_helpers import USER, notify
+from tests.e2e.replay_helpers import apple_notify, query
+
+google_keys = replay_helpers.google_keys
+fake_play = replay_helpers.fake_play
+fake_api = replay_helpers.fake_api
+replay_ca = replay_helpers.replay_ca
+replay_api_key = replay_helpers.replay_api_key
+stores = replay_helpers.stores
+
+LINE = re.compile(
+    r"^(app_store|play_store) ([0-9a-f]{12}) customer=(\S+) "
+    r"(differs|fixed|not fixed|not re-derivable): (.+)$"
+)
+SUMMARY = re.compile(
+    r"^replay: (\d+) purchases checked, (\d+) differ, (\d+) not re-derivable, (\d+) fixed "
+    r"\((\d+) journal entries re-derived\)(; cache: .+)?$"
+)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def command(stores, monkeypatch):
+    """`receiptd replay ARGS` with the app's settings; (exit code, stdout lines, stderr)."""
+    # main() configures logging for the process (cached structlog loggers would then bypass
+    # capture_logs in later tests) and reads a config file: the app's settings stand in.
+    monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
+    monkeypatch.setattr(cli, "load_settings", lambda _path: stores.settings)
+
+    async def run(*args: str, capsys) -> tuple[int, list[str], str]:
+        capsys.readouterr()  # the app's own log lines so far
+        code = await asyncio.to_thread(cli.main, ["replay", *args])
+        captured = capsys.readouterr()
+        return code, captured.out.splitlines(), captured.err
+
+    return run
+
+
+async def test_report_lines_summary_and_exit_codes(stores, command, capsys, monkeypatch) -> None:
+    user = str(uuid.uuid4())
+    await apple_notify(stores, scenario(stores.ca, user=user).body("subscribe", stores.clock.now))
+    s = stores
+    await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-a")
+    await query(s.database_url, "UPDATE purchases SET status = 'expired' WHERE store = 'app_store'")
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+
+    code, out, _ = await command(capsys=capsys)
+
+    assert code == 1
+    [line, summary] = out
+    match = LINE.match(line)
+    assert match is not None, line
+    assert match.group(1, 3, 4, 5) == ("app_store", user, "differs", "status expired → active")
+    assert SUMMARY.match(summary) is not None, summary
+    assert SUMMARY.match(summary).group(1, 2, 3, 4, 5, 6) == ("2", "1", "0", "0", "2", None)
+    assert "tok-a" not in "\n".join(out)
+    # Progress on the terminal, taken away for the report line, redrawn, ended.
+    assert terminal.getvalue().endswith("\rreplayed 2 of 2 purchases\n")
+
+    code, out, _ = await command("--fix", capsys=capsys)
+    assert code == 0
+    assert LINE.match(out[0]).group(4) == "fixed"
+    fixed = SUMMARY.match(out[1])
+    assert fixed.group(2, 4, 6) == ("1", "1", "; cache: invalidated for the customers fixed")
+
+    code, out, _ = await command(capsys=capsys)
+    assert (code, len(out)) == (0, 1)
+    assert SUMMARY.match(out[0]).group(1, 2) == ("2", "0")
+
+
+async def test_selection_flags_and_no_progress_off_a_terminal(stores, command, capsys) -> None:
+    s = stores
+    await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-a")
+    await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-b", user="u-other")
+
+    code, out, err = await command("--customer", USER, "--since", "2000-01-01", capsys=capsys)
+    assert (code, err) == (0, "")  # no progress off a terminal
+    assert SUMMARY.match(out[-1]).group(1) == "1"
+    code, out, _ = await command("--since", "2999-01-01T00:00:00+00:00", capsys=capsys)
+    assert SUMMARY.match(out[-1]).group(1) == "0"
+    for bad in ("yesterday", "2026-11-25T10:00:00"):  # no offset: which time zone?
+        with pytest.raises(SystemExit) as exited:
+            await command("--since", bad, capsys=capsys)
+        assert exited.value.code == 2
