@@ -8,7 +8,6 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TextIO
 
 import asyncpg
 from aiohttp import web
@@ -23,6 +22,7 @@ from entitlements.replay_repository import Selection
 from entitlements.retention import cutoff_for, prune
 from server.embedded import database_url
 from server.migrations import migrate
+from server.progress import Progress
 
 # The database is not there (refused, timed out, shut down): a message, not a traceback.
 UNREACHABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_DOWN_ERRORS)
@@ -144,7 +144,11 @@ async def _prune(settings: Settings) -> int:
     days = settings.retention.raw_payload_days
     now = datetime.now(UTC)
     cutoff = cutoff_for(now, days)
-    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    bar = Progress(sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(f"pruned {done} of {total} raw payloads", done, total)
+
     configured = settings.database.url.get_secret_value()
     try:
         async with database_url(configured, settings.server.data_dir) as url:
@@ -160,8 +164,7 @@ async def _prune(settings: Settings) -> int:
         print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
         return 1
     finally:
-        if progress is not None:
-            progress.close()
+        bar.close()
     before = cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
     print(f"pruned {pruned or 0} raw payloads older than {days} days (before {before})")
     return 0
@@ -172,11 +175,13 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
     from server.replay import Replayer, cache_for_fixes, describe, summary_line
     from server.stores import replay_stores
 
-    progress = TerminalProgress(sys.stderr, "replayed {done} of {total} purchases")
-    shown = sys.stderr.isatty()
+    bar = Progress(sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.update(f"replayed {done} of {total} purchases", done, total)
 
     def report(finding: Finding, outcome: str) -> None:
-        progress.clear()
+        bar.clear()
         print(describe(finding, outcome), flush=True)
 
     catalog = catalog_from(settings)
@@ -195,7 +200,7 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
                 ):
                     replayer = Replayer(pool, adapters, catalog, _utc_now, cache)
                     summary = await replayer.run(
-                        selection, fix=fix, report=report, progress=progress if shown else None
+                        selection, fix=fix, report=report, progress=progress
                     )
             finally:
                 await pool.close()
@@ -203,36 +208,10 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
         print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
         return 1
     finally:
-        progress.close()
+        bar.close()
     print(summary_line(summary, fix=fix, cache=cache_note))
     return 1 if summary.differing > summary.fixed else 0
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class TerminalProgress:
-    """One line on a terminal, rewritten after each batch: `pruned N of M raw payloads`."""
-
-    def __init__(self, stream: TextIO, text: str = "pruned {done} of {total} raw payloads") -> None:
-        self._stream = stream
-        self._text = text
-        self._shown = False
-
-    def clear(self) -> None:
-        """Take the line away to make room for other output (the next call redraws it)."""
-        if self._shown:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        self._stream.write("\r" + self._text.format(done=done, total=total))
-        self._stream.flush()
-        self._shown = True
-
-    def close(self) -> None:
-        if self._shown:
-            self._stream.write("\n")
-            self._stream.flush()

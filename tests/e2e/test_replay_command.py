@@ -1,6 +1,7 @@
 """`receiptd replay` as an operator runs it: in-process `cli.main` (its own event loop, in a
 thread, as from a shell) against the test's database and stores: report lines, the summary
-line, exit codes, the selection flags, and progress only on a terminal."""
+line, exit codes, the selection flags, and progress: a bar on a terminal, plain lines
+elsewhere once a run is long enough."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from server import cli
+from server import cli, progress
 from tests.e2e import replay_helpers
 from tests.e2e.apple_helpers import scenario
 from tests.e2e.google_helpers import USER, notify
@@ -76,7 +77,8 @@ async def test_report_lines_summary_and_exit_codes(stores, command, capsys, monk
     assert SUMMARY.match(summary).group(1, 2, 3, 4, 5, 6) == ("2", "1", "0", "0", "2", None)
     assert "tok-a" not in "\n".join(out)
     # Progress on the terminal, taken away for the report line, redrawn, ended.
-    assert terminal.getvalue().endswith("\rreplayed 2 of 2 purchases\n")
+    bar = "[" + "#" * 24 + "] 100%"
+    assert terminal.getvalue().endswith(f"\r{bar} replayed 2 of 2 purchases\x1b[K\n")
 
     code, out, _ = await command("--fix", capsys=capsys)
     assert code == 0
@@ -95,7 +97,7 @@ async def test_selection_flags_and_no_progress_off_a_terminal(stores, command, c
     await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-b", user="u-other")
 
     code, out, err = await command("--customer", USER, "--since", "2000-01-01", capsys=capsys)
-    assert (code, err) == (0, "")  # no progress off a terminal
+    assert (code, err) == (0, "")  # no progress off a terminal for a short run
     assert SUMMARY.match(out[-1]).group(1) == "1"
     code, out, _ = await command("--since", "2999-01-01T00:00:00+00:00", capsys=capsys)
     assert SUMMARY.match(out[-1]).group(1) == "0"
@@ -103,3 +105,13 @@ async def test_selection_flags_and_no_progress_off_a_terminal(stores, command, c
         with pytest.raises(SystemExit) as exited:
             await command("--since", bad, capsys=capsys)
         assert exited.value.code == 2
+
+
+async def test_plain_progress_lines_off_a_terminal(stores, command, capsys, monkeypatch) -> None:
+    s = stores
+    await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-a")
+    monkeypatch.setattr(progress, "LINE_SECONDS", 0.0)  # as if the run were long
+
+    code, _out, err = await command(capsys=capsys)
+
+    assert (code, err) == (0, "replayed 1 of 1 purchases (100%)\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from server import cli
+from server import cli, progress
 from tests.integration.test_retention import insert, rows
 
 
@@ -81,7 +81,8 @@ async def test_cli_prune_deletes_what_is_older_than_the_setting_and_says_how_man
     assert summary.group(1, 2) == ("2", "30")
     before = datetime.fromisoformat(summary[3])
     assert datetime(2000, 1, 1, tzinfo=UTC) < before < datetime(2999, 1, 1, tzinfo=UTC)
-    assert terminal.getvalue() == "\rpruned 2 of 2 raw payloads\n"
+    bar = "[" + "#" * 24 + "] 100%"
+    assert terminal.getvalue() == f"\r{bar} pruned 2 of 2 raw payloads\x1b[K\n"
     after = await rows(conn)
     assert {m for m, r in after.items() if r["payload"] is None} == {"a", "b"}
 
@@ -92,15 +93,22 @@ async def test_cli_prune_deletes_what_is_older_than_the_setting_and_says_how_man
 
 
 @pytest.mark.usefixtures("quiet_cli")
-async def test_cli_prune_shows_no_progress_off_a_terminal(
-    conn, database_url, tmp_path, capsys
+async def test_cli_prune_shows_plain_progress_off_a_terminal_only_when_long(
+    conn, database_url, tmp_path, capsys, monkeypatch
 ) -> None:
     await insert(conn, "a", datetime(2000, 1, 1, tzinfo=UTC))
+    await insert(conn, "b", datetime(2000, 1, 1, tzinfo=UTC))
     config = write_config(tmp_path, database_url, 90)
     assert await asyncio.to_thread(cli.main, ["prune", "--config", str(config)]) == 0
     out = capsys.readouterr()
-    assert out.err == ""
-    assert out.out.startswith("pruned 1 raw payloads older than 90 days (before ")
+    assert out.err == ""  # a short run: no progress lines in a log
+    assert out.out.startswith("pruned 2 raw payloads older than 90 days (before ")
+
+    # A run long enough for a line (every LINE_SECONDS): plain text, no control characters.
+    await insert(conn, "c", datetime(2000, 1, 1, tzinfo=UTC))
+    monkeypatch.setattr(progress, "LINE_SECONDS", 0.0)
+    assert await asyncio.to_thread(cli.main, ["prune", "--config", str(config)]) == 0
+    assert capsys.readouterr().err == "pruned 1 of 1 raw payloads (100%)\n"
 
 
 @pytest.mark.usefixtures("quiet_cli")
