@@ -11,6 +11,8 @@
     ├── ProductNotOurs                the product or package is not configured (→ 422)
     ├── SubmissionNotSupported        this service cannot validate it: the store or its API
     │                                 credentials are not configured (→ 422)
+    ├── StoreRequestRejected          a store refused a listing request (a page token it no
+    │                                 longer knows, a time window it does not keep)
     └── StoreUnavailable              store API or certificate endpoint unreachable (→ 503)
 
 A store whose section is absent answers its webhook with entitlements.errors.StoreNotConfigured
@@ -89,6 +91,13 @@ class SubmissionNotSupported(ReceiptError):
     needs, is not configured."""
 
     code = "submission_not_supported"
+
+
+class StoreRequestRejected(ReceiptError):
+    """The store refused the request as asked (HTTP 400): a page token it no longer knows, or
+    a time window it does not keep."""
+
+    code = "store_request_rejected"
 
 
 class StoreUnavailable(ReceiptError):

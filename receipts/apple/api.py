@@ -8,37 +8,56 @@ configuration is not).
 
 Every GET goes through `_fetch`: the HTTP call itself, or, on a client made by `recording`,
 the same call through a `receipts.recording.ReadRecorder` that journals the raw answer (and
-in replay serves the journaled one instead).
+in replay serves the journaled one instead). Get Notification History (a POST, for
+`receiptd reconcile`) is not recorded: each notification it lists is journaled itself.
+With a `limiter` (reconciliation), every HTTP attempt waits for its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import binascii
 import copy
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
-import jwt
-from appstoreserverlibrary.receipt_utility import ReceiptUtility
 
 from entitlements.model import EventKind, StoreEvent
+from receipts.apple.credentials import make_auth_token, transaction_id_from_receipt
 from receipts.apple.translate import purchase_event, transaction_event
 from receipts.apple.verifier import AppleVerifier, VerifiedRenewalInfo, VerifiedTransaction
-from receipts.errors import MalformedPayload, PurchaseNotFound, StoreUnavailable
+from receipts.errors import (
+    MalformedPayload,
+    PurchaseNotFound,
+    ReceiptError,
+    StoreRequestRejected,
+    StoreUnavailable,
+)
+from receipts.rate_limit import RateLimiter
 from receipts.recording import Failures, ReadRecorder
+
+__all__ = [
+    "PRODUCTION_URL",
+    "SANDBOX_URL",
+    "AppStoreServerClient",
+    "StoreCredentialsRejected",
+    "SubscriptionStatus",
+    "make_auth_token",
+    "status_events",
+    "transaction_id_from_receipt",
+]
 
 PRODUCTION_URL = "https://api.storekit.apple.com"
 SANDBOX_URL = "https://api.storekit-sandbox.apple.com"
-AUDIENCE = "appstoreconnect-v1"
 
 # 404 codes that mean "not in this environment": try the other one (store-protocols A8).
 _OTHER_ENVIRONMENT_CODES = frozenset({4040010, 4040005})
 _RETRYABLE_CODES = frozenset({4040002, 4040004, 4040006, 4290000, 5000001})
 _MAX_HISTORY_PAGES = 1000  # 20 000 transactions; a guard against a server that never ends
+NOTIFICATION_HISTORY = "/inApps/v1/notifications/history"
 
 
 class StoreCredentialsRejected(StoreUnavailable):
@@ -85,41 +104,6 @@ def status_events(statuses: list[SubscriptionStatus]) -> list[StoreEvent]:
     ]
 
 
-def make_auth_token(
-    *,
-    issuer_id: str,
-    key_id: str,
-    private_key: bytes,
-    bundle_id: str,
-    now: float | None = None,
-    lifetime_seconds: int = 300,
-) -> str:
-    """The bearer JWT Apple expects: ES256, header kid/typ, claims iss/iat/exp/aud/bid."""
-    if not 0 < lifetime_seconds <= 3600:
-        raise ValueError("Apple API tokens may live at most 60 minutes")
-    issued = int(time.time() if now is None else now)
-    claims = {
-        "iss": issuer_id,
-        "iat": issued,
-        "exp": issued + lifetime_seconds,
-        "aud": AUDIENCE,
-        "bid": bundle_id,
-    }
-    return jwt.encode(claims, private_key, algorithm="ES256", headers={"kid": key_id, "typ": "JWT"})
-
-
-def transaction_id_from_receipt(receipt_b64: str) -> str:
-    """The first transaction id in a legacy base64 app receipt (no signature check: use it
-    only to ask the API). Malformed → MalformedPayload; no in-app purchase → PurchaseNotFound."""
-    try:
-        transaction_id = ReceiptUtility().extract_transaction_id_from_app_receipt(receipt_b64)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise MalformedPayload("The app receipt is not a valid PKCS#7 receipt") from exc
-    if not transaction_id:
-        raise PurchaseNotFound("The app receipt contains no in-app purchase")
-    return str(transaction_id)
-
-
 class AppStoreServerClient:
     """App Store Server API on a shared `aiohttp.ClientSession` (owned by the caller).
 
@@ -141,6 +125,7 @@ class AppStoreServerClient:
         timeout: float = 10.0,
         retries: int = 2,
         backoff: float = 0.2,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._session = session
         self._verifier = verifier
@@ -155,8 +140,14 @@ class AppStoreServerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._retries = retries
         self._backoff = backoff
+        self._limiter = limiter
         self._token: tuple[str, float] | None = None
         self._fetch: _Get = self._get
+
+    @property
+    def environment_urls(self) -> Mapping[str, str]:
+        """The base URL of each environment ("Production", "Sandbox")."""
+        return dict(self._urls)
 
     def recording(self, recorder: ReadRecorder) -> AppStoreServerClient:
         """This client with every GET asked through `recorder` (one resolve or submit). It
@@ -232,6 +223,18 @@ class AppStoreServerClient:
         events += [transaction_event(t) for t in history]
         return events + status_events(statuses)
 
+    async def notification_history(
+        self, env: str, start: datetime, end: datetime, pagination_token: str | None
+    ) -> dict[str, Any]:
+        """One page of Get Notification History in `env`, raw: `{notificationHistory:
+        [{signedPayload, sendAttempts}], hasMore, paginationToken}`. A page token or window
+        Apple refuses (HTTP 400) is StoreRequestRejected."""
+        params = {"paginationToken": pagination_token} if pagination_token else None
+        body = {"startDate": _millis(start), "endDate": _millis(end)}
+        return await self._send(
+            "POST", env, NOTIFICATION_HISTORY, params, body, refused=StoreRequestRejected
+        )
+
     # --- response handling ---------------------------------------------------------------
 
     async def _history_from(
@@ -293,23 +296,49 @@ class AppStoreServerClient:
     async def _get(
         self, env: str, path: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
+        return await self._send("GET", env, path, params)
+
+    async def _send(
+        self,
+        method: str,
+        env: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+        *,
+        refused: type[ReceiptError] = PurchaseNotFound,
+    ) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
-                return await self._get_once(env, path, params)
+                return await self._send_once(method, env, path, params, body, refused=refused)
             except _Retry as exc:
                 if attempt >= self._retries:
                     raise StoreUnavailable("The App Store Server API is unavailable") from exc
                 await asyncio.sleep(self._backoff * (2**attempt))
                 attempt += 1
 
-    async def _get_once(
-        self, env: str, path: str, params: Mapping[str, str] | None
+    async def _send_once(
+        self,
+        method: str,
+        env: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Mapping[str, Any] | None,
+        *,
+        refused: type[ReceiptError],
     ) -> dict[str, Any]:
+        if self._limiter is not None:
+            await self._limiter.wait()
         headers = {"Authorization": f"Bearer {self._auth_token()}", "Accept": "application/json"}
         try:
-            async with self._session.get(
-                self._urls[env] + path, params=params, headers=headers, timeout=self._timeout
+            async with self._session.request(
+                method,
+                self._urls[env] + path,
+                params=params,
+                json=json_body,
+                headers=headers,
+                timeout=self._timeout,
             ) as resp:
                 status = resp.status
                 try:
@@ -330,7 +359,9 @@ class AppStoreServerClient:
         if status == 404 and code in _OTHER_ENVIRONMENT_CODES:
             raise _NotHere
         if status in {400, 404}:
-            raise PurchaseNotFound("Apple does not know this transaction")
+            if refused is PurchaseNotFound:
+                raise PurchaseNotFound("Apple does not know this transaction")
+            raise refused(f"The App Store Server API refused the request (HTTP {status}, {code})")
         raise StoreUnavailable(f"The App Store Server API answered HTTP {status}")
 
     def _auth_token(self) -> str:
@@ -359,6 +390,10 @@ _RECORDED_FAILURES: Failures = {
     "purchase_not_found": PurchaseNotFound,
     "store_unavailable": StoreUnavailable,
 }
+
+
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _segment(transaction_id: str) -> str:

@@ -4,8 +4,10 @@ Direct REST rather than google-api-python-client: truly async, pooled connection
 shared session, our own timeouts and retries. Paths are exactly the real API's, relative
 to `root_url` (default https://androidpublisher.googleapis.com/), so a fake can stand in.
 Failures map to receipts.errors: 429/5xx/network → retried, then `StoreUnavailable`;
-400/404 → `PurchaseNotFound`; 410 on a subscription → `gone_subscription()` (expired long
-ago); 401/403 → `PlayAccessDenied`. Messages never contain purchase tokens.
+400/404 → `PurchaseNotFound` (for the voided purchases list: `StoreRequestRejected`); 410 on
+a subscription → `gone_subscription()` (expired long ago); 401/403 → `PlayAccessDenied`.
+Messages never contain purchase tokens. With a `limiter` (reconciliation), every HTTP
+attempt waits for its slot.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import google.auth.transport.requests
 import google.oauth2.service_account
 import requests
 
-from receipts.errors import PurchaseNotFound, StoreUnavailable
+from receipts.errors import PurchaseNotFound, StoreRequestRejected, StoreUnavailable
 from receipts.google.translate import gone_subscription
+from receipts.rate_limit import RateLimiter
 
 PLAY_API_URL = "https://androidpublisher.googleapis.com/"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
@@ -115,6 +118,7 @@ class PlayClient:
         backoff: float = 0.25,
         max_backoff: float = 4.0,
         allow_anonymous: bool = False,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if tokens is None and not allow_anonymous:
             raise ValueError("PlayClient needs service-account credentials")
@@ -125,6 +129,7 @@ class PlayClient:
         self._attempts = max(1, attempts)
         self._backoff = backoff
         self._max_backoff = max_backoff
+        self._limiter = limiter
 
     def close(self) -> None:
         """Release the token refresher's HTTP session (the aiohttp session is the caller's)."""
@@ -165,6 +170,36 @@ class PlayClient:
         )
         await self._call("POST", path, json_body={})
 
+    async def list_voided_purchases(
+        self,
+        package: str,
+        *,
+        start: datetime,
+        end: datetime,
+        page_token: str | None = None,
+        max_results: int = 1000,
+    ) -> dict[str, Any]:
+        """purchases.voidedpurchases.list, subscriptions included (`type=1`), quantity-based
+        partial refunds not (Google's default): `{voidedPurchases: [VoidedPurchase],
+        tokenPagination: {nextPageToken}}`. Google ignores the window once a page token is
+        given. A token or window Play refuses (HTTP 400) is StoreRequestRejected."""
+        params = {
+            "startTime": str(int(start.timestamp() * 1000)),
+            "endTime": str(int(end.timestamp() * 1000)),
+            "maxResults": str(max_results),
+            "type": "1",
+        }
+        if page_token:
+            params["token"] = page_token
+        path = f"{self._app(package)}/purchases/voidedpurchases"
+        try:
+            _, body = await self._call("GET", path, params=params)
+        except PurchaseNotFound as exc:
+            raise StoreRequestRejected(
+                exc.message.replace("does not know this purchase", "refused the request")
+            ) from None
+        return body
+
     # --- transport -----------------------------------------------------------------------
 
     @staticmethod
@@ -184,6 +219,7 @@ class PlayClient:
         *,
         json_body: dict[str, Any] | None = None,
         gone_ok: bool = False,
+        params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         url = self._root + path
         reauthenticated = False
@@ -191,9 +227,16 @@ class PlayClient:
         while True:
             attempt += 1
             headers = await self._headers(force=reauthenticated)
+            if self._limiter is not None:
+                await self._limiter.wait()
             try:
                 async with self._session.request(
-                    method, url, json=json_body, headers=headers, timeout=self._timeout
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    headers=headers,
+                    timeout=self._timeout,
                 ) as resp:
                     status = resp.status
                     raw = await resp.read()

@@ -1,6 +1,8 @@
 """Google Play one-time products (ProductPurchase v1) and voided purchases as StoreEvents.
 
-Pure functions, no I/O; re-exported by `receipts.google.translate`.
+Pure functions, no I/O; re-exported by `receipts.google.translate`. Voided purchases come
+from a notification (`voided_event`) or from the Voided Purchases API (`voided_purchase_event`,
+for `receiptd reconcile google`).
 """
 
 from __future__ import annotations
@@ -128,4 +130,37 @@ def voided_event(notification: Notification, now: datetime) -> StoreEvent | None
             "voided_product_type": notification.voided_product_type,
             "refund_type": notification.refund_type,
         },
+    )
+
+
+def voided_purchase_event(
+    item: Mapping[str, Any], package: str, now: datetime
+) -> StoreEvent | None:
+    """The revocation stated by one `voidedpurchases.list` item (a VoidedPurchase), at its
+    `voidedTimeMillis` (the store's time); `now` (this host's clock) only orders it.
+
+    As for the notification (`voided_event`): a quantity-based partial refund (an item with
+    `voidedQuantity`, listed only when asked for) does not revoke, and an item without a
+    token or a time states nothing; both yield None.
+    """
+    token = item.get("purchaseToken")
+    voided_at = parse_millis(item.get("voidedTimeMillis"))
+    if not isinstance(token, str) or not token or voided_at is None:
+        return None
+    if item.get("voidedQuantity") is not None:
+        return None
+    details = {
+        "package_name": package,
+        "order_id": item.get("orderId"),
+        "voided_source": item.get("voidedSource"),
+        "voided_reason": item.get("voidedReason"),
+    }
+    return StoreEvent(
+        store=Store.PLAY_STORE,
+        purchase_id=token,
+        kind=EventKind.REFUNDED,
+        occurred_at=now,
+        is_sandbox=False,
+        revoked_at=voided_at,
+        details={k: v for k, v in details.items() if v is not None},
     )

@@ -59,7 +59,7 @@ from receipts.google.notifications import (
     parse_push,
     parse_rfc3339,
 )
-from receipts.google.products import product_events, voided_event
+from receipts.google.products import product_events, voided_event, voided_purchase_event
 
 __all__ = [
     "Category",
@@ -73,6 +73,7 @@ __all__ = [
     "product_events",
     "subscription_events",
     "voided_event",
+    "voided_purchase_event",
 ]
 
 _GONE_KEY = "receiptdGone"
