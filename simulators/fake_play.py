@@ -1,7 +1,9 @@
 """A small fake of Google's Play Developer API, OAuth2 token endpoint and OIDC certs, on 127.0.0.1.
 
 Paths are the real ones, so both our aiohttp client and the official
-google-api-python-client (with `api_endpoint` pointed here) talk to it unchanged. Access
+google-api-python-client (with `api_endpoint` pointed here) talk to it unchanged. It also
+lists voided purchases (`purchases.voidedpurchases.list`: startTime/endTime in ms on the void
+time, `type`, `includeQuantityBasedPartialRefund`, `maxResults`, `tokenPagination`). Access
 tokens are stateless (an HMAC over the expiry, keyed by the service account's
 certificate), so a token issued by one FakePlay instance is accepted by another with the
 same keys: the demo service keeps its cached token across `simulate` runs.
@@ -10,13 +12,16 @@ same keys: the demo service keeps its cached token across `simulate` runs.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import hashlib
 import hmac
+import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import google.auth.exceptions
@@ -30,6 +35,7 @@ __all__ = ["Failure", "FakePlay", "product_purchase", "running_fake_play", "subs
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _API = "/androidpublisher/v3/applications/{package}/purchases"
+VOIDED_KEPT = timedelta(days=30)
 _STATUS_NAMES = {
     400: ("INVALID_ARGUMENT", "invalid"),
     401: ("UNAUTHENTICATED", "authError"),
@@ -58,8 +64,9 @@ def google_error(status: int, message: str) -> web.Response:
 
 @dataclass
 class Failure:
-    """Answer the next `times` API requests (token/certs endpoints excluded) with `status`;
-    status 0 means stall (no answer) until the client gives up or the fake stops."""
+    """Answer the next `times` API requests (token/certs endpoints excluded) whose path and
+    query contain `path_contains` with `status`; status 0 means stall (no answer) until the
+    client gives up or the fake stops."""
 
     status: int
     times: int = 1
@@ -77,7 +84,9 @@ class _Recorded:
 @dataclass
 class FakePlay:
     """The fake. Set `subscriptions[(package, token)]`, `products[(package, product, token)]`,
-    `gone` tokens (HTTP 410), `failures`, `delay`; read `acknowledgements` and `requests`."""
+    `gone` tokens (HTTP 410), voided purchases (`add_voided`), `failures`, `delay`, `clock`
+    (the "now" the voided purchases window is checked against); read `acknowledgements` and
+    `requests`."""
 
     keys: GoogleTestKeys | None = None
     require_auth: bool = True
@@ -87,6 +96,8 @@ class FakePlay:
     subscriptions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     products: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    voided: dict[str, list[tuple[dict[str, Any], bool]]] = field(default_factory=dict)
+    clock: Callable[[], datetime] | None = None
     failures: list[Failure] = field(default_factory=list)
     deny: bool = False
     acknowledgements: list[dict[str, Any]] = field(default_factory=list)
@@ -109,6 +120,7 @@ class FakePlay:
         app.router.add_post(_API + "/subscriptions/{product}/tokens/{action}", self._ack_sub)
         app.router.add_get(_API + "/products/{product}/tokens/{token}", self._get_product)
         app.router.add_post(_API + "/products/{product}/tokens/{action}", self._ack_product)
+        app.router.add_get(_API + "/voidedpurchases", self._voided_purchases)
         return app
 
     async def start(self, port: int = 0) -> str:
@@ -149,6 +161,10 @@ class FakePlay:
     def set_product(self, package: str, product_id: str, token: str, body: dict[str, Any]) -> None:
         """Make `products.get(package, product_id, token)` return `body`."""
         self.products[(package, product_id, token)] = copy.deepcopy(body)
+
+    def add_voided(self, package: str, item: dict[str, Any], *, subscription: bool = True) -> None:
+        """A VoidedPurchase of `package` (listed with `type=1` only when a `subscription`)."""
+        self.voided.setdefault(package, []).append((copy.deepcopy(item), subscription))
 
     def fail(self, status: int, times: int = 1, path_contains: str = "") -> None:
         """Inject `times` failures with `status` (0 = stall)."""
@@ -220,7 +236,7 @@ class FakePlay:
         if self.delay:
             await asyncio.sleep(self.delay)
         for failure in self.failures:
-            if failure.times > 0 and failure.path_contains in request.path:
+            if failure.times > 0 and failure.path_contains in request.path_qs:
                 failure.times -= 1
                 if failure.status == 0:
                     await self._stall()
@@ -257,6 +273,53 @@ class FakePlay:
         if body is None:
             return self._missing(info["token"])
         return web.json_response(body | {"purchaseToken": info["token"]})
+
+    async def _voided_purchases(self, request: web.Request) -> web.Response:
+        if (early := await self._gate(request, None)) is not None:
+            return early
+        query = request.query
+        try:
+            limit = min(int(query.get("maxResults", "1000")), 1000)
+            if "token" in query:  # Google ignores the window once a page token is given
+                window = json.loads(base64.urlsafe_b64decode(query["token"]))
+            else:
+                window = self._voided_window(query)
+        except ValueError as exc:
+            return google_error(400, f"Invalid value: {exc}")
+        start, end, offset = window["start"], window["end"], window["offset"]
+        listed = sorted(
+            (
+                item
+                for item, subscription in self.voided.get(request.match_info["package"], [])
+                if start <= int(item["voidedTimeMillis"]) <= end
+                and (window["type"] == 1 or not subscription)
+                and (window["partial"] or "voidedQuantity" not in item)
+            ),
+            key=lambda item: int(item["voidedTimeMillis"]),
+        )
+        answer: dict[str, Any] = {}
+        if page := listed[offset : offset + limit]:  # Google leaves empty lists out
+            answer["voidedPurchases"] = page
+        if offset + limit < len(listed):
+            token = json.dumps(window | {"offset": offset + limit}).encode()
+            answer["tokenPagination"] = {"nextPageToken": base64.urlsafe_b64encode(token).decode()}
+        return web.json_response(answer)
+
+    def _voided_window(self, query: Any) -> dict[str, Any]:
+        """The window asked (defaults: the last 30 days; without a clock: everything)."""
+        now, earliest = 2**62, 0
+        if self.clock is not None:
+            now = int(self.clock().timestamp() * 1000)
+            earliest = now - int(VOIDED_KEPT.total_seconds() * 1000)
+        start = int(query.get("startTime", earliest))
+        end = int(query.get("endTime", now))
+        if start < earliest or end > now:
+            raise ValueError("startTime is older than 30 days or endTime is in the future")
+        if start > end:
+            raise ValueError("startTime is after endTime")
+        partial = query.get("includeQuantityBasedPartialRefund", "false") == "true"
+        kind = int(query.get("type", "0"))
+        return {"start": start, "end": end, "offset": 0, "type": kind, "partial": partial}
 
     async def _acknowledge(self, request: web.Request, kind: str) -> web.Response:
         body = await request.json() if request.can_read_body else {}

@@ -184,3 +184,26 @@ def product_purchase(
     if quantity is not None:
         body["quantity"] = quantity
     return body
+
+
+def voided_purchase(
+    token: str,
+    order_id: str,
+    voided_at: datetime,
+    *,
+    purchased_at: datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A VoidedPurchase as `purchases.voidedpurchases.list` gives it (times in ms strings;
+    `extra` adds fields, e.g. `voidedQuantity` for a quantity-based partial refund)."""
+    bought = purchased_at if purchased_at is not None else voided_at - timedelta(days=3)
+    return {
+        "kind": "androidpublisher#voidedPurchase",
+        "purchaseToken": token,
+        "orderId": order_id,
+        "purchaseTimeMillis": str(int(bought.timestamp() * 1000)),
+        "voidedTimeMillis": str(int(voided_at.timestamp() * 1000)),
+        "voidedSource": 0,
+        "voidedReason": 1,
+        **extra,
+    }

@@ -1,9 +1,12 @@
 """A fake App Store Server API on 127.0.0.1 speaking Apple's wire format, plus legacy receipts.
 
-Serves Get Transaction Info, Get Transaction History V2 (revision/hasMore pages of 20) and Get
-All Subscription Statuses from signed items it is given; checks the bearer JWT (ES256 with the
-configured public key, aud, bid, iss, kid); can inject failures (HTTP status / Apple error code)
-and delays; logs every request. `app_receipt` builds a PKCS#7 app receipt that the library's
+Serves Get Transaction Info, Get Transaction History V2 (revision/hasMore pages of 20), Get
+All Subscription Statuses and Get Notification History (POST with `{startDate, endDate}` in
+ms, `paginationToken` pages of 20, the window limited to 180 days back in Production and 30
+in Sandbox when the fake has a clock) from signed items it is given; checks the bearer JWT
+(ES256 with the configured public key, aud, bid, iss, kid); can inject failures (HTTP
+status / Apple error code, optionally only for requests a predicate picks) and delays; logs
+every request. `app_receipt` builds a PKCS#7 app receipt that the library's
 `ReceiptUtility` parses (attributes 17 / 1703 / 1705; nothing is signed).
 """
 
@@ -11,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import asn1
@@ -21,6 +27,7 @@ from aiohttp import web
 
 PAGE_SIZE = 20
 NOT_FOUND = {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
+HISTORY_KEPT = {"Production": timedelta(days=180), "Sandbox": timedelta(days=30)}
 
 
 @dataclass
@@ -39,6 +46,11 @@ class _Failure:
     status: int
     error_code: int | None
     times: int
+    when: Callable[[web.Request], bool] | None = None
+
+
+def _bad_request(code: int, message: str) -> web.Response:
+    return web.json_response({"errorCode": code, "errorMessage": message}, status=400)
 
 
 def _claims(jws: str) -> dict[str, Any]:
@@ -60,10 +72,13 @@ class FakeAppStore:
     environment: str = "Production"
     app_apple_id: int = 1234567890
     delay: float = 0.0
+    clock: Callable[[], datetime] | None = None  # "now" for the history window's limit
     requests: list[LoggedRequest] = field(default_factory=list)
     _transactions: dict[str, str] = field(default_factory=dict)  # transactionId → JWS
     _history: list[str] = field(default_factory=list)  # the account's transactions, in order
     _statuses: dict[str, tuple[int, str, str | None]] = field(default_factory=dict)
+    # (first send attempt in ms, NotificationHistoryResponseItem), the notification history
+    _notifications: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     _failures: list[_Failure] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -86,9 +101,32 @@ class FakeAppStore:
             signed_renewal,
         )
 
-    def fail_next(self, status: int, error_code: int | None = None, times: int = 1) -> None:
-        """Answer the next `times` requests with `status` (and an Apple error body)."""
-        self._failures.append(_Failure(status, error_code, times))
+    def add_notification(
+        self,
+        signed_payload: str,
+        *,
+        sent_at: datetime | None = None,
+        result: str = "SUCCESS",
+    ) -> None:
+        """A notification Apple tried to send (first at `sent_at`, by default its signedDate)
+        with the result of that attempt, for Get Notification History."""
+        when = sent_at if sent_at is not None else _claims(signed_payload)["signedDate"]
+        millis = int(when.timestamp() * 1000) if isinstance(when, datetime) else int(when)
+        attempt = {"attemptDate": millis, "sendAttemptResult": result}
+        self._notifications.append(
+            (millis, {"signedPayload": signed_payload, "sendAttempts": [attempt]})
+        )
+
+    def fail_next(
+        self,
+        status: int,
+        error_code: int | None = None,
+        times: int = 1,
+        when: Callable[[web.Request], bool] | None = None,
+    ) -> None:
+        """Answer the next `times` requests (those `when` picks) with `status` (and an Apple
+        error body)."""
+        self._failures.append(_Failure(status, error_code, times, when))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -98,6 +136,7 @@ class FakeAppStore:
         app.router.add_get("/inApps/v1/transactions/{id}", self._transaction)
         app.router.add_get("/inApps/v2/history/{id}", self._history_page)
         app.router.add_get("/inApps/v1/subscriptions/{id}", self._subscriptions)
+        app.router.add_post("/inApps/v1/notifications/history", self._notification_history)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -122,11 +161,12 @@ class FakeAppStore:
         answer: web.Response | None = None
         if claims is None:
             status, answer = 401, web.Response(status=401)
-        elif self._failures:
-            failure = self._failures[0]
+        elif failure := next(
+            (f for f in self._failures if f.when is None or f.when(request)), None
+        ):
             failure.times -= 1
             if failure.times <= 0:
-                self._failures.pop(0)
+                self._failures.remove(failure)
             status = failure.status
             body = {"errorCode": failure.error_code, "errorMessage": "injected"}
             answer = web.json_response(body if failure.error_code else {}, status=status)
@@ -227,6 +267,49 @@ class FakeAppStore:
                 ],
             }
         )
+
+    async def _notification_history(self, request: web.Request) -> web.Response:
+        if (failed := await self._guard(request)) is not None:
+            return failed
+        try:
+            body = await request.json()
+        except ValueError:
+            return _bad_request(4000000, "Invalid request.")
+        start, end = body.get("startDate"), body.get("endDate")
+        if not isinstance(start, int) or isinstance(start, bool):
+            return _bad_request(4000015, "Invalid start date.")
+        if not isinstance(end, int) or isinstance(end, bool):
+            return _bad_request(4000016, "Invalid end date.")
+        if start > end:
+            return _bad_request(4000013, "Start date after end date.")
+        if self.clock is not None:
+            earliest = self.clock() - HISTORY_KEPT.get(self.environment, timedelta(days=180))
+            if start < earliest.timestamp() * 1000:
+                return _bad_request(4000012, "Start date too far in past.")
+        # A token is bound to the request it continues (Apple's are opaque; these say where).
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        offset = 0
+        if "paginationToken" in request.query:
+            try:
+                text = base64.urlsafe_b64decode(request.query["paginationToken"]).decode()
+                mark, _, position = text.partition(":")
+                offset = int(position)
+            except ValueError:
+                mark = ""
+            if mark != fingerprint:
+                return _bad_request(4000014, "Invalid pagination token.")
+        items = [
+            item
+            for (sent, item) in sorted(self._notifications, key=lambda n: n[0])
+            if start <= sent < end
+        ]
+        page = items[offset : offset + PAGE_SIZE]
+        more = offset + PAGE_SIZE < len(items)
+        answer: dict[str, Any] = {"notificationHistory": page, "hasMore": more}
+        if more:
+            token = f"{fingerprint}:{offset + PAGE_SIZE}".encode()
+            answer["paginationToken"] = base64.urlsafe_b64encode(token).decode()
+        return web.json_response(answer)
 
 
 # --- legacy app receipts -----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import google_auth_httplib2
@@ -16,6 +17,7 @@ from googleapiclient.errors import HttpError
 from receipts.google.play import SCOPE
 from simulators.fake_play import FakePlay, product_purchase, subscription_purchase
 from simulators.google_signer import GoogleTestKeys
+from simulators.play_purchases import voided_purchase
 from tests.conftest import Clock
 
 PKG = "com.example.app"
@@ -117,3 +119,30 @@ async def test_official_client_retries_on_503(fake: FakePlay, service: Any, cloc
         return request.execute(num_retries=2)
 
     assert (await asyncio.to_thread(get))["subscriptionState"] == "SUBSCRIPTION_STATE_ACTIVE"
+
+
+async def test_official_client_lists_voided_purchases_page_by_page(
+    fake: FakePlay, service: Any, clock: Clock
+) -> None:
+    fake.clock = clock
+    for n in range(3):
+        fake.add_voided(
+            PKG, voided_purchase(f"tok-{n}", f"GPA.{n}", clock.now - timedelta(hours=n))
+        )
+
+    def every_page() -> list[list[str]]:
+        pages, token = [], None
+        while True:
+            extra = {"token": token} if token else {}
+            page = (
+                service.purchases()
+                .voidedpurchases()
+                .list(packageName=PKG, type=1, maxResults=2, **extra)
+                .execute()
+            )
+            pages.append([v["orderId"] for v in page["voidedPurchases"]])
+            token = page.get("tokenPagination", {}).get("nextPageToken")
+            if token is None:
+                return pages
+
+    assert await asyncio.to_thread(every_page) == [["GPA.2", "GPA.1"], ["GPA.0"]]
