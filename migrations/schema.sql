@@ -68,6 +68,21 @@ purchases.state_updated_at timestamp with time zone NOT NULL
 purchases.linked_at timestamp with time zone
 purchases.created_at timestamp with time zone NOT NULL DEFAULT now()
 purchases.updated_at timestamp with time zone NOT NULL DEFAULT now()
+-- table reconcile_runs
+reconcile_runs.id bigint NOT NULL DEFAULT nextval('reconcile_runs_id_seq'::regclass)
+reconcile_runs.store text NOT NULL
+reconcile_runs.arguments jsonb NOT NULL
+reconcile_runs.since timestamp with time zone
+reconcile_runs.until timestamp with time zone NOT NULL
+reconcile_runs.position jsonb NOT NULL DEFAULT '{}'::jsonb
+reconcile_runs.checked integer NOT NULL DEFAULT 0
+reconcile_runs.missing integer NOT NULL DEFAULT 0
+reconcile_runs.corrected integer NOT NULL DEFAULT 0
+reconcile_runs.failed integer NOT NULL DEFAULT 0
+reconcile_runs.started_at timestamp with time zone NOT NULL
+reconcile_runs.updated_at timestamp with time zone NOT NULL
+reconcile_runs.finished_at timestamp with time zone
+reconcile_runs.outcome text
 -- table schema_migrations
 schema_migrations.version integer NOT NULL
 schema_migrations.name text NOT NULL
@@ -121,6 +136,9 @@ purchases purchases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES custo
 purchases purchases_pkey: PRIMARY KEY (id)
 purchases purchases_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 purchases purchases_store_purchase_id_key: UNIQUE (store, purchase_id)
+reconcile_runs reconcile_runs_outcome_check: CHECK ((outcome = ANY (ARRAY['finished'::text, 'abandoned'::text])))
+reconcile_runs reconcile_runs_pkey: PRIMARY KEY (id)
+reconcile_runs reconcile_runs_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 schema_migrations schema_migrations_pkey: PRIMARY KEY (version)
 store_notifications store_notifications_pkey: PRIMARY KEY (id)
 store_notifications store_notifications_result_check: CHECK ((result = ANY (ARRAY['processed'::text, 'ignored'::text, 'rejected'::text])))
@@ -148,6 +166,9 @@ CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)
 CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
+CREATE UNIQUE INDEX reconcile_runs_open_idx ON public.reconcile_runs USING btree (store) WHERE (finished_at IS NULL)
+CREATE UNIQUE INDEX reconcile_runs_pkey ON public.reconcile_runs USING btree (id)
+CREATE INDEX reconcile_runs_store_idx ON public.reconcile_runs USING btree (store, id)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
 CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)

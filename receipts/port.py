@@ -10,9 +10,17 @@ in our words. Store JSON, store constants and store names of things stop in the 
     Resolution.after_commit      → runs after the commit (acknowledge now)
     Resolution.reads             → every store API answer the events came from, raw, for
                                    the journal (`receipts.recording`)
+    refresh(request, now)        → Resolution    reconciliation: a store statement listed by
+                                   the store, or a re-read of a purchase (`request`: the
+                                   RECONCILE journal entry's payload)
     reread(payload)              → Inbound      a journaled message again (replay)
     replaying(reads)             → StoreAdapter the same adapter, its store API answered
                                    from the journal (replay)
+
+`receiptd reconcile` also asks a store (`Reconciling`) for its lists: `listings` (what to
+page: Apple's notification history per environment, Play's voided purchases per package),
+`list_page` (one page, as `Listed` items: a notification body to `receive` as the webhook
+does, or a `refresh` request) and `reread_requests` (how to re-read a purchase we hold).
 
 `now` is the service clock: the moment a store API is read (it orders reads of stores whose
 answers carry no time of their own). The journal keeps it with the reads, so that replay
@@ -34,6 +42,9 @@ Result = Literal["processed", "ignored", "rejected"]
 
 # The journal's type of an app submission (a SUBMISSION entry's payload: SUBMISSION_FIELDS).
 SUBMISSION = "SUBMISSION"
+# The journal's type of what reconciliation applied besides store notifications (a RECONCILE
+# entry's payload: the `refresh` request, JSON; its subtype: the request's "read").
+RECONCILE = "RECONCILE"
 
 # The contract's fields of a submission that the adapters read (journaled for replay; the
 # submitter's app_user_id is not: who submitted does not change what the store says).
@@ -89,6 +100,41 @@ class Resolution:
     reads: tuple[StoreRead, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One list reconciliation pages over [since, until): `since` is already limited to how
+    far back the store keeps it (`clamped` says whether that cut the asked window)."""
+
+    name: str  # stable: a resumed run finds its place by it
+    title: str  # for people
+    since: datetime
+    until: datetime
+    clamped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One record of a store's list: a notification the store sent (`body`, received exactly
+    as the webhook receives it), or a statement to apply with `refresh` (`request`, journaled
+    as RECONCILE under `message_id`) about `purchase_id`. `label` names it in a report
+    (never a token)."""
+
+    label: str
+    body: bytes | None = None
+    request: Mapping[str, Any] | None = None
+    message_id: str | None = None
+    purchase_id: str | None = None
+    stated_at: datetime | None = None  # the store's time of the statement
+
+
+@dataclass(frozen=True, slots=True)
+class ListedPage:
+    """One page of a listing, and the cursor of the next one (None: the listing is done)."""
+
+    items: list[Listed]
+    cursor: str | None
+
+
 class StoreAdapter(Protocol):
     """One store, as the webhooks and purchase submissions use it."""
 
@@ -109,6 +155,10 @@ class StoreAdapter(Protocol):
         """Validate a purchase an app hands over (the contract's store fields of `body`)."""
         ...
 
+    async def refresh(self, request: Mapping[str, Any], now: datetime) -> Resolution:
+        """Reconciliation's statement: a listed store record, or a purchase read again."""
+        ...
+
     async def reread(self, payload: str) -> Inbound:
         """A journaled message again, verified as far as the journal allows: signed store
         data is verified again; a caller's credentials (not journaled) are not."""
@@ -116,4 +166,23 @@ class StoreAdapter(Protocol):
 
     def replaying(self, reads: Sequence[StoreRead]) -> StoreAdapter:
         """This adapter with every store API call answered from `reads` (replay)."""
+        ...
+
+
+class Reconciling(StoreAdapter, Protocol):
+    """A store as `receiptd reconcile` asks it (its API credentials are configured)."""
+
+    def listings(self, since: datetime | None, until: datetime, now: datetime) -> list[Listing]:
+        """What to page for the window [since, until) (None: as far back as the store
+        keeps), limited to what the store keeps as of `now`."""
+        ...
+
+    async def list_page(self, listing: Listing, cursor: str | None) -> ListedPage:
+        """One page of a listing (cursor None: the first); StoreRequestRejected when the
+        store refuses the cursor or the window, StoreUnavailable when it cannot answer."""
+        ...
+
+    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
+        """`refresh` requests that re-read a purchase we hold, to try in order until one
+        does not raise PurchaseNotFound (several Play packages: one each)."""
         ...

@@ -1,4 +1,4 @@
-"""The `receiptd` command: serve, migrate, prune, replay, simulate."""
+"""The `receiptd` command: serve, migrate, prune, replay, reconcile, simulate."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from entitlements.retention import cutoff_for, prune
 from server.embedded import database_url
 from server.migrations import migrate
 from server.progress import Progress
+from server.reconcile_command import add_reconcile, reconcile_command
 
 # The database is not there (refused, timed out, shut down): a message, not a traceback.
 UNREACHABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_DOWN_ERRORS)
@@ -35,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command in ("serve", "migrate", "prune", "replay"):  # they read the configuration
-        if args.command == "replay":  # its report is stdout: only problems, on stderr
+    if args.command in ("serve", "migrate", "prune", "replay", "reconcile"):  # read the config
+        if args.command in ("replay", "reconcile"):  # the report is stdout: problems on stderr
             configure_logging(json=not sys.stderr.isatty(), level="WARNING", stream=sys.stderr)
         else:
             configure_logging(json=not sys.stdout.isatty() or args.json_logs)
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             selection = Selection(since=args.since, customer=args.customer)
             return asyncio.run(_replay(settings, selection, fix=args.fix))
+        if args.command == "reconcile":
+            return reconcile_command(settings, args)
         return asyncio.run(_migrate(settings))
     return int(args.run(args))
 
@@ -83,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--fix", action="store_true", help="write the re-derived state and its change events"
     )
+    add_reconcile(sub, moment=_moment)
     _add_simulate(sub)
     return parser
 

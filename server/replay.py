@@ -6,8 +6,9 @@ report each one whose stored state differs, and with `fix` write the re-derived 
     → every journal entry applied to a page's purchases, in journal order
     → each entry re-derived by its store's adapter with the journaled store answers at the
       journaled `now` (`replaying`): a notification verified again (`reread`) and resolved,
-      a submission submitted again; it must ask the same questions, get the same verdict and
-      touch the same purchases as when it was ingested, else it is not re-derivable
+      a submission submitted again, a reconciliation's statement (RECONCILE) refreshed
+      again; it must ask the same questions, get the same verdict and touch the same
+      purchases as when it was ingested, else it is not re-derivable
     → entitlements.replay folds them as ingest does and judges every purchase of the page
     → fix: one transaction per differing purchase (its row lock, a check that nothing was
       journaled for it meanwhile, the state and view, a `corrected` change-feed event and an
@@ -38,7 +39,7 @@ from entitlements.replay import Finding, JournalEntry, StoredPurchase, fold, jud
 from entitlements.replay_repository import Selection
 from entitlements.state import view
 from receipts.errors import ReceiptError
-from receipts.port import SUBMISSION, Resolution, StoreAdapter
+from receipts.port import RECONCILE, SUBMISSION, Resolution, StoreAdapter
 from receipts.recording import parse_reads_document, same_reads
 
 BATCH = 200  # purchases per page: their entries are read and re-derived together
@@ -195,12 +196,15 @@ class Replayer:
         assert entry.reads is not None
         try:
             now, reads = parse_reads_document(entry.reads)
-            body = json.loads(entry.payload) if entry.notification_type == SUBMISSION else None
+            structured = entry.notification_type in (SUBMISSION, RECONCILE)
+            body = json.loads(entry.payload) if structured else None
         except (ValueError, KeyError, TypeError) as exc:
             raise NotRederivable(f"{where}: unreadable ({type(exc).__name__})") from exc
         replaying = adapter.replaying(reads)
         try:
-            if body is not None:
+            if body is not None and entry.notification_type == RECONCILE:
+                resolution = await replaying.refresh(body, now)
+            elif body is not None:
                 resolution = await replaying.submit(body, now)
             else:
                 inbound = await replaying.reread(entry.payload)
@@ -320,9 +324,12 @@ def summary_line(summary: Summary, *, fix: bool, cache: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def cache_for_fixes(settings: Settings) -> AsyncIterator[tuple[CustomerCache, str]]:
-    """The serving processes' cache, to invalidate what a fix changes, and a phrase for the
-    summary. Not reachable: a cached record lives at most `redis.cache_ttl_seconds`."""
+async def cache_for_fixes(
+    settings: Settings, done: str = "fixed"
+) -> AsyncIterator[tuple[CustomerCache, str]]:
+    """The serving processes' cache, to invalidate what a fix (or a reconciliation: `done`)
+    changes, and a phrase for the summary. Not reachable: a cached record lives at most
+    `redis.cache_ttl_seconds`."""
     from redis import asyncio as aredis
 
     from server.embedded import EmbeddedRedis, redis_answers
@@ -339,6 +346,6 @@ async def cache_for_fixes(settings: Settings) -> AsyncIterator[tuple[CustomerCac
         return
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
-        yield RedisCustomerCache(client, ttl), "invalidated for the customers fixed"
+        yield RedisCustomerCache(client, ttl), f"invalidated for the customers {done}"
     finally:
         await client.aclose()

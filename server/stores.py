@@ -9,7 +9,8 @@ the demo). Both rules, and the required push identity, are enforced by the setti
 `replay_stores` builds the same adapters for `receiptd replay`, outside a serving app: they
 never call a store (their answers come from the journal), and Apple's verifier checks
 offline, at each item's signed date, whatever `online_checks` says (replay re-verifies
-history; revocation checks are about now).
+history; revocation checks are about now). `reconcile_store` builds one store's adapter as
+`serve` does, for `receiptd reconcile`, its store API requests spaced by a rate limiter.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from receipts.google.acknowledgements import PlayAcknowledgements
 from receipts.google.adapter import GooglePlayStore
 from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
-from receipts.port import StoreAdapter
+from receipts.port import Reconciling, StoreAdapter
+from receipts.rate_limit import RateLimiter
 from server.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
 
 log = structlog.get_logger(__name__)
@@ -56,7 +58,10 @@ def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> 
 
 
 async def apple_store(
-    settings: AppleSettings, session: aiohttp.ClientSession, verifier: AppleVerifier
+    settings: AppleSettings,
+    session: aiohttp.ClientSession,
+    verifier: AppleVerifier,
+    limiter: RateLimiter | None = None,
 ) -> AppleStore:
     """The App Store adapter (with an API client when credentials are configured)."""
     api = None
@@ -72,6 +77,7 @@ async def apple_store(
             bundle_id=settings.bundle_id,
             production_url=base or PRODUCTION_URL,
             sandbox_url=base or SANDBOX_URL,
+            limiter=limiter,
         )
     return AppleStore(verifier, api, NonRenewingTerms(settings.non_renewing_terms))
 
@@ -97,6 +103,8 @@ async def google_store(
     pool: asyncpg.Pool,
     clock: Clock,
     catalog: Catalog,
+    *,
+    limiter: RateLimiter | None = None,
 ) -> tuple[GooglePlayStore, PlayClient, PlayAcknowledgements]:
     """The Play adapter, its Play client and its acknowledgements (for the caller to start,
     stop and close)."""
@@ -108,6 +116,7 @@ async def google_store(
         tokens,
         root_url=settings.play_api_url or PLAY_API_URL,
         allow_anonymous=tokens is None,  # only reachable for a loopback play_api_url
+        limiter=limiter,
     )
     acks = PlayAcknowledgements(pool, play, clock)
     adapter = GooglePlayStore(
@@ -172,3 +181,31 @@ async def replay_stores(
         finally:
             if play is not None:
                 play.close()
+
+
+@contextlib.asynccontextmanager
+async def reconcile_store(
+    settings: Settings,
+    store: Store,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    catalog: Catalog,
+    *,
+    limiter: RateLimiter,
+) -> AsyncIterator[Reconciling]:
+    """The store's adapter, built as `serve` builds it (its section must be configured)."""
+    timeout = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        if store is Store.APP_STORE:
+            assert settings.apple is not None
+            verifier = await asyncio.to_thread(build_apple_verifier, settings.apple, None)
+            yield await apple_store(settings.apple, session, verifier, limiter)
+            return
+        assert settings.google is not None
+        adapter, play, _acks = await google_store(
+            settings.google, session, pool, clock, catalog, limiter=limiter
+        )
+        try:
+            yield adapter
+        finally:
+            play.close()

@@ -9,14 +9,18 @@ non-renewing durations. submit: a StoreKit 2 signed transaction, a transaction i
 receipt, validated (and, with API credentials, completed with statuses and history).
 Every API answer a resolve or submit used is recorded raw in its Resolution (for the journal);
 `replaying` serves them back, and `reread` verifies a journaled notification again.
+Reconciliation (`receipts.port.Reconciling`, with API credentials): Get Notification History
+per accepted environment (each listed notification is received as the webhook receives it),
+and Get All Subscription Statuses of a subscription we hold (`refresh`).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -32,12 +36,17 @@ from receipts.errors import (
     SubmissionNotSupported,
     VerificationFailed,
 )
-from receipts.port import Inbound, Resolution
+from receipts.port import Inbound, Listed, ListedPage, Listing, Resolution
 from receipts.recording import ReadRecorder, RecordedReads, StoreRead
 
 log = structlog.get_logger(__name__)
 
 PROOFS = ("signed_transaction", "transaction_id", "receipt")
+# How far back Get Notification History reaches, per environment (Apple: 180 days in
+# Production, 30 in Sandbox), less a margin for the clocks of Apple and this host.
+HISTORY_KEPT = {"Production": timedelta(days=180), "Sandbox": timedelta(days=30)}
+HISTORY_MARGIN = timedelta(minutes=10)
+STATUSES = "statuses"  # the `read` of a refresh request: Get All Subscription Statuses
 # Notification types that say nothing about a purchase of this app's customers.
 _IGNORED_TYPES = frozenset({"TEST"})
 
@@ -129,6 +138,66 @@ class AppleStore:
         log.info("apple_grace_period_refreshed", original_transaction_id=event.purchase_id)
         return events + [e for e in refreshed if e.purchase_id == event.purchase_id]
 
+    # --- reconciliation ------------------------------------------------------------------
+
+    def listings(self, since: datetime | None, until: datetime, now: datetime) -> list[Listing]:
+        """Each accepted environment's notification history; an environment whose host is
+        another's (`api_base_url` replaces both) is asked once."""
+        if self.api is None:
+            return []
+        urls = self.api.environment_urls
+        out: list[Listing] = []
+        for env, kept in HISTORY_KEPT.items():
+            if env not in self.verifier.environments or urls[env] in {urls[o.name] for o in out}:
+                continue
+            earliest = now - kept + HISTORY_MARGIN
+            start = since if since is not None and since >= earliest else earliest
+            title = f"notification history ({env})"
+            clamped = since is not None and since < earliest
+            out.append(Listing(env, title, start, until, clamped))
+        return out
+
+    async def list_page(self, listing: Listing, cursor: str | None) -> ListedPage:
+        """One page of Get Notification History: each notification as Apple POSTs it."""
+        if self.api is None:
+            raise SubmissionNotSupported("App Store Server API credentials are not configured")
+        body = await self.api.notification_history(
+            listing.name, listing.since, listing.until, cursor
+        )
+        items = []
+        for entry in body.get("notificationHistory") or []:
+            signed = entry.get("signedPayload") if isinstance(entry, dict) else None
+            if not isinstance(signed, str) or not signed:
+                raise MalformedPayload("Apple API notification history item has no signedPayload")
+            payload = json.dumps({"signedPayload": signed}).encode()
+            items.append(Listed(label=f"notification {_unverified_uuid(signed)}", body=payload))
+        token = body.get("paginationToken")
+        more = bool(body.get("hasMore")) and isinstance(token, str) and bool(token)
+        return ListedPage(items, token if more else None)
+
+    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
+        """Get All Subscription Statuses of the original transaction (its environment first)."""
+        request: dict[str, Any] = {"read": STATUSES, "original_transaction_id": purchase_id}
+        if environment is not None:
+            request["environment"] = environment
+        return [request]
+
+    async def refresh(self, request: Mapping[str, Any], now: datetime) -> Resolution:
+        """The current status of every subscription of the account (all its groups)."""
+        original = request.get("original_transaction_id")
+        hint = request.get("environment")
+        if request.get("read") != STATUSES or not isinstance(original, str):
+            raise MalformedPayload("not an App Store refresh request")
+        recorder = ReadRecorder(self.reads_from)
+        api = self._api(recorder)
+        if api is None:
+            raise SubmissionNotSupported("App Store Server API credentials are not configured")
+        statuses = await api.get_all_subscription_statuses(
+            original, environment_hint=hint if isinstance(hint, str) else None
+        )
+        events = self.terms.apply(status_events(statuses))
+        return Resolution(events, log={"events": len(events)}, reads=tuple(recorder.reads))
+
     # --- submissions ---------------------------------------------------------------------
 
     async def submit(self, body: Mapping[str, Any], now: datetime) -> Resolution:
@@ -181,3 +250,15 @@ def signed_payload_of(body: bytes) -> str:
     if not isinstance(signed, str) or not signed:
         raise MalformedPayload("body has no signedPayload string")
     return signed
+
+
+def _unverified_uuid(signed: str) -> str:
+    """The notificationUUID of a JWS, unverified: only to name it in a report."""
+    try:
+        segment = signed.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        uuid = claims.get("notificationUUID")
+    except (IndexError, ValueError, AttributeError):
+        return "(unreadable)"
+    readable = isinstance(uuid, str) and uuid.isascii() and uuid.isprintable() and len(uuid) <= 64
+    return uuid if readable else "(unknown)"

@@ -10,21 +10,30 @@ written before the Play API has answered, so an outage is a 503 with nothing sto
 Every Play document a resolve or submit used is recorded raw in its Resolution (for the
 journal); `replaying` serves them back, and `reread` parses a journaled push again (its
 OIDC token is not journaled: authentication is not repeated).
+Reconciliation (`receipts.port.Reconciling`): the Voided Purchases API per package (each item
+a `refresh` request that revokes at `voidedTimeMillis`), and subscriptionsv2 re-reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from entitlements.model import Store
-from receipts.errors import InvalidSubmission, ProductNotOurs, PurchaseNotFound, StoreUnavailable
+from receipts.errors import (
+    InvalidSubmission,
+    MalformedPayload,
+    ProductNotOurs,
+    PurchaseNotFound,
+    StoreUnavailable,
+)
 from receipts.google.acknowledgements import PlayAcknowledgements, purchase_ref
-from receipts.google.notifications import VOIDED_PRODUCT_TYPE_SUBSCRIPTION
+from receipts.google.notifications import VOIDED_PRODUCT_TYPE_SUBSCRIPTION, parse_millis
 from receipts.google.push_auth import PushTokenVerifier
 from receipts.google.reads import (
+    PlayApi,
     PlayRead,
     PlayReader,
     RecordingPlay,
@@ -32,13 +41,25 @@ from receipts.google.reads import (
     read_submitted,
     read_subscription,
 )
-from receipts.google.translate import Category, Notification, classify, parse_push, voided_event
-from receipts.port import Inbound, Resolution, Result, no_follow_up
+from receipts.google.translate import (
+    Category,
+    Notification,
+    classify,
+    parse_push,
+    voided_event,
+    voided_purchase_event,
+)
+from receipts.port import Inbound, Listed, ListedPage, Listing, Resolution, Result, no_follow_up
 from receipts.recording import ReadRecorder, RecordedReads, StoreRead
 
 SUBMISSION_FIELDS = ("package_name", "product_id", "purchase_token")
 PRODUCT_TYPES = ("subscription", "one_time")
 _MAX_LENGTH = {"package_name": 255, "product_id": 255, "purchase_token": 4096}
+# The Voided Purchases API reaches 30 days back; less a margin for the clocks of Google and
+# this host.
+VOIDED_KEPT = timedelta(days=30)
+VOIDED_MARGIN = timedelta(minutes=10)
+VOIDED, SUBSCRIPTION = "voided", "subscription"  # the `read` of a refresh request
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +67,14 @@ class GooglePlayStore:
     """The Play adapter, built once by the composition root from `[google]`."""
 
     verifier: PushTokenVerifier
-    play: PlayReader
+    play: PlayApi
     acks: PlayAcknowledgements
     package_names: frozenset[str]
     consumable_products: frozenset[str]
     known_products: frozenset[str]  # every product some entitlement names
     store: Store = Store.PLAY_STORE
     reads_from: RecordedReads | None = None  # replay: Play answers come from the journal
+    voided_page_size: int = 1000  # Google's maximum
 
     # --- pushes --------------------------------------------------------------------------
 
@@ -180,6 +202,77 @@ class GooglePlayStore:
         if revocation:
             return PlayRead(revocation), "processed", None
         return PlayRead([]), "ignored", "partial refund"
+
+    # --- reconciliation ------------------------------------------------------------------
+
+    def listings(self, since: datetime | None, until: datetime, now: datetime) -> list[Listing]:
+        """Each package's voided purchases (subscriptions included)."""
+        earliest = now - VOIDED_KEPT + VOIDED_MARGIN
+        start = since if since is not None and since >= earliest else earliest
+        clamped = since is not None and since < earliest
+        return [
+            Listing(package, f"voided purchases ({package})", start, until, clamped)
+            for package in sorted(self.package_names)
+        ]
+
+    async def list_page(self, listing: Listing, cursor: str | None) -> ListedPage:
+        """One page of voidedpurchases.list: each item a `refresh` request of its own, under
+        a message id derived from the order and its void time (a second run finds it)."""
+        body = await self.play.list_voided_purchases(
+            listing.name,
+            start=listing.since,
+            end=listing.until,
+            page_token=cursor,
+            max_results=self.voided_page_size,
+        )
+        items = []
+        for item in body.get("voidedPurchases") or []:
+            if not isinstance(item, dict):
+                raise MalformedPayload("Play voided purchases page item is not an object")
+            token = item.get("purchaseToken")
+            token = token if isinstance(token, str) and token else None
+            ref = purchase_ref(token) if token is not None else "(no token)"
+            order = item.get("orderId")
+            voided_at = item.get("voidedTimeMillis")
+            request = {"read": VOIDED, "package_name": listing.name, "voided_purchase": item}
+            items.append(
+                Listed(
+                    label=f"{ref} order {order}",
+                    request=request,
+                    message_id=f"voided:{order or ref}:{voided_at}",
+                    purchase_id=token,
+                    stated_at=parse_millis(voided_at),
+                )
+            )
+        pagination = body.get("tokenPagination")
+        token = pagination.get("nextPageToken") if isinstance(pagination, dict) else None
+        return ListedPage(items, token if isinstance(token, str) and token else None)
+
+    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
+        """subscriptionsv2.get of the token (an add-on line item's row `token|product` is
+        its token's), in each configured package: the purchase does not say which."""
+        token = purchase_id.split("|", 1)[0]
+        return [
+            {"read": SUBSCRIPTION, "package_name": package, "purchase_token": token}
+            for package in sorted(self.package_names)
+        ]
+
+    async def refresh(self, request: Mapping[str, Any], now: datetime) -> Resolution:
+        """A voided purchase (the revocation at its void time; none for a partial refund),
+        or a subscription read again (PurchaseNotFound: not in this package)."""
+        package = request.get("package_name")
+        if not isinstance(package, str) or package not in self.package_names:
+            raise ProductNotOurs("this package is not configured on this service")
+        if request.get("read") == VOIDED and isinstance(request.get("voided_purchase"), dict):
+            event = voided_purchase_event(request["voided_purchase"], package, now)
+            return Resolution([event] if event is not None else [])
+        token = request.get("purchase_token")
+        if request.get("read") != SUBSCRIPTION or not isinstance(token, str) or not token:
+            raise MalformedPayload("not a Play refresh request")
+        recorder = ReadRecorder(self.reads_from)
+        read = await read_subscription(RecordingPlay(self.play, recorder), package, token, now)
+        resolution = self._resolution(read, package, token, "processed", None)
+        return replace(resolution, reads=tuple(recorder.reads))
 
     # --- submissions ---------------------------------------------------------------------
 

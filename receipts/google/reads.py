@@ -41,6 +41,21 @@ class PlayReader(Protocol):
     async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]: ...
 
 
+class PlayApi(PlayReader, Protocol):
+    """The Play Developer API as the adapter uses it: reads, and the voided purchases list
+    (reconciliation; not recorded: each item is journaled itself)."""
+
+    async def list_voided_purchases(
+        self,
+        package: str,
+        *,
+        start: datetime,
+        end: datetime,
+        page_token: str | None = None,
+        max_results: int = 1000,
+    ) -> dict[str, Any]: ...
+
+
 class RecordingPlay:
     """`play`'s reads through `recorder` (one resolve or submit)."""
 
