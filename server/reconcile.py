@@ -14,9 +14,9 @@ webhooks (with the store answers each change came from), so `receiptd replay` re
       the adapter's `refresh`; journaled (type RECONCILE) and applied only when it changes
       what clients read, a voided purchase under a message id of its own (a second run
       finds it applied)
-    a store that cannot answer (StoreUnavailable) or refuses a listing interrupts the run:
-    run again to resume; an item it cannot use (verification, an unknown purchase) fails
-    alone and the run goes on
+    a store that cannot answer (StoreUnavailable), refuses a listing or sends a page we
+    cannot read interrupts the run: run again to resume; an item it cannot use
+    (verification, an unknown purchase) fails alone and the run goes on
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class Reconciler:
                     await self._rereads(here, run.until - options.stale_after)
                 if index + 1 < len(steps):
                     await self._save(Position(steps[index + 1]))
-        except StoreUnavailable as exc:
+        except ReceiptError as exc:  # the store cannot answer, or answered a page we cannot read
             return Outcome(self._counts, f"{exc.code}: {exc.message}")
         except _Interrupted as exc:
             return Outcome(self._counts, str(exc))

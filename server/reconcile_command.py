@@ -1,7 +1,7 @@
 """`receiptd reconcile apple|google`: the command around `server.reconcile`: its arguments,
 the configuration it needs, progress on stderr, failed items and the summary on stdout, and
 its exit code (0: nothing failed; 1: something failed, the run was interrupted or another
-one runs, the database is not reachable; 2: a bad argument or configuration)."""
+one runs, the database is not reachable; 2: a bad argument or configuration; 130: Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,14 @@ def reconcile_command(settings: Settings, args: argparse.Namespace) -> int:
         since=args.since, stale_after=timedelta(hours=args.stale_after), restart=args.restart
     )
     rate = args.rate or DEFAULT_RATE[args.store]
-    return asyncio.run(_reconcile(settings, args.store, options, rate))
+    try:
+        return asyncio.run(_reconcile(settings, args.store, options, rate))
+    except KeyboardInterrupt:  # the position of the last item done is saved
+        print(
+            f"\nreceiptd: reconcile {args.store} interrupted; run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _missing_configuration(settings: Settings, name: str) -> str | None:
