@@ -338,7 +338,9 @@ async def cache_for_fixes(settings: Settings) -> AsyncIterator[tuple[CustomerCac
         yield NoCache(), f"not reachable; cached reads may be stale for up to {ttl} s"
         return
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    cache = RedisCustomerCache(client, ttl)
     try:
-        yield RedisCustomerCache(client, ttl), "invalidated for the customers fixed"
+        yield cache, "invalidated for the customers fixed"
     finally:
+        await cache.aclose()
         await client.aclose()
