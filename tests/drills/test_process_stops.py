@@ -30,6 +30,7 @@ import pytest
 
 from receipts.apple.verifier import peek
 from simulators.google_signer import push_envelope, subscription_notification
+from tests import logscan
 from tests.drills.served import Answer, Served, deliver, free_port, in_background, load, to_toml
 from tests.e2e import google_helpers
 from tests.e2e.apple_helpers import apple_config, scenario
@@ -61,10 +62,15 @@ def served_config(database_url: str, redis_url: str, tmp: Path) -> dict[str, Any
 
 @pytest.fixture
 async def served(tmp_path) -> AsyncIterator[list[Served]]:
+    """The `receiptd serve` processes of a drill: killed if still running, and their whole
+    output put through the log scan (it is not captured by pytest)."""
     started: list[Served] = []
     yield started
     for process in started:
         process.stop_quietly()
+    for process in started:
+        assert "http_request" in process.output()  # the scan below read the real logs
+        assert logscan.findings(process.output()) == []
 
 
 def launch(cfg: dict[str, Any], tmp: Path, started: list[Served]) -> Served:
@@ -152,7 +158,7 @@ async def test_sigterm_under_webhook_load_finishes_in_flight_requests(
                     f"{server.url}/webhooks/google",
                     push_envelope(
                         subscription_notification(PACKAGE, token, 4, event_time=clock.now),
-                        f"m-{token}",
+                        f"m-sigterm-{token[-1]}",  # a message id, not the token
                         publish_time=clock.now,
                     ),
                     push_headers(google_keys),
@@ -196,7 +202,7 @@ async def test_sigterm_under_webhook_load_finishes_in_flight_requests(
     assert all(a.ok or a.status is None for a in apple_answers)  # refused, never a 5xx
     state = await stored(database_url)
     assert_nothing_half_done(state, sent, answers)
-    google_rows = [r for r in state["journal"] if r["message_id"].startswith("m-tok-sigterm")]
+    google_rows = [r for r in state["journal"] if r["message_id"].startswith("m-sigterm-")]
     assert sorted(r["result"] for r in google_rows) == ["processed"] * len(tokens)
     assert {r["purchase_id"] for r in state["purchases"]} >= set(tokens)
 
