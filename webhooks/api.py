@@ -7,13 +7,14 @@ store's message id skips a store API call for a redelivery, the adapter resolves
 and the journal row, the events and the follow-up rows commit in one transaction (the
 journal's unique message id stays the real guard). A 2xx is sent only after that commit.
 
+The journal row keeps the raw message and every store API answer its events came from, with
+the service-clock time they were read at, so `receiptd replay` can re-derive them.
+
 Poison: once a message is authenticated and verified, a failure to turn it into events that no
 retry can cure (a translator bug, a store payload shape we do not read: any exception that is
 not an outage) is journaled `rejected`, with the exception's type as the reason, and answered
 200, so the store does not redeliver it for days; it is logged as an error, with ids only.
 Outages keep their 503 (the store or the database is away: the redelivery will work).
-The journal row keeps the raw message and every store API answer its events came from, with
-the service-clock time they were read at, so `receiptd replay` can re-derive them.
 """
 
 from __future__ import annotations
