@@ -90,8 +90,12 @@ SELECT EXISTS (SELECT 1 FROM store_notifications WHERE store = $1 AND message_id
 ENSURE_CUSTOMER = """
 INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOTHING
 """
+# NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
+# row (their foreign key), which FOR UPDATE would wait on: two ingests for one customer
+# would deadlock. NO KEY UPDATE conflicts with itself, so they still take turns here.
 LOCK_CUSTOMER = """
-SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1 FOR UPDATE
+SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1
+FOR NO KEY UPDATE
 """
 LOCK_FEED = "SELECT pg_advisory_xact_lock($1)"
 APPEND_EVENT = """

@@ -64,12 +64,12 @@ class EntitlementService:
 
     async def customer_record(self, app_user_id: str) -> CustomerRecord:
         """The stored record of a customer (cache first); unknown ids read as empty."""
-        cached, generation = await self._cache.get(app_user_id)
+        cached, version = await self._cache.get(app_user_id)
         if cached is not None:
             return cached
         record = await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
-        if generation is not None:
-            await self._cache.put(record, generation)
+        if version is not None:
+            await self._cache.put(record, version)
         return record
 
     async def ingest(

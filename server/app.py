@@ -129,10 +129,12 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedRedis(settings.server.data_dir)
         url = await embedded.start()
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25)
-    app[CACHE] = RedisCustomerCache(client, settings.redis.cache_ttl_seconds)
+    cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds)
+    app[CACHE] = cache
     try:
         yield
     finally:
+        await cache.aclose()
         await client.aclose()
         if embedded is not None:
             await embedded.stop()

@@ -345,7 +345,9 @@ async def cache_for_fixes(
         yield NoCache(), f"not reachable; cached reads may be stale for up to {ttl} s"
         return
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    cache = RedisCustomerCache(client, ttl)
     try:
-        yield RedisCustomerCache(client, ttl), f"invalidated for the customers {done}"
+        yield cache, f"invalidated for the customers {done}"
     finally:
+        await cache.aclose()
         await client.aclose()

@@ -28,6 +28,8 @@ from config.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.migrations import migrate
+from simulators.fake_play import FakePlay
+from tests import logscan
 
 ADMIN_KEY = "test-admin-key-0123456789"
 READER_KEY = "test-reader-key-0123456789"
@@ -54,6 +56,39 @@ def clock_start() -> datetime:
 
 def pytest_configure(config: pytest.Config) -> None:
     clock_start()  # a malformed TEST_CLOCK_START stops the run before any test
+    logscan.register(ADMIN_KEY, READER_KEY, WRITER_KEY, USER_TOKEN_SECRET)
+    _register_play_tokens()
+
+
+def _register_play_tokens() -> None:
+    """Every purchase token a test gives the fake Play API becomes a secret of the log scan."""
+    if getattr(FakePlay, "_log_scan_registers", False):
+        return
+    set_subscription, set_product = FakePlay.set_subscription, FakePlay.set_product
+
+    def registering_subscription(self: FakePlay, package: str, token: str, purchase: Any) -> None:
+        logscan.register(token)
+        set_subscription(self, package, token, purchase)
+
+    def registering_product(
+        self: FakePlay, package: str, product_id: str, token: str, body: Any
+    ) -> None:
+        logscan.register(token)
+        set_product(self, package, product_id, token, body)
+
+    FakePlay.set_subscription = registering_subscription  # type: ignore[method-assign]
+    FakePlay.set_product = registering_product  # type: ignore[method-assign]
+    FakePlay._log_scan_registers = True  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """The log scan (tests/logscan.py): a phase whose output leaks a secret fails."""
+    report: pytest.TestReport = yield
+    logscan.scan_report(report)
+    return report
 
 
 def pytest_report_header(config: pytest.Config) -> str:

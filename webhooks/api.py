@@ -6,8 +6,15 @@ with nothing left to resolve is journaled with its verdict; otherwise a cheap lo
 store's message id skips a store API call for a redelivery, the adapter resolves the events,
 and the journal row, the events and the follow-up rows commit in one transaction (the
 journal's unique message id stays the real guard). A 2xx is sent only after that commit.
+
 The journal row keeps the raw message and every store API answer its events came from, with
 the service-clock time they were read at, so `receiptd replay` can re-derive them.
+
+Poison: once a message is authenticated and verified, a failure to turn it into events that no
+retry can cure (a translator bug, a store payload shape we do not read: any exception that is
+not an outage) is journaled `rejected`, with the exception's type as the reason, and answered
+200, so the store does not redeliver it for days; it is logged as an error, with ids only.
+Outages keep their 503 (the store or the database is away: the redelivery will work).
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 
-from entitlements.errors import StoreNotConfigured
+from entitlements.database import DB_DOWN_ERRORS
+from entitlements.errors import DatabaseUnavailable, EntitlementError, StoreNotConfigured
 from entitlements.repository import NotificationRow
+from receipts.errors import MalformedPayload, ReceiptError, StoreUnavailable
 from receipts.port import Inbound, Resolution, StoreAdapter
 from receipts.recording import reads_document
 from server.http import json_response
@@ -28,6 +38,11 @@ from server.keys import APPLE, CLOCK, GOOGLE, SERVICE
 log = structlog.get_logger(__name__)
 
 routes = web.RouteTableDef()
+
+# A store or the database away: the redelivery will work, so never poison (503 stands).
+OUTAGES: tuple[type[BaseException], ...] = (StoreUnavailable, DatabaseUnavailable)
+# A connection cut or timed out that no store client translated: an outage as well (503).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*DB_DOWN_ERRORS, aiohttp.ClientError)
 
 
 @routes.post("/webhooks/apple")
@@ -70,7 +85,7 @@ async def _handle(request: web.Request, adapter: StoreAdapter, line: dict[str, A
     else:
         if await service.journal_seen(inbound.store, inbound.message_id):
             return "duplicate"
-        resolution = await adapter.resolve(inbound, now)
+        resolution = await _resolve(adapter, inbound, now, line)
         line.update(resolution.log)
     outcome = await service.ingest(
         journal_row(inbound, resolution, now), resolution.events, also=resolution.write
@@ -78,6 +93,27 @@ async def _handle(request: web.Request, adapter: StoreAdapter, line: dict[str, A
     if outcome.status == "processed":
         await resolution.after_commit()
     return outcome.status
+
+
+async def _resolve(
+    adapter: StoreAdapter, inbound: Inbound, now: datetime, line: dict[str, Any]
+) -> Resolution:
+    """The adapter's resolution, or a `rejected` one when the message is poison."""
+    try:
+        return await adapter.resolve(inbound, now)
+    except OUTAGES:
+        raise
+    except CONNECTION_ERRORS as exc:
+        raise StoreUnavailable() from exc
+    except MalformedPayload as exc:  # a shape we do not read: our messages never quote values
+        reason = f"unreadable: {exc.message}"
+    except (ReceiptError, EntitlementError):
+        raise  # one of our verdicts (not found, not ours, …): its status stands
+    except Exception as exc:
+        reason = f"translation failed: {type(exc).__name__}"  # str(exc) may quote the payload
+    log.error("store_notification_poisoned", reason=reason, **inbound.log)
+    line["reason"] = reason
+    return Resolution([], result="rejected", reason=reason)
 
 
 def journal_row(inbound: Inbound, resolution: Resolution, now: datetime) -> NotificationRow:

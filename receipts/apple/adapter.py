@@ -2,11 +2,14 @@
 answered in our words.
 
 receive: the body's `signedPayload` (not there: MalformedPayload, 400) verified with its nested
-signed items (anything that does not verify: 422), translated; TEST and notifications about no
-purchase are settled `ignored`. resolve: complete a grace period Apple sent without its end
-date from Get All Subscription Statuses (with API credentials), and apply the configured
-non-renewing durations. submit: a StoreKit 2 signed transaction, a transaction id or a legacy
-receipt, validated (and, with API credentials, completed with statuses and history).
+signed items (anything that does not verify: 422) and identified (its UUID, its purchase); TEST
+is settled `ignored`. resolve: translate into our events (a notification about no purchase is
+`ignored`), complete a grace period Apple sent without its end date from Get All Subscription
+Statuses (with API credentials), and apply the configured non-renewing durations. Translation
+is in resolve, after verification, so that a payload it cannot read is the webhook's poison
+(journaled `rejected`), not a refusal Apple would retry for days.
+submit: a StoreKit 2 signed transaction, a transaction id or a legacy receipt, validated
+(and, with API credentials, completed with statuses and history).
 Every API answer a resolve or submit used is recorded raw in its Resolution (for the journal);
 `replaying` serves them back, and `reread` verifies a journaled notification again.
 Reconciliation (`receipts.port.Reconciling`, with API credentials): Get Notification History
@@ -29,7 +32,7 @@ from entitlements.model import Status, Store, StoreEvent
 from receipts.apple.api import AppStoreServerClient, status_events, transaction_id_from_receipt
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.translate import notification_events, transaction_event
-from receipts.apple.verifier import AppleVerifier
+from receipts.apple.verifier import AppleNotification, AppleVerifier
 from receipts.errors import (
     InvalidSubmission,
     MalformedPayload,
@@ -71,12 +74,11 @@ class AppleStore:
         except MalformedPayload as exc:
             # The envelope was fine; what is inside is not a verifiable Apple JWS: 422, not 400.
             raise VerificationFailed(exc.message) from None
-        events = notification_events(notification)
         uuid = notification.notification_uuid
         if not uuid:
             raise MalformedPayload("notification has no notificationUUID")
-        ignored = notification.notification_type in _IGNORED_TYPES or not events
-        purchase_id = events[0].purchase_id if events else None
+        ignored = notification.notification_type in _IGNORED_TYPES
+        purchase_id = None if ignored else _original_transaction_id(notification)
         return Inbound(
             store=self.store,
             message_id=uuid,
@@ -93,13 +95,17 @@ class AppleStore:
                 "original_transaction_id": purchase_id,
             },
             settled="ignored" if ignored else None,
-            verified=events,
+            verified=notification,
         )
 
     async def resolve(self, inbound: Inbound, now: datetime) -> Resolution:
-        """The notification's events, completed (grace end) and with non-renewing terms."""
+        """The notification's events, completed (grace end) and with non-renewing terms;
+        `ignored` when it is about no purchase."""
+        events = notification_events(inbound.verified)
+        if not events:
+            return Resolution([], result="ignored")
         recorder = ReadRecorder(self.reads_from)
-        events = await self._with_grace_period_end(list(inbound.verified), self._api(recorder))
+        events = await self._with_grace_period_end(events, self._api(recorder))
         return Resolution(
             self.terms.apply(events), log={"events": len(events)}, reads=tuple(recorder.reads)
         )
@@ -236,6 +242,17 @@ class AppleStore:
             return Resolution(self.terms.apply(events))
         events += await api.fetch_purchase_events(transaction_id, environment_hint=environment)
         return Resolution(self.terms.apply(events), reads=tuple(recorder.reads))
+
+
+def _original_transaction_id(notification: AppleNotification) -> str | None:
+    """The purchase a verified notification is about, read from its signed items (for the
+    journal and the log line, before translation)."""
+    for item in (notification.transaction, notification.renewal):
+        if item is not None:
+            value = item.raw.get("originalTransactionId")
+            if isinstance(value, str) and value:
+                return value
+    return None
 
 
 def signed_payload_of(body: bytes) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import asyncpg
@@ -154,3 +155,27 @@ async def test_linked_token_supersedes_the_old_one(client, clock) -> None:
     )
     record = await service.customer_record("u-1")
     assert {p.purchase_id: p.superseded for p in record.purchases}["tok-a"] is True
+
+
+async def test_concurrent_purchases_of_one_customer_never_deadlock(
+    client, clock, database_url
+) -> None:
+    """Several purchases of one customer ingested at once (a user whose subscriptions renew
+    together; found by the SIGTERM drill): each transaction's purchase write takes a key-share
+    lock on the customer row (the foreign key), so locking that row FOR UPDATE afterwards
+    deadlocked two of them (a 500 the store had to retry). FOR NO KEY UPDATE does not conflict
+    with a key share: they queue instead."""
+    service = client.app[SERVICE]
+    await service.ingest(None, [subscription_event(purchased_at=clock.now, app_user_id="u-1")])
+
+    async def one(i: int) -> str:
+        event = subscription_event(
+            purchase_id=f"otx-many-{i}", purchased_at=clock.now, app_user_id="u-1"
+        )
+        return (await service.ingest(None, [event])).status
+
+    for _ in range(3):  # a deadlock needs an unlucky interleaving: give it several chances
+        assert await asyncio.gather(*(one(i) for i in range(12))) == ["processed"] * 12
+        await rows(database_url, "DELETE FROM purchases WHERE purchase_id LIKE 'otx-many-%'")
+    events = await rows(database_url, "SELECT sequence FROM customer_events ORDER BY id")
+    assert [e["sequence"] for e in events] == list(range(1, len(events) + 1))
