@@ -1,0 +1,75 @@
+"""The console's store actions on one customer, over HTTP with the fake Play API: re-read from
+the store (a change the service missed is journaled and applied) and replay (re-derived from
+the journal), each confirmed and leaving an audit row with its counts."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.google_helpers import (
+    PACKAGE,
+    USER,
+    customer,
+    fake_play,
+    google_client,
+    google_keys,
+    notify,
+    rows,
+    sub,
+)
+from tests.e2e.test_console_http import csrf_in, page, sign_in
+
+__all__ = ["fake_play", "google_client", "google_keys"]  # fixtures used here
+
+
+async def act(client, cookie: str, action: str) -> str:
+    """Confirm `action` on the customer page; the page it lands on."""
+    _, html = await page(client, f"/console/customers/{USER}", cookie)
+    path = f"/console/customers/{USER}/actions/{action}"
+    form = {"csrf": csrf_in(html), "confirmed": "yes"}
+    resp = await client.post(path, data=form, headers={"Cookie": cookie}, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    status, landed = await page(client, resp.headers["Location"], cookie)
+    assert status == 200
+    return landed
+
+
+async def audit(database_url: str, action: str) -> list[dict]:
+    found = await rows(
+        database_url,
+        f"SELECT details FROM audit_log WHERE action = '{action}' AND app_user_id = '{USER}'",
+    )
+    return [json.loads(r["details"]) for r in found]
+
+
+async def test_reread_applies_what_the_store_says_now(
+    google_client, fake_play, google_keys, clock, database_url
+) -> None:
+    await notify(google_client, fake_play, google_keys, clock, 4, "active", "tok-a")
+    clock.advance(hours=2)
+    # The store changed its mind and no notification came: only a re-read finds out.
+    fake_play.set_subscription(PACKAGE, "tok-a", sub(clock, "expired", "tok-a"))
+    _, cookie = await sign_in(google_client)
+    html = await act(google_client, cookie, "reread")
+    assert "Re-read 1 purchase(s) from the stores: 1 changed, 0 could not be read." in html
+    premium = (await customer(google_client, USER))["entitlements"]["premium"]
+    assert (premium["status"], premium["active"]) == ("expired", False)
+    assert await audit(database_url, "reread") == [{"changed": 1, "failed": 0, "purchases": 1}]
+    journal = await rows(database_url, "SELECT notification_type FROM store_notifications")
+    assert [r["notification_type"] for r in journal].count("RECONCILE") == 1
+    # Read again: the store says what is held now, so nothing is journaled.
+    html = await act(google_client, cookie, "reread")
+    assert "1 purchase(s) from the stores: 0 changed" in html
+
+
+async def test_replay_re_derives_the_customer_from_the_journal(
+    google_client, fake_play, google_keys, clock, database_url
+) -> None:
+    await notify(google_client, fake_play, google_keys, clock, 4, "active", "tok-a")
+    _, cookie = await sign_in(google_client)
+    html = await act(google_client, cookie, "replay")
+    assert "Replayed 1 purchase(s) from the journal: 0 differed, 0 fixed" in html
+    assert await audit(database_url, "replay") == [
+        {"checked": 1, "differing": 0, "fixed": 0, "not_rederivable": 0}
+    ]
+    assert "replay by admin" in html  # the timeline shows the operator action
