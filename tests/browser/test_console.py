@@ -19,6 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from config.settings import Settings
 from server.app import create_app
+from simulators.apple_ca import TestCA
+from simulators.apple_scenarios import AppleScenario
 from simulators.fake_play import FakePlay
 from simulators.google_signer import voided_notification
 from tests.conftest import (
@@ -30,19 +32,23 @@ from tests.conftest import (
     clock_start,
     with_database,
 )
+from tests.e2e.apple_helpers import apple_config, scenario
 from tests.e2e.google_helpers import PACKAGE, google_config, google_keys, notify, push
 
 __all__ = ["google_keys"]  # the session fixture, used here
 
 REFUNDED, GRACE, SUSPENDED, PLAIN = "u-refunded", "u-grace", "u-suspended", "u-plain"
+# An App Store subscriber in its grace period (Apple's app account token is a UUID).
+APPLE_GRACE = "5f0c8a52-3b8e-4c1e-9a57-0d6f2b1c9e44"
 
 
 class Service:
     """The running console and what the tests need to know of it."""
 
-    def __init__(self, client: TestClient, clock: Clock) -> None:
+    def __init__(self, client: TestClient, clock: Clock, apple: AppleScenario) -> None:
         self.client = client
         self.clock = clock
+        self.apple = apple
 
     def url(self, path: str) -> str:
         return str(self.client.make_url(path))
@@ -63,13 +69,17 @@ async def service(
     await fake.start()
     clock = Clock(clock_start())
     directory = tmp_path_factory.mktemp("console")
+    ca = TestCA.generate()
+    ca.save(directory)
     config = base_config(with_database(pg_server_url, name), redis_server_url, directory)
-    app = create_app(Settings(**google_config(config, fake, directory)), clock=clock)
+    config = apple_config(google_config(config, fake, directory), directory)
+    app = create_app(Settings(**config), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
-        await _customers(client, fake, google_keys, clock)
-        yield Service(client, clock)
+        apple = scenario(ca, user=APPLE_GRACE)
+        await _customers(client, fake, google_keys, clock, apple)
+        yield Service(client, clock, apple)
     finally:
         await client.close()
         await fake.stop()
@@ -77,11 +87,15 @@ async def service(
         await admin.close()
 
 
-async def _customers(client: TestClient, fake: FakePlay, keys: Any, clock: Clock) -> None:
-    """The walk's customers, through the Play webhook and the operator API."""
+async def _customers(
+    client: TestClient, fake: FakePlay, keys: Any, clock: Clock, apple: AppleScenario
+) -> None:
+    """The walk's customers, through the stores' webhooks and the operator API."""
     for user, token in ((REFUNDED, "tok-refund"), (GRACE, "tok-grace")):
         await notify(client, fake, keys, clock, 4, "active", token, user=user)
-    clock.advance(days=29)
+    await _apple(client, apple.body("subscribe", clock.now))
+    clock.advance(days=30)
+    await _apple(client, apple.body("fail-grace", clock.now))
     await notify(client, fake, keys, clock, 4, "active", "tok-susp", user=SUSPENDED)
     await notify(client, fake, keys, clock, 6, "grace", "tok-grace", user=GRACE)
     voided = voided_notification(
@@ -93,6 +107,11 @@ async def _customers(client: TestClient, fake: FakePlay, keys: Any, clock: Clock
     )
     assert resp.status == 200
     clock.advance(hours=1)
+
+
+async def _apple(client: TestClient, body: dict[str, Any]) -> None:
+    resp = await client.post("/webhooks/apple", json=body)
+    assert resp.status == 200, await resp.text()
 
 
 async def sign_in(page, service: Service, key: str = ADMIN_KEY) -> None:
@@ -156,6 +175,14 @@ async def test_done_when_why_each_customer_has_or_lacks_access(page, service, ar
     assert "grace period until" in text
     await shot(page, artifacts, "customer-grace-why")
 
+    await page.goto(service.url(f"/console/customers/{APPLE_GRACE}"))
+    text = await why(page)
+    assert text.startswith("Access: the renewal payment is failing since ")
+    assert "App Store keeps access in its grace period until" in text
+    timeline = await page.locator("table.timeline").inner_text()
+    assert "App Store: DID_FAIL_TO_RENEW / GRACE_PERIOD" in timeline
+    await shot(page, artifacts, "customer-apple-grace")
+
     await page.goto(service.url(f"/console/customers/{SUSPENDED}"))
     text = await why(page)
     assert text.startswith("No access: the account was suspended by operator admin at ")
@@ -184,6 +211,15 @@ async def test_an_action_asks_for_confirmation_then_is_done(page, service, artif
     timeline = await page.locator("table.timeline").inner_text()
     assert "grant by admin" in timeline
     assert "reason “support ticket 42”" in timeline
+
+
+async def test_search_by_original_transaction_id(page, service) -> None:
+    await sign_in(page, service)
+    await page.get_by_label("App user id, original transaction id or purchase token").fill(
+        service.apple.state.original_transaction_id
+    )
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"**/console/customers/{APPLE_GRACE}")
 
 
 async def test_a_forged_form_is_refused(page, service) -> None:
