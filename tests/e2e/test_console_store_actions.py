@@ -1,11 +1,18 @@
-"""The console's store actions on one customer, over HTTP with the fake Play API: re-read from
-the store (a change the service missed is journaled and applied) and replay (re-derived from
-the journal), each confirmed and leaving an audit row with its counts."""
+"""The console over HTTP with the fake Play API: the store actions on one customer, re-read
+from the store (a change the service missed is journaled and applied) and replay (re-derived
+from the journal), each confirmed and leaving an audit row with its counts; and the journal
+pages (rejected first, filters, the decoded payload, the raw one only when asked, never after
+retention pruned it)."""
 
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 
+import asyncpg
+
+from entitlements.journal import prune_batch
 from tests.e2e.google_helpers import (
     PACKAGE,
     USER,
@@ -14,12 +21,14 @@ from tests.e2e.google_helpers import (
     google_client,
     google_keys,
     notify,
+    push,
     rows,
     sub,
 )
 from tests.e2e.test_console_http import csrf_in, page, sign_in
 
 __all__ = ["fake_play", "google_client", "google_keys"]  # fixtures used here
+RESULT_ROW = re.compile(r'<tr class="result-(\w+)">')
 
 
 async def act(client, cookie: str, action: str) -> str:
@@ -73,3 +82,38 @@ async def test_replay_re_derives_the_customer_from_the_journal(
         {"checked": 1, "differing": 0, "fixed": 0, "not_rederivable": 0}
     ]
     assert "replay by admin" in html  # the timeline shows the operator action
+
+
+async def test_journal_rejected_first_decoded_and_nothing_after_pruning(
+    google_client, fake_play, google_keys, clock, database_url
+) -> None:
+    await notify(google_client, fake_play, google_keys, clock, 4, "active", "tok-a")
+    assert (await push(google_client, google_keys, b"not json", at=clock.now))[1] == {
+        "status": "rejected"
+    }
+    _, cookie = await sign_in(google_client)
+    _, html = await page(google_client, "/console/journal", cookie)
+    assert RESULT_ROW.findall(html) == ["rejected", "processed"]
+    _, html = await page(google_client, "/console/journal?result=processed", cookie)
+    assert RESULT_ROW.findall(html) == ["processed"]
+    ids = {
+        r["result"]: r["id"]
+        for r in await rows(database_url, "SELECT id, result FROM store_notifications")
+    }
+    _, html = await page(google_client, f"/console/journal/{ids['processed']}", cookie)
+    assert "(base64) decoded" in html
+    assert "Raw signed payload" not in html  # only when asked for
+    _, html = await page(google_client, f"/console/journal/{ids['processed']}?raw=1", cookie)
+    assert "Raw signed payload" in html
+    _, html = await page(google_client, f"/console/journal/{ids['rejected']}", cookie)
+    assert "did not verify" in html
+    assert "(base64) decoded" not in html
+    conn = await asyncpg.connect(database_url)
+    try:
+        await prune_batch(conn, clock.now + timedelta(days=1), clock.now, 100)
+    finally:
+        await conn.close()
+    _, html = await page(google_client, f"/console/journal/{ids['processed']}?raw=1", cookie)
+    assert "was pruned by retention" in html
+    assert "Raw signed payload" not in html
+    assert "(base64) decoded" not in html
