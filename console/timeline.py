@@ -34,6 +34,7 @@ class Item:
     title: str
     detail: str
     result: str | None = None
+    href: str | None = None  # the journal entry of a store notification
 
 
 def merge(rows: Mapping[str, Sequence[Mapping[str, Any]]], limit: int) -> list[Item]:
@@ -53,7 +54,9 @@ def _notification(n: Mapping[str, Any]) -> Item:
     parts = [f"store time {_t(n['signed_at'])}" if n["signed_at"] else "no store time"]
     if n["reason"]:
         parts.append(str(n["reason"]))
-    return Item(n["received_at"], "store", f"{store}: {kind}", "; ".join(parts), n["result"])
+    href = f"/console/journal/{n['id']}" if "id" in n else None
+    detail = "; ".join(parts)
+    return Item(n["received_at"], "store", f"{store}: {kind}", detail, n["result"], href)
 
 
 def _event(e: Mapping[str, Any]) -> Item:
