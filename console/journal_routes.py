@@ -7,13 +7,15 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 
 from console import payload, repository
-from console.web import render, signed_in
+from console.web import SESSION, operator, render, signed_in
 from entitlements.database import run
-from server.keys import POOL
+from server.keys import OPERATIONS, POOL
 
+log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
 STORES = ("app_store", "play_store")
@@ -66,15 +68,22 @@ async def get_entry(request: web.Request) -> web.StreamResponse:
     entry = await run(request.app[POOL], lambda conn: repository.journal_entry(conn, entry_id))
     if entry is None:
         raise web.HTTPNotFound
-    raw = entry.pop("payload")
+    raw, owner = entry.pop("payload"), entry.pop("owner")
     verified = entry["result"] in VERIFIED
+    show_raw = raw is not None and request.query.get("raw") == "1"
+    if show_raw:
+        # Raw payloads carry personal data: who looked, and at whose, is kept.
+        log.info("console_payload_shown", journal_entry=entry_id, key=request[SESSION].key_name)
+        if owner is not None:
+            details = {"journal_entry": entry_id}
+            await request.app[OPERATIONS].note(owner, "view_payload", operator(request), details)
     context = {
         "entry": entry,
         "pruned": raw is None,
         "verified": verified,
         "decoded": payload.pretty(payload.decode(raw)) if raw is not None and verified else None,
         "reads": payload.pretty(entry["reads"]) if entry["reads"] is not None else None,
-        "raw": raw if request.query.get("raw") == "1" else None,
+        "raw": raw if show_raw else None,
     }
     return render(request, "journal_entry.html", context)
 

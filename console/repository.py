@@ -91,10 +91,14 @@ JOURNAL_TYPES = """
 SELECT DISTINCT notification_type FROM store_notifications
 WHERE notification_type IS NOT NULL ORDER BY 1 LIMIT 200
 """
+# With the customer whose purchase it names (for the audit row of a raw payload shown).
 JOURNAL_ENTRY = """
-SELECT id, store, message_id, notification_type, subtype, signed_at, received_at, result,
-       reason, purchase_id, purchase_ids, payload, reads, payload_pruned_at
-FROM store_notifications WHERE id = $1
+SELECT n.id, n.store, n.message_id, n.notification_type, n.subtype, n.signed_at,
+       n.received_at, n.result, n.reason, n.purchase_id, n.purchase_ids, n.payload, n.reads,
+       n.payload_pruned_at,
+       (SELECT p.app_user_id FROM purchases p
+        WHERE p.store = n.store AND p.purchase_id = n.purchase_id) AS owner
+FROM store_notifications n WHERE n.id = $1
 """
 
 

@@ -105,6 +105,7 @@ async def test_journal_rejected_first_decoded_and_nothing_after_pruning(
     assert "Raw signed payload" not in html  # only when asked for
     _, html = await page(google_client, f"/console/journal/{ids['processed']}?raw=1", cookie)
     assert "Raw signed payload" in html
+    assert await audit(database_url, "view_payload") == [{"journal_entry": ids["processed"]}]
     _, html = await page(google_client, f"/console/journal/{ids['rejected']}", cookie)
     assert "did not verify" in html
     assert "(base64) decoded" not in html
