@@ -211,3 +211,21 @@ async def test_pages_are_not_cached_nor_framed(client) -> None:
     resp = await client.get("/console/business", headers={"Cookie": cookie})
     assert resp.status == 200
     assert "<svg" in await resp.text()
+
+
+async def test_a_session_is_known_to_every_replica(make_client, config) -> None:
+    """Sessions live in PostgreSQL: another process (worker or replica) on the same database
+    serves the signed-in operator, and signing out on one ends it on the other."""
+    first, second = await make_client(config), await make_client(config)
+    _, cookie = await sign_in(first)
+    status, html = await page(second, "/console/customers", cookie)
+    assert status == 200
+    assert "Signed in as <b>admin</b>" in html
+    resp = await second.post(
+        "/console/sign-out",
+        data={"csrf": csrf_in(html)},
+        headers={"Cookie": cookie},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert (await page(first, "/console/customers", cookie))[0] == 303
