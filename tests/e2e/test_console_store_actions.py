@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from console import journal_routes
 from entitlements.journal import prune_batch
 from tests.e2e.google_helpers import (
     PACKAGE,
@@ -118,3 +119,20 @@ async def test_journal_rejected_first_decoded_and_nothing_after_pruning(
     assert "was pruned by retention" in html
     assert "Raw signed payload" not in html
     assert "(base64) decoded" not in html
+
+
+async def test_journal_pages(google_client, fake_play, google_keys, clock, monkeypatch) -> None:
+    monkeypatch.setattr(journal_routes, "PAGE_SIZE", 1)
+    await notify(google_client, fake_play, google_keys, clock, 4, "active", "tok-a")
+    clock.advance(hours=1)
+    await notify(google_client, fake_play, google_keys, clock, 2, "active", "tok-a")
+    _, cookie = await sign_in(google_client)
+    _, first = await page(google_client, "/console/journal?store=play_store", cookie)
+    assert "page 1 of 2" in first
+    assert "<td>SUBSCRIPTION_RENEWED</td>" in first  # newest first
+    assert 'href="/console/journal?store=play_store&amp;page=2" rel="next"' in first
+    _, second = await page(google_client, "/console/journal?store=play_store&page=2", cookie)
+    assert "<td>SUBSCRIPTION_PURCHASED</td>" in second
+    assert "<td>SUBSCRIPTION_RENEWED</td>" not in second
+    assert 'rel="prev"' in second
+    assert 'rel="next"' not in second
