@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= demo/receiptd.toml
 
-.PHONY: install run test test-clocks check format bench mutation clean deploy-tools test-deploy-debian
+.PHONY: install run test test-clocks check format bench mutation clean deploy-tools browser install-chromium test-deploy-debian
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: check deploy-tools
+test: check deploy-tools browser
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory test-clocks
 
@@ -51,6 +51,23 @@ $(KUBECTL_DEBIAN):
 	rm -rf $(VENV)/tools/kubernetes-client; mkdir -p $(VENV)/tools; \
 	dpkg-deb -x "$$tmp"/kubernetes-client_*.deb $(VENV)/tools/kubernetes-client; \
 	$@ version --client
+
+# tests/browser/ drive the operator console in Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser build of its own). Installed when missing:
+# as root directly, otherwise through sudo when it is there.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || $(MAKE) --no-print-directory install-chromium
+
+install-chromium:
+	@echo "chromium: installing Debian's chromium for the browser tests"
+	@command -v apt-get >/dev/null || { echo "no $(CHROMIUM) and no apt-get: install chromium"; exit 1; }
+	@set -e; sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { $$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }; \
+	$(CHROMIUM) --version
 
 # The deploy tests with Debian's kubectl even where another one is installed: k8s/ must keep
 # rendering with its old kustomize, the one a machine without kubectl gets.
@@ -136,4 +153,4 @@ bench: install
 	$(BIN)/python bench/read_api.py
 
 clean:
-	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache mutants
+	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache mutants test-artifacts

@@ -132,6 +132,23 @@ class CustomerOperations:
         log.info("customer_" + action, app_user_id=customer, actor=actor.name)
         return customer
 
+    async def note(
+        self, app_user_id: str, action: str, actor: Actor, details: dict[str, Any]
+    ) -> str:
+        """An audit row alone, for an action whose changes (if any) were written on their
+        own path (the console's re-read and replay of a customer); the customer id."""
+        now = self._clock()
+
+        async def tx(conn: asyncpg.Connection) -> str:
+            customer = await crepo.alias_owner(conn, app_user_id) or app_user_id
+            entry = AuditEntry(actor.name, action, customer, actor.request_id, details)
+            await crepo.audit(conn, entry, now)
+            return customer
+
+        customer = await run(self._pool, tx)
+        log.info("customer_" + action, app_user_id=customer, actor=actor.name)
+        return customer
+
     # --- aliases ---------------------------------------------------------------------------
 
     async def add_alias(self, app_user_id: str, alias: str, actor: Actor) -> str:

@@ -50,6 +50,11 @@ ORDER BY id DESC LIMIT 1
 STATES_OF = """
 SELECT purchase_id, state FROM purchases WHERE store = $1 AND purchase_id = ANY($2::text[])
 """
+# A customer's purchases, for the console's re-read of one customer.
+CUSTOMER_PURCHASES = """
+SELECT id, store, purchase_id, state->>'environment' AS environment FROM purchases
+WHERE app_user_id = $1 AND NOT superseded ORDER BY id
+"""
 HELD = "SELECT EXISTS (SELECT 1 FROM purchases WHERE store = $1 AND purchase_id = $2)"
 # Subscriptions that may still change (not expired, revoked or replaced) and whose stored
 # state (its newest statement) is older than $2: re-read, oldest row first, after row id $3.
@@ -160,6 +165,17 @@ async def states_of(
         if raw:
             out[(store, r["purchase_id"])] = from_jsonable(PurchaseState, raw)
     return out
+
+
+async def customer_purchases(
+    conn: asyncpg.Connection, app_user_id: str
+) -> list[tuple[Store, StalePurchase]]:
+    """Every purchase of the customer that is not replaced, to re-read from its store."""
+    rows = await conn.fetch(CUSTOMER_PURCHASES, app_user_id)
+    return [
+        (Store(r["store"]), StalePurchase(r["id"], r["purchase_id"], r["environment"]))
+        for r in rows
+    ]
 
 
 async def is_held(conn: asyncpg.Connection, store: Store, purchase_id: str) -> bool:

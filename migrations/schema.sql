@@ -6,6 +6,12 @@ audit_log.action text NOT NULL
 audit_log.app_user_id text NOT NULL
 audit_log.request_id text
 audit_log.details jsonb NOT NULL DEFAULT '{}'::jsonb
+-- table console_sessions
+console_sessions.token_sha256 bytea NOT NULL
+console_sessions.key_name text NOT NULL
+console_sessions.csrf_token text NOT NULL
+console_sessions.created_at timestamp with time zone NOT NULL
+console_sessions.expires_at timestamp with time zone NOT NULL
 -- table customer_aliases
 customer_aliases.alias text NOT NULL
 customer_aliases.app_user_id text NOT NULL
@@ -121,6 +127,7 @@ webhook_endpoints.last_error text
 webhook_endpoints.last_error_at timestamp with time zone
 -- constraints
 audit_log audit_log_pkey: PRIMARY KEY (id)
+console_sessions console_sessions_pkey: PRIMARY KEY (token_sha256)
 customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 customer_aliases customer_aliases_pkey: PRIMARY KEY (alias)
 customer_events customer_events_app_user_id_sequence_key: UNIQUE (app_user_id, sequence)
@@ -151,6 +158,8 @@ webhook_endpoints webhook_endpoints_pkey: PRIMARY KEY (endpoint_key)
 -- indexes
 CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
 CREATE INDEX audit_log_user_idx ON public.audit_log USING btree (app_user_id, id)
+CREATE INDEX console_sessions_expires_idx ON public.console_sessions USING btree (expires_at)
+CREATE UNIQUE INDEX console_sessions_pkey ON public.console_sessions USING btree (token_sha256)
 CREATE UNIQUE INDEX customer_aliases_pkey ON public.customer_aliases USING btree (alias)
 CREATE INDEX customer_aliases_user_idx ON public.customer_aliases USING btree (app_user_id)
 CREATE UNIQUE INDEX customer_events_app_user_id_sequence_key ON public.customer_events USING btree (app_user_id, sequence)

@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+import console
 from config.settings import Settings
 from customers import api as customers_api
 from entitlements import api as entitlements_api
@@ -25,11 +26,13 @@ from entitlements.service import EntitlementService
 from purchases import api as purchases_api
 from server import ops
 from server.auth import Authenticator
+from server.console_store import console_store_ctx
 from server.embedded import EmbeddedRedis, database_url
 from server.keys import (
     AUTHENTICATOR,
     CACHE,
     CLOCK,
+    CONSOLE_KEYS,
     EXECUTOR,
     HTTP,
     OPERATIONS,
@@ -69,12 +72,14 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     )
     app.cleanup_ctx.append(retention_ctx)  # after the pool: stopped before it closes
     app.cleanup_ctx.append(outbound_ctx)  # after the pool and the HTTP session, likewise
+    app.cleanup_ctx.append(console_store_ctx)  # after the store adapters
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)
     app.add_routes(purchases_api.routes)
     app.add_routes(customers_api.routes)
     app.add_routes(outbox_api.routes)
+    console.setup(app)  # the operator console at /console
     return app
 
 
@@ -152,7 +157,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OPERATIONS] = CustomerOperations(
         pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )
-    app[AUTHENTICATOR] = Authenticator(settings.auth, app[HTTP])
+    app[AUTHENTICATOR] = app[CONSOLE_KEYS] = Authenticator(settings.auth, app[HTTP])
     log.info(
         "service_ready",
         apple=settings.apple is not None,

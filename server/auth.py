@@ -70,6 +70,16 @@ class Authenticator:
             return Principal(name="user", user_id=user_id)
         raise Unauthenticated("invalid credentials")
 
+    def key_principal(self, secret: str) -> Principal | None:
+        """The API key `secret` is (the console's sign-in form), or None."""
+        key = self._match_key(secret)
+        return Principal(name=key.name, scopes=key.scopes) if key is not None else None
+
+    def named_key(self, name: str) -> Principal | None:
+        """The configured API key called `name` (a console session's key), or None."""
+        key = next((k for k in self._keys if k.name == name), None)
+        return Principal(name=key.name, scopes=key.scopes) if key is not None else None
+
     def _match_key(self, secret: str) -> _Key | None:
         presented = hashlib.sha256(secret.encode()).digest()
         found = None

@@ -17,6 +17,9 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings
 
 if TYPE_CHECKING:
+    import jinja2
+
+    from console.actions import StoreActions
     from entitlements.cache import CustomerCache
     from entitlements.model import Clock
     from entitlements.operations import CustomerOperations
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from entitlements.service import EntitlementService
     from receipts.apple.adapter import AppleStore
     from receipts.google.adapter import GooglePlayStore
+    from server.auth import Authenticator as ApiKeys
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -41,3 +45,8 @@ RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
 OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured
+# The operator console (console/): its templates, the API keys it signs in with, and its
+# store actions (re-read, replay) built by server.console_store.
+CONSOLE_TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("console_templates")
+CONSOLE_KEYS: web.AppKey[ApiKeys] = web.AppKey("console_keys")
+CONSOLE_STORE: web.AppKey[StoreActions] = web.AppKey("console_store")

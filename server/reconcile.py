@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from entitlements import reconcile_repository as rrepo
-from entitlements.model import Clock, StoreEvent
+from entitlements.model import Clock, Store, StoreEvent
 from entitlements.ownership import Key, keys_to_lock
 from entitlements.reconcile import Counts, Position, corrections, default_since
 from entitlements.reconcile_repository import Run, StalePurchase
@@ -264,17 +264,8 @@ class Reconciler:
         changed = await self._corrections(resolution.events)
         if not changed:
             return False
-        row = NotificationRow(
-            store=self._store,
-            message_id=message_id or f"reconcile:{uuid.uuid4()}",
-            notification_type=RECONCILE,
-            subtype=str(request.get("read")),
-            signed_at=stated_at,
-            purchase_id=resolution.events[0].purchase_id,
-            result=resolution.result,
-            reason=resolution.reason,
-            payload=json.dumps(dict(request), sort_keys=True),
-            reads=reads_document(now, resolution.reads),
+        row = statement_row(
+            self._store, request, resolution, now, message_id=message_id, stated_at=stated_at
         )
         return await self._apply(row, resolution, changed, position)
 
@@ -364,6 +355,31 @@ class Reconciler:
 
     def _progress(self, where: str, done: int | None = None, total: int | None = None) -> None:
         self._observer.progress(self._counts, where, done, total)
+
+
+def statement_row(
+    store: Store,
+    request: Mapping[str, Any],
+    resolution: Resolution,
+    now: datetime,
+    *,
+    message_id: str | None = None,
+    stated_at: datetime | None = None,
+) -> NotificationRow:
+    """The journal entry of a store statement read with `refresh` (type RECONCILE, its
+    request as the payload), so that `receiptd replay` re-derives it."""
+    return NotificationRow(
+        store=store,
+        message_id=message_id or f"reconcile:{uuid.uuid4()}",
+        notification_type=RECONCILE,
+        subtype=str(request.get("read")),
+        signed_at=stated_at,
+        purchase_id=resolution.events[0].purchase_id,
+        result=resolution.result,
+        reason=resolution.reason,
+        payload=json.dumps(dict(request), sort_keys=True),
+        reads=reads_document(now, resolution.reads),
+    )
 
 
 def summary_line(store: str, counts: Counts) -> str:

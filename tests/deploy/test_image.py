@@ -173,6 +173,7 @@ def test_the_image_ships_the_service_and_its_data_but_not_the_kit(image_packages
     names = {p.relative_to(image_packages).as_posix() for p in image_packages.rglob("*")}
     assert {name.split("/")[0] for name in names} == serving_packages()
     assert "server/openapi.yaml" in names
+    assert {"console/templates/customer.html", "console/static/console.css"} <= names
     migrations = sorted(p.name for p in (ROOT / "migrations").glob("[0-9]*.sql"))
     assert migrations
     assert {f"migrations/{m}" for m in migrations} <= names

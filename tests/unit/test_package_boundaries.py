@@ -16,6 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = (
+    "console",
     "receiptd",
     "receipts",
     "webhooks",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE = ("webhooks", "purchases", "customers", "entitlements", "config", "server")
+OUTSIDE = ("webhooks", "purchases", "customers", "entitlements", "config", "server", "console")
 # Store JSON field names and RTDN/App Store codes that must not appear in code out there.
 STORE_WORDS = {
     "lineItems",

@@ -1,0 +1,88 @@
+"""Signing in to the console with an admin API key, and signing out.
+
+The key is posted once, compared like any API key (server.auth), and never shown, logged or
+kept: the browser gets a session cookie instead (console.web). A key without the `admin`
+scope is refused with a page that says so.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+import structlog
+from aiohttp import web
+
+from console.web import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    clear_cookie,
+    current_session,
+    end_session,
+    render,
+    safe_next,
+    set_cookie,
+    signed_in,
+    start_session,
+)
+from entitlements.permissions import ADMIN
+from server.keys import CONSOLE_KEYS
+
+log = structlog.get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/console")
+async def get_console(request: web.Request) -> web.StreamResponse:
+    if await current_session(request) is None:
+        raise web.HTTPSeeOther("/console/sign-in")
+    raise web.HTTPSeeOther("/console/customers")
+
+
+@routes.get("/console/sign-in")
+async def get_sign_in(request: web.Request) -> web.StreamResponse:
+    return _form(request, None, 200)
+
+
+@routes.post("/console/sign-in")
+async def post_sign_in(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    token = str(form.get("csrf", ""))
+    expected = request.cookies.get(SIGN_IN_COOKIE, "")
+    if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _form(request, "This form is out of date (CSRF check). Try again.", 403)
+    principal = request.app[CONSOLE_KEYS].key_principal(str(form.get("api_key", "")).strip())
+    if principal is None:
+        log.info("console_sign_in_refused", reason="unknown key")
+        return _form(request, "That is not a valid API key.", 401)
+    if ADMIN not in principal.scopes:
+        log.info("console_sign_in_refused", reason="not admin", key=principal.name)
+        return _form(
+            request,
+            f"The key “{principal.name}” has no admin scope: the console needs an admin key.",
+            403,
+        )
+    session_token = await start_session(request, principal.name)
+    log.info("console_signed_in", key=principal.name)
+    response = web.HTTPSeeOther(safe_next(str(form.get("next", "")) or None))
+    set_cookie(request, response, SESSION_COOKIE, session_token)
+    clear_cookie(response, SIGN_IN_COOKIE)
+    raise response
+
+
+@routes.post("/console/sign-out")
+@signed_in
+async def post_sign_out(request: web.Request) -> web.StreamResponse:
+    await end_session(request)
+    response = web.HTTPSeeOther("/console/sign-in")
+    clear_cookie(response, SESSION_COOKIE)
+    raise response
+
+
+def _form(request: web.Request, error: str | None, status: int) -> web.Response:
+    """The sign-in form with a fresh CSRF token (and its cookie)."""
+    token = secrets.token_urlsafe(32)
+    context = {"error": error, "sign_in_csrf": token, "next": request.query.get("next", "")}
+    response = render(request, "sign_in.html", context, status=status)
+    set_cookie(request, response, SIGN_IN_COOKIE, token)
+    return response

@@ -1,0 +1,81 @@
+"""The numbers behind the business page: daily series over the last DAYS days, computed
+from the purchases, the change feed and the journal, plus the outbound webhooks' backlog."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from console import metrics_repository as mrepo
+from console.why import STORE_NAMES
+from entitlements.access import Catalog
+
+DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Days (oldest first) and, per label, one value a day."""
+
+    days: list[datetime]
+    values: dict[str, list[float]]
+
+
+def window(now: datetime, days: int = DAYS) -> list[datetime]:
+    """`days` instants a day apart, ending at `now`."""
+    return [now - timedelta(days=days - 1 - i) for i in range(days)]
+
+
+async def series(conn: asyncpg.Connection, catalog: Catalog, now: datetime) -> dict[str, Series]:
+    """Every chart's series."""
+    days = window(now)
+    since = days[0].replace(hour=0, minute=0, second=0, microsecond=0)
+    active = await mrepo.active_by_day(conn, days)
+    transitions = await mrepo.transitions_by_day(conn, since, now)
+    latency = await mrepo.latency_by_day(conn, since, now)
+    return {
+        "active": _active(days, active, catalog),
+        "trials": _daily(
+            days, transitions, {"trial starts": "trials", "conversions": "conversions"}
+        ),
+        "refunds": _daily(
+            days, transitions, {"refunds": "refunds", "billing issues": "billing_issues"}
+        ),
+        "latency": _latency(days, latency),
+    }
+
+
+def _active(days: list[datetime], rows: list[dict[str, Any]], catalog: Catalog) -> Series:
+    index = {d: i for i, d in enumerate(days)}
+    values: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(days))
+    for row in rows:
+        if catalog.defines(row["entitlement"]):
+            label = f"{row['entitlement']} · {STORE_NAMES.get(row['store'], row['store'])}"
+            values[label][index[row["day"]]] += row["active"]
+    return Series(days, dict(sorted(values.items())))
+
+
+def _daily(days: list[datetime], rows: list[dict[str, Any]], columns: Mapping[str, str]) -> Series:
+    by_date = {row["day"].date(): row for row in rows}
+    values = {
+        label: [float(by_date[d.date()][column]) if d.date() in by_date else 0.0 for d in days]
+        for label, column in columns.items()
+    }
+    return Series(days, values)
+
+
+def _latency(days: list[datetime], rows: list[dict[str, Any]]) -> Series:
+    values: dict[str, list[float]] = {}
+    positions = {d.date(): i for i, d in enumerate(days)}
+    for row in rows:
+        label = STORE_NAMES.get(row["store"], row["store"])
+        line = values.setdefault(label, [0.0] * len(days))
+        i = positions.get(row["day"].date())
+        if i is not None:
+            line[i] = round(float(row["median_seconds"]), 1)
+    return Series(days, dict(sorted(values.items())))
