@@ -48,6 +48,7 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)  # processes serving the port (SO_REUSEPORT)
     data_dir: Path = Path(".receiptd")
     shutdown_timeout: float = Field(default=10.0, gt=0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -56,6 +57,8 @@ def _route_name(request: web.Request) -> str:
 def build_middleware(metrics: HttpMetrics) -> Middleware:
     """One middleware, outermost: every response, including errors, is measured and logged."""
 
+    pid = os.getpid()  # which worker answered (`receiptd serve --workers N`)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-ID", "")
@@ -79,6 +82,7 @@ def build_middleware(metrics: HttpMetrics) -> Middleware:
             route=route,
             status=response.status,
             duration_ms=round(elapsed * 1000, 2),
+            pid=pid,
         )
         return response
 
