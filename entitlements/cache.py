@@ -32,6 +32,8 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from entitlements.access import CustomerRecord
 from entitlements.codec import from_jsonable, to_jsonable
+from entitlements.invalidation import CHANNEL, EVERYONE, message_for
+from entitlements.local_cache import LocalReads
 
 log = structlog.get_logger(__name__)
 
@@ -77,8 +79,10 @@ class RedisCustomerCache:
         ttl_seconds: int,
         *,
         repair_interval: float = _REPAIR_INTERVAL_SECONDS,
+        local: LocalReads | None = None,
     ) -> None:
         self._redis = client
+        self._local = local
         self._ttl = ttl_seconds
         self._down_until = 0.0
         self._repair_interval = repair_interval
@@ -118,6 +122,8 @@ class RedisCustomerCache:
         ids = sorted(set(app_user_ids))
         if not ids:
             return
+        if self._local is not None:
+            self._local.drop(ids)  # this process at once; the others by the channel below
         if self._skipping():
             self._owe_epoch()  # Redis is away: the epoch bump will cover these ids
             return
@@ -126,6 +132,7 @@ class RedisCustomerCache:
                 for app_user_id in ids:
                     pipe.incr(_gen_key(app_user_id))
                     pipe.delete(_record_key(app_user_id))
+                pipe.publish(CHANNEL, message_for(ids))
                 await pipe.execute()
         except (aredis.RedisError, OSError) as exc:
             self._failed("invalidate", exc)
@@ -158,6 +165,8 @@ class RedisCustomerCache:
         """Make every record cached so far a miss, everywhere; False while Redis is away."""
         try:
             epoch = await self._redis.incr(_EPOCH_KEY)
+            if self._epoch_owed:  # every process's answers may be stale too
+                await self._redis.publish(CHANNEL, EVERYONE)
         except (aredis.RedisError, OSError):
             return False
         if self._epoch_owed:

@@ -1,0 +1,170 @@
+"""`receiptd serve --workers 2` as a real subprocess, on the embedded default.
+
+The parent joins the session's embedded PostgreSQL (same data dir: pgserver shares a running
+cluster and stops it only with its last user) and starts an embedded Redis of its own; the
+two children get their URLs. Each request is traced to the worker that answered by its
+`X-Request-ID` and the `pid` of its canonical log line; one aiohttp session holding one
+keep-alive connection stays on one worker (SO_REUSEPORT balances connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests import logscan
+from tests.conftest import ADMIN_KEY, READER_KEY, auth
+from tests.drills.served import free_port, to_toml
+
+KEYS = [
+    {"name": "admin", "key": ADMIN_KEY, "scopes": ["admin"]},
+    {"name": "reader", "key": READER_KEY, "scopes": ["customers:read"]},
+]
+
+
+class Workers:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pid_of(self, request_id: str) -> int:
+        for line in self.output().splitlines():
+            if request_id in line and '"http_request"' in line:
+                return int(json.loads(line)["pid"])
+        raise AssertionError(f"no log line for request {request_id}")
+
+
+@pytest.fixture
+async def workers(data_root: Path, tmp_path: Path) -> AsyncIterator[Workers]:
+    port = free_port()
+    config = tmp_path / "receiptd.toml"
+    cfg = {
+        # the session's embedded PostgreSQL lives in data_root/pg/postgres: joined, not started
+        "server": {"host": "127.0.0.1", "port": port, "data_dir": data_root / "pg"},
+        "entitlements": {"premium": {"products": ["com.example.premium.monthly"]}},
+    }
+    config.write_text(to_toml(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"RECEIPTD_CONFIG": str(config), "RECEIPTD_AUTH__API_KEYS": json.dumps(KEYS)}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "receiptd", "--json-logs", "serve", "--workers", "2"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    served = Workers(process, port, log)
+    try:
+        await _wait_ready(served)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert logscan.findings(served.output()) == []
+
+
+async def _wait_ready(served: Workers) -> None:
+    deadline = time.monotonic() + 60
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if served.process.poll() is not None:
+                raise AssertionError(f"receiptd exited:\n{served.output()}")
+            try:
+                async with session.get(f"{served.url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"not ready:\n{served.output()}")
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, dict[str, object]]:
+    request_id = uuid.uuid4().hex
+    headers = auth(READER_KEY) | {"X-Request-ID": request_id}
+    async with session.get(url, headers=headers) as resp:
+        assert resp.status == 200
+        return request_id, await resp.json()
+
+
+async def _session_per_worker(served: Workers, customer: str) -> dict[int, aiohttp.ClientSession]:
+    """One pinned session (one kept-alive connection) on each worker."""
+    pinned: dict[int, aiohttp.ClientSession] = {}
+    for _ in range(40):
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+        request_id, _body = await _get(session, f"{served.url}/v1/customers/{customer}")
+        pid = served.pid_of(request_id)
+        if pid in pinned:
+            await session.close()
+        else:
+            pinned[pid] = session
+        if len(pinned) == 2:
+            return pinned
+    raise AssertionError(f"connections reached {len(pinned)} worker(s) only")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+async def test_two_workers_share_the_port_see_each_others_writes_and_stop_on_sigterm(
+    workers: Workers,
+) -> None:
+    customer = f"w-{uuid.uuid4().hex[:12]}"
+    pinned = await _session_per_worker(workers, customer)
+    (writer_pid, writer), (reader_pid, reader) = pinned.items()
+    assert workers.process.pid not in pinned  # the parent serves nothing itself
+    try:
+        url = f"{workers.url}/v1/customers/{customer}"
+        for _ in range(2):  # the reader's worker now holds the empty answer in its cache
+            request_id, body = await _get(reader, url)
+            assert workers.pid_of(request_id) == reader_pid
+            assert body["entitlements"] == {}
+
+        grant = f"{url}/entitlements/premium/grants"
+        write_id = uuid.uuid4().hex
+        headers = auth(ADMIN_KEY) | {"X-Request-ID": write_id}
+        async with writer.post(grant, json={}, headers=headers) as resp:
+            assert resp.status == 201
+        written = time.monotonic()
+        assert workers.pid_of(write_id) == writer_pid != reader_pid
+        while True:
+            request_id, body = await _get(reader, url)
+            seen = time.monotonic() - written
+            if body["entitlements"]:
+                break
+            assert seen < 0.1, "the other worker still answers from before the write"
+            await asyncio.sleep(0.005)
+        assert workers.pid_of(request_id) == reader_pid
+        assert body["entitlements"]["premium"]["active"] is True  # type: ignore[index]
+        assert seen < 0.1
+    finally:
+        for session in pinned.values():
+            await session.close()
+
+    workers.process.send_signal(signal.SIGTERM)
+    assert workers.process.wait(timeout=30) == 0
+    assert all(_gone(pid) for pid in pinned)
+    assert '"workers_stopped"' in workers.output()
