@@ -42,10 +42,13 @@ class Workers:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def pid_of(self, request_id: str) -> int:
-        for line in self.output().splitlines():
-            if request_id in line and '"http_request"' in line:
-                return int(json.loads(line)["pid"])
+    async def pid_of(self, request_id: str) -> int:
+        """The worker that answered (its line is flushed at the end of its loop turn)."""
+        for _ in range(100):
+            for line in self.output().splitlines():
+                if request_id in line and '"http_request"' in line:
+                    return int(json.loads(line)["pid"])
+            await asyncio.sleep(0.01)
         raise AssertionError(f"no log line for request {request_id}")
 
 
@@ -106,14 +109,17 @@ async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, dict[str,
 
 
 async def _session_per_worker(served: Workers, customer: str) -> dict[int, aiohttp.ClientSession]:
-    """One pinned session (one kept-alive connection) on each worker."""
+    """One pinned session (one kept-alive connection) on each worker (the second may still be
+    starting when the first answers)."""
     pinned: dict[int, aiohttp.ClientSession] = {}
-    for _ in range(40):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
         request_id, _body = await _get(session, f"{served.url}/v1/customers/{customer}")
-        pid = served.pid_of(request_id)
+        pid = await served.pid_of(request_id)
         if pid in pinned:
             await session.close()
+            await asyncio.sleep(0.02)
         else:
             pinned[pid] = session
         if len(pinned) == 2:
@@ -140,7 +146,7 @@ async def test_two_workers_share_the_port_see_each_others_writes_and_stop_on_sig
         url = f"{workers.url}/v1/customers/{customer}"
         for _ in range(2):  # the reader's worker now holds the empty answer in its cache
             request_id, body = await _get(reader, url)
-            assert workers.pid_of(request_id) == reader_pid
+            assert await workers.pid_of(request_id) == reader_pid
             assert body["entitlements"] == {}
 
         grant = f"{url}/entitlements/premium/grants"
@@ -149,7 +155,6 @@ async def test_two_workers_share_the_port_see_each_others_writes_and_stop_on_sig
         async with writer.post(grant, json={}, headers=headers) as resp:
             assert resp.status == 201
         written = time.monotonic()
-        assert workers.pid_of(write_id) == writer_pid != reader_pid
         while True:
             request_id, body = await _get(reader, url)
             seen = time.monotonic() - written
@@ -157,7 +162,8 @@ async def test_two_workers_share_the_port_see_each_others_writes_and_stop_on_sig
                 break
             assert seen < 0.1, "the other worker still answers from before the write"
             await asyncio.sleep(0.005)
-        assert workers.pid_of(request_id) == reader_pid
+        assert await workers.pid_of(write_id) == writer_pid != reader_pid
+        assert await workers.pid_of(request_id) == reader_pid
         assert body["entitlements"]["premium"]["active"] is True  # type: ignore[index]
         assert seen < 0.1
     finally:
