@@ -12,7 +12,10 @@ Customers are seeded with COPY (not through the API): `--small` (1,000) and `--l
 (1,000,000) customers, each with one running promotional grant, in two databases.
 
 - hit: the customer's rendered answer is in the worker's cache (warmed first);
-- miss: `redis.url = "off"`, so there is no cache at all: every read is the PostgreSQL path.
+- Redis: `redis.local_cache = false`, answers warm in Redis: every read is one MGET and an
+  orjson decode (the miss path of the worker's cache when Redis has the answer);
+- miss: `redis.url = "off"`, so there is no cache at all: every read is the PostgreSQL path
+  (one round trip), at 1k and at 1M customers.
 
     .venv/bin/python bench/read.py [--seconds 10] [--large 1000000] [--scenarios a,b,…]
     RECEIPTD_SOURCE=/path/to/other/checkout … runs that checkout's receiptd (before/after).
@@ -81,8 +84,12 @@ async def seed(server_url: str, name: str, customers: int) -> float:
             records=grants,
             columns=["app_user_id", "entitlement", "starts_at", "expires_at"],
         )
-        await conn.execute("ANALYZE customers; ANALYZE grants")
-        return time.perf_counter() - started
+        seeded = time.perf_counter() - started
+        # Settle before measuring: no autovacuum or checkpoint of the fresh rows meanwhile.
+        await conn.execute("VACUUM ANALYZE customers")
+        await conn.execute("VACUUM ANALYZE grants")
+        await conn.execute("CHECKPOINT")
+        return seeded
     finally:
         await conn.close()
 
@@ -125,15 +132,18 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-async def start_receiptd(tmp: Path, db_url: str, redis_url: str, workers: int) -> Target:
+async def start_receiptd(
+    tmp: Path, db_url: str, redis_url: str, workers: int, local: bool = True
+) -> Target:
     port = free_port()
     config = tmp / f"receiptd-{port}.toml"
     workers_line = f"workers = {workers}\n" if workers > 1 else ""
     config.write_text(
         f'[server]\nport = {port}\n{workers_line}data_dir = "{tmp / "data"}"\n'
         f'[database]\nurl = "{db_url}"\n[redis]\nurl = "{redis_url}"\n'
-        '[entitlements.premium]\nproducts = ["com.example.premium.monthly"]\n'
-        f'[[auth.api_keys]]\nname = "bench"\nkey = "{KEY}"\nscopes = ["customers:read"]\n'
+        + ("" if local else "local_cache = false\n")
+        + '[entitlements.premium]\nproducts = ["com.example.premium.monthly"]\n'
+        + f'[[auth.api_keys]]\nname = "bench"\nkey = "{KEY}"\nscopes = ["admin"]\n'
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["RECEIPTD_CONFIG"] = str(config)
@@ -243,6 +253,41 @@ async def measure(
     return row
 
 
+async def reads_while_writing(target: Target, args: argparse.Namespace) -> Row:
+    """Fixed-rate reads while grants are written (each invalidates its customer: Redis
+    generation, pub/sub, the worker's cache) at `--write-rate` per second."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    written = 0
+    stop = asyncio.Event()
+
+    async def writer(session: aiohttp.ClientSession) -> None:
+        nonlocal written
+        i = 0
+        while not stop.is_set():
+            user = f"{PREFIX}{(i * 7919) % args.small}"
+            path = f"{target.url}/v1/customers/{user}/entitlements/premium/grants"
+            async with session.post(path, json={"duration": "P1D"}, headers=headers) as resp:
+                assert resp.status == 201, resp.status
+            written += 1
+            i += 1
+            await asyncio.sleep(1 / args.write_rate)
+
+    row: Row = {"label": f"receiptd 1 worker, hit, 1k, + {args.write_rate:g} writes/s"}
+    row["load_before"] = load_average()
+    async with aiohttp.ClientSession() as session:
+        task = asyncio.ensure_future(writer(session))
+        started = time.perf_counter()
+        row["fixed"] = await python_load(target, "fixed", args.small, args.seconds, args.rate)
+        stop.set()
+        await task
+        row["writes_per_s"] = written / (time.perf_counter() - started)
+    row["saturation"] = {"rate": 0.0, "p50_ms": 0.0, "p99_ms": 0.0}
+    row["load_after"] = load_average()
+    row["rss_mb"] = target.rss_mb()
+    print(json.dumps(row), flush=True)
+    return row
+
+
 async def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     scenarios = set(args.scenarios.split(","))
@@ -263,9 +308,9 @@ async def run(args: argparse.Namespace) -> list[Row]:
             small_url = with_database(server_url, "bench_small")
             large_url = with_database(server_url, "bench_large")
 
-            async def receiptd(db: str, cache: str, workers: int = 1) -> Target:
+            async def receiptd(db: str, cache: str, workers: int = 1, local: bool = True) -> Target:
                 await flusher.flushall()
-                return await start_receiptd(tmp, db, cache, workers)
+                return await start_receiptd(tmp, db, cache, workers, local)
 
             target = await receiptd(small_url, redis_url)
             body = await fetch(target, f"{PREFIX}0")
@@ -283,6 +328,15 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     rows.append(await measure("bare aiohttp handler", bare, args.small, args))
                 finally:
                     await bare.stop()
+            if "redis" in scenarios:
+                target = await receiptd(small_url, redis_url, local=False)
+                try:
+                    await python_load(target, "closed", args.small, 3)  # every answer in Redis
+                    rows.append(
+                        await measure("receiptd 1 worker, Redis, 1k", target, args.small, args)
+                    )
+                finally:
+                    await target.stop()
             if "miss" in scenarios:
                 target = await receiptd(small_url, "off")
                 try:
@@ -306,6 +360,13 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     rows.append(
                         await measure("receiptd 1 worker, hit, 1M", target, args.small, args)
                     )
+                finally:
+                    await target.stop()
+            if "writes" in scenarios:
+                target = await receiptd(small_url, redis_url)
+                try:
+                    await python_load(target, "closed", args.small, 3)
+                    rows.append(await reads_while_writing(target, args))
                 finally:
                     await target.stop()
             if "workers" in scenarios:
@@ -353,10 +414,12 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
         return f"{ra / rb:.2f}x"
 
     hit1, hit2 = "receiptd 1 worker, hit, 1k", "receiptd 2 workers, hit, 1k"
+    redis1 = "receiptd 1 worker, Redis, 1k"
     miss1k, miss1m = "receiptd 1 worker, miss, 1k", "receiptd 1 worker, miss, 1M"
     bare = "bare aiohttp handler"
     print(f"hit / bare: {ratio(hit1, bare)} (target >= 0.7)")
-    print(f"miss / bare: {ratio(miss1k, bare)} (target >= 0.35)")
+    print(f"miss served by Redis / bare: {ratio(redis1, bare)} (target >= 0.35)")
+    print(f"miss served by PostgreSQL / bare: {ratio(miss1k, bare)} (target >= 0.35)")
     print(f"req/s 1k / 1M, miss (= cost 1M / 1k): {ratio(miss1k, miss1m)} (target <= 1.2)")
     print(f"2 workers / 1 worker, hit: {ratio(hit2, hit1)} (target >= 1.6)")
 
@@ -366,6 +429,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--write-rate", type=float, default=50)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--scenarios", default="hit,bare,miss,large-miss,large-hit,workers")
     args = parser.parse_args()

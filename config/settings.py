@@ -63,6 +63,9 @@ class DatabaseSettings(_Section):
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("")
     cache_ttl_seconds: int = Field(default=300, ge=1)
+    # Per-process cache of rendered answers, kept coherent over Redis pub/sub (README,
+    # Operations). false: every read asks Redis (no window at all for a lost message).
+    local_cache: bool = True
 
 
 class AppleSettings(_Section):

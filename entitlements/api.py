@@ -7,11 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from entitlements import feed
-from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
+from entitlements.access import customer_object, entitlement_summary, rfc3339
 from entitlements.database import run
 from entitlements.errors import Forbidden, UnknownEntitlement
 from entitlements.permissions import READ, caller
-from entitlements.render import body_of, render
+from entitlements.render import body_of, entitlements_in
 from server.http import app_user_id_from, json_response
 from server.keys import CLOCK, LOCAL_READS, POOL, SERVICE
 
@@ -36,8 +36,7 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
     rendered = local.get(app_user_id, now) if local is not None else None
     if rendered is None:
         token = local.token() if local is not None else 0
-        service = request.app[SERVICE]
-        rendered = render(await service.customer_record(app_user_id), service.catalog, now)
+        rendered = await request.app[SERVICE].customer_answer(app_user_id, now)
         if local is not None:
             local.put(app_user_id, rendered, token)
     if _matches(request.headers.get("If-None-Match"), rendered.etag):
@@ -60,9 +59,12 @@ async def get_entitlement(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     if not service.catalog.defines(name):
         raise UnknownEntitlement(f"no entitlement named {name!r} is configured")
-    record = await service.customer_record(app_user_id)
     now = request.app[CLOCK]()
-    entitlements = entitlements_of(record, service.catalog, now)
+    local = request.app[LOCAL_READS]
+    rendered = local.get(app_user_id, now) if local is not None else None
+    if rendered is None:
+        rendered = await service.customer_answer(app_user_id, now)
+    entitlements = entitlements_in(rendered)
     return json_response(entitlement_summary(app_user_id, name, entitlements))
 
 

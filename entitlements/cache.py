@@ -1,9 +1,11 @@
-"""Redis cache of customer records: a cache only, never the truth (that is PostgreSQL).
+"""Redis cache of the customers' rendered answers (the bytes the read API serves, with their
+ETag and how long they hold: entitlements/render.py): a cache only, never the truth (that
+is PostgreSQL). A hit is one MGET and one orjson decode: no domain objects are rebuilt.
 
 Each customer has a generation counter that writers bump (after commit) when they
-invalidate. A cached record carries the generation it was read under and is served only
+invalidate. A cached answer carries the generation it was rendered under and is served only
 while that generation is current, so a reader racing a writer can never re-install a
-stale record. Redis failures degrade to "miss": logged, never raised; after a failure
+stale answer. Redis failures degrade to "miss": logged, never raised; after a failure
 Redis is skipped for a short while so a dead Redis does not add latency to every request.
 
 Invalidations are not lost across a Redis outage. A writer whose invalidation failed (or was
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -30,8 +31,6 @@ import redis.asyncio as aredis
 import structlog
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from entitlements.access import CustomerRecord
-from entitlements.codec import from_jsonable, to_jsonable
 from entitlements.invalidation import CHANNEL, EVERYONE, message_for
 from entitlements.local_cache import LocalReads
 
@@ -49,10 +48,11 @@ Version = tuple[int, int]
 class CustomerCache(Protocol):
     """What the service needs from a cache."""
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
-        """(record or None, version to pass to `put`; None = do not cache)."""
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
+        """(the rendered answer stored under the current version or None, the version to
+        pass to `put_answer`; None = do not cache)."""
 
-    async def put(self, record: CustomerRecord, version: Version) -> None: ...
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None: ...
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None: ...
 
@@ -60,10 +60,10 @@ class CustomerCache(Protocol):
 class NoCache:
     """`[redis] url = "off"`: every read goes to PostgreSQL."""
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
         return None, None
 
-    async def put(self, record: CustomerRecord, version: Version) -> None:
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
         return None
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None:
@@ -91,30 +91,30 @@ class RedisCustomerCache:
         self._epoch_owed = False
         self._repair: asyncio.Task[None] | None = None
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
+        """The rendered answer (entitlements/render.py) under the same generation and epoch
+        rules as records: one MGET, no decoding here."""
         if self._skipping() or (self._epoch_owed and not await self._bump_epoch()):
             return None, None
         try:
             raw, gen, epoch = await self._redis.mget(
-                _record_key(app_user_id), _gen_key(app_user_id), _EPOCH_KEY
+                _answer_key(app_user_id), _gen_key(app_user_id), _EPOCH_KEY
             )
         except (aredis.RedisError, OSError) as exc:
             self._failed("get", exc)
             return None, None
         version = (int(gen or 0), int(epoch or 0))
-        if raw is not None:
-            entry = json.loads(raw)
-            if (entry.get("g"), entry.get("e", 0)) == version:
-                return from_jsonable(CustomerRecord, entry["r"]), None
+        if isinstance(raw, bytes) and raw[:_VERSION_BYTES] == _version_prefix(version):
+            return raw[_VERSION_BYTES:], version
         return None, version
 
-    async def put(self, record: CustomerRecord, version: Version) -> None:
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
         if self._skipping() or self._epoch_owed:
             return
-        generation, epoch = version
-        entry = json.dumps({"g": generation, "e": epoch, "r": to_jsonable(record)})
         try:
-            await self._redis.set(_record_key(record.app_user_id), entry, ex=self._ttl)
+            await self._redis.set(
+                _answer_key(app_user_id), _version_prefix(version) + answer, ex=self._ttl
+            )
         except (aredis.RedisError, OSError) as exc:
             self._failed("put", exc)
 
@@ -131,7 +131,7 @@ class RedisCustomerCache:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for app_user_id in ids:
                     pipe.incr(_gen_key(app_user_id))
-                    pipe.delete(_record_key(app_user_id))
+                    pipe.delete(_answer_key(app_user_id))
                 pipe.publish(CHANNEL, message_for(ids))
                 await pipe.execute()
         except (aredis.RedisError, OSError) as exc:
@@ -186,8 +186,16 @@ class RedisCustomerCache:
             self._owe_epoch()
 
 
-def _record_key(app_user_id: str) -> str:
+def _answer_key(app_user_id: str) -> str:
     return f"{_PREFIX}customer:{app_user_id}"
+
+
+_VERSION_BYTES = 32
+
+
+def _version_prefix(version: Version) -> bytes:
+    """A stored answer starts with the version it was rendered under (fixed width)."""
+    return b"%016x%016x" % version
 
 
 def _gen_key(app_user_id: str) -> str:

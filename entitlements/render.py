@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -28,6 +29,43 @@ def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
         rendered_at=now,
         valid_until=next_change(record, now),
     )
+
+
+def encode(rendered: Rendered) -> bytes:
+    """For the Redis cache: one orjson document (decoding it builds no domain objects)."""
+    return orjson.dumps(
+        {
+            "h": rendered.head.decode(),
+            "t": rendered.tail.decode(),
+            "e": rendered.etag,
+            "r": rendered.rendered_at,
+            "v": rendered.valid_until,
+        }
+    )
+
+
+def decode(raw: bytes) -> Rendered:
+    data = orjson.loads(raw)
+    until = data["v"]
+    return Rendered(
+        head=data["h"].encode(),
+        tail=data["t"].encode(),
+        etag=data["e"],
+        rendered_at=datetime.fromisoformat(data["r"]),
+        valid_until=datetime.fromisoformat(until) if until is not None else None,
+    )
+
+
+def holds_at(rendered: Rendered, now: datetime) -> bool:
+    """True when `rendered` is the answer at `now` too (nothing flipped in between)."""
+    until = rendered.valid_until
+    return rendered.rendered_at <= now and (until is None or now < until)
+
+
+def entitlements_in(rendered: Rendered) -> dict[str, Any]:
+    """The `entitlements` object of a rendered answer (valid at any instant it holds at)."""
+    rest: dict[str, Any] = orjson.loads(b"{" + rendered.tail[2:])
+    return dict(rest["entitlements"])
 
 
 def body_of(rendered: Rendered, now: datetime) -> bytes:

@@ -137,11 +137,12 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     # Its own connection: a subscribed connection blocks in reads (no socket timeout).
     channel = aredis.Redis.from_url(url, socket_connect_timeout=0.25)
     listener = InvalidationListener(channel, local)
-    listener.start()
-    await listener.wait_subscribed(seconds=1.0)  # not required: reads work without it
+    if settings.redis.local_cache:
+        listener.start()
+        await listener.wait_subscribed(seconds=1.0)  # not required: reads work without it
     cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds, local=local)
     app[CACHE] = cache
-    app[LOCAL_READS] = local
+    app[LOCAL_READS] = local if settings.redis.local_cache else None
     try:
         yield
     finally:

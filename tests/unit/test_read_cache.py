@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from entitlements.access import Catalog, CustomerRecord, Grant, customer_object, next_change
 from entitlements.local_cache import LocalReads
 from entitlements.model import PeriodType, PurchaseKind, PurchaseView, Status, Store
-from entitlements.render import body_of, render
+from entitlements.render import body_of, decode, encode, entitlements_in, holds_at, render
 from tests.conftest import clock_start
 
 NOW = clock_start()
@@ -95,3 +95,15 @@ def test_local_reads_serve_only_while_enabled_valid_and_not_invalidated() -> Non
     local.put("u-1", rendered, local.token())
     local.enabled = False  # the channel was lost
     assert local.get("u-1", NOW) is None
+
+
+def test_the_redis_form_round_trips_and_holds_only_in_its_window() -> None:
+    expires = NOW + timedelta(hours=1)
+    rec = record(purchase(Status.ACTIVE, expires))
+    rendered = render(rec, CATALOG, NOW)
+    again = decode(encode(rendered))
+    assert again == rendered
+    assert entitlements_in(again) == customer_object(rec, CATALOG, NOW)["entitlements"]
+    assert holds_at(again, NOW + timedelta(minutes=59))
+    assert not holds_at(again, expires)
+    assert not holds_at(again, NOW - timedelta(seconds=1))
