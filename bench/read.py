@@ -328,54 +328,27 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     rows.append(await measure("bare aiohttp handler", bare, args.small, args))
                 finally:
                     await bare.stop()
-            if "redis" in scenarios:
-                target = await receiptd(small_url, redis_url, local=False)
+            # name: (label, database, Redis URL, workers, worker cache, customers, warm-up)
+            cases = {
+                "redis": ("receiptd 1 worker, Redis, 1k", small_url, redis_url, 1, False, 0, 3),
+                "miss": ("receiptd 1 worker, miss, 1k", small_url, "off", 1, True, 0, 0),
+                "large-miss": ("receiptd 1 worker, miss, 1M", large_url, "off", 1, True, 1, 0),
+                "large-hit": ("receiptd 1 worker, hit, 1M", large_url, redis_url, 1, True, 0, 3),
+                "writes": ("", small_url, redis_url, 1, True, 0, 3),
+                "workers": ("receiptd 2 workers, hit, 1k", small_url, redis_url, 2, True, 0, 3),
+            }
+            for name, (label, db, cache, workers, local, large, warm) in cases.items():
+                if name not in scenarios:
+                    continue
+                target = await receiptd(db, cache, workers, local)
                 try:
-                    await python_load(target, "closed", args.small, 3)  # every answer in Redis
-                    rows.append(
-                        await measure("receiptd 1 worker, Redis, 1k", target, args.small, args)
-                    )
-                finally:
-                    await target.stop()
-            if "miss" in scenarios:
-                target = await receiptd(small_url, "off")
-                try:
-                    rows.append(
-                        await measure("receiptd 1 worker, miss, 1k", target, args.small, args)
-                    )
-                finally:
-                    await target.stop()
-            if "large-miss" in scenarios:
-                target = await receiptd(large_url, "off")
-                try:
-                    rows.append(
-                        await measure("receiptd 1 worker, miss, 1M", target, args.large, args)
-                    )
-                finally:
-                    await target.stop()
-            if "large-hit" in scenarios:
-                target = await receiptd(large_url, redis_url)
-                try:
-                    await python_load(target, "closed", args.small, 3)  # a hot 1k of the 1M
-                    rows.append(
-                        await measure("receiptd 1 worker, hit, 1M", target, args.small, args)
-                    )
-                finally:
-                    await target.stop()
-            if "writes" in scenarios:
-                target = await receiptd(small_url, redis_url)
-                try:
-                    await python_load(target, "closed", args.small, 3)
-                    rows.append(await reads_while_writing(target, args))
-                finally:
-                    await target.stop()
-            if "workers" in scenarios:
-                target = await receiptd(small_url, redis_url, workers=2)
-                try:
-                    await python_load(target, "closed", args.small, 3)
-                    rows.append(
-                        await measure("receiptd 2 workers, hit, 1k", target, args.small, args)
-                    )
+                    if warm:  # every answer rendered and cached once (a hot 1k of the 1M)
+                        await python_load(target, "closed", args.small, warm)
+                    if name == "writes":
+                        rows.append(await reads_while_writing(target, args))
+                    else:
+                        customers = args.large if large else args.small
+                        rows.append(await measure(label, target, customers, args))
                 finally:
                     await target.stop()
         finally:
@@ -431,7 +404,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--write-rate", type=float, default=50)
     parser.add_argument("--large", type=int, default=1_000_000)
-    parser.add_argument("--scenarios", default="hit,bare,miss,large-miss,large-hit,workers")
+    parser.add_argument("--scenarios", default="hit,bare,redis,miss,large-miss,writes,workers")
     args = parser.parse_args()
     rows = asyncio.run(run(args))
     report(rows, args)

@@ -41,7 +41,10 @@ SELECT app_user_id FROM customers WHERE app_user_id = ANY($1::text[]) AND erased
 """
 # The whole record in one round trip: the customer row with its purchases' view columns and
 # its grants as arrays of anonymous rows (asyncpg decodes them to tuples of native values).
-# An alias reads as the customer it was merged into.
+# An alias reads as the customer it was merged into. record_changes runs it too, as a
+# statement of its own AFTER locking the customer: in READ COMMITTED a statement that waited
+# for a lock still reads with its own snapshot, so a locking read would miss what the
+# transaction it waited for committed.
 SELECT_CUSTOMER_RECORD = """
 SELECT c.app_user_id, c.suspended_at,
     ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
@@ -54,22 +57,6 @@ SELECT c.app_user_id, c.suspended_at,
           FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants
 FROM customers c
 WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
-"""
-# The same by canonical id. record_changes runs it as a statement of its own AFTER locking
-# the customer: in READ COMMITTED a statement that waited for a lock still reads with its own
-# snapshot, so a locking read would miss what the transaction it waited for committed.
-SELECT_LOCKED_RECORD = """
-SELECT c.app_user_id, c.suspended_at,
-    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
-                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
-                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
-                     superseded)
-          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
-          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
-    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
-          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants
-FROM customers c
-WHERE c.app_user_id = $1
 """
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
@@ -307,7 +294,7 @@ async def record_changes(
     for app_user_id, event_type in sorted(changes):
         row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
         assert row is not None, "ensure_customer first"
-        record = _record_of(await conn.fetchrow(SELECT_LOCKED_RECORD, app_user_id))
+        record = _record_of(await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id))
         entitlements = snapshot_of(record)
         old = row["snapshot"]
         if app_user_id not in always and old is not None and json.loads(old) == entitlements:

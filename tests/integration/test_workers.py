@@ -1,4 +1,4 @@
-"""`receiptd serve --workers 2` as a real subprocess, on the embedded default.
+"""`receiptd serve` with `server.workers = 2` as a real subprocess, on the embedded default.
 
 The parent joins the session's embedded PostgreSQL (same data dir: pgserver shares a running
 cluster and stops it only with its last user) and starts an embedded Redis of its own; the
@@ -13,8 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -25,7 +23,7 @@ import pytest
 
 from tests import logscan
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
-from tests.drills.served import free_port, to_toml
+from tests.drills.served import Served, free_port, to_toml
 
 KEYS = [
     {"name": "admin", "key": ADMIN_KEY, "scopes": ["admin"]},
@@ -33,14 +31,8 @@ KEYS = [
 ]
 
 
-class Workers:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process = process
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+class Workers(Served):
+    """`receiptd serve` with `server.workers = 2`; which worker answered a request."""
 
     async def pid_of(self, request_id: str) -> int:
         """The worker that answered (its line is flushed at the end of its loop turn)."""
@@ -53,51 +45,24 @@ class Workers:
 
 
 @pytest.fixture
-async def workers(data_root: Path, tmp_path: Path) -> AsyncIterator[Workers]:
+async def workers(data_root: Path, tmp_path: Path, monkeypatch) -> AsyncIterator[Workers]:
     port = free_port()
     config = tmp_path / "receiptd.toml"
     cfg = {
         # the session's embedded PostgreSQL lives in data_root/pg/postgres: joined, not started
-        "server": {"host": "127.0.0.1", "port": port, "data_dir": data_root / "pg"},
+        "server": {"host": "127.0.0.1", "port": port, "workers": 2, "data_dir": data_root / "pg"},
         "entitlements": {"premium": {"products": ["com.example.premium.monthly"]}},
     }
     config.write_text(to_toml(cfg))
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"RECEIPTD_CONFIG": str(config), "RECEIPTD_AUTH__API_KEYS": json.dumps(KEYS)}
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "receiptd", "--json-logs", "serve", "--workers", "2"],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    served = Workers(process, port, log)
+    monkeypatch.setenv("RECEIPTD_AUTH__API_KEYS", json.dumps(KEYS))
+    served = Workers(config, port, tmp_path / "serve")
+    served.start()
     try:
-        await _wait_ready(served)
+        await served.wait_ready()
         yield served
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        served.stop_quietly()
         assert logscan.findings(served.output()) == []
-
-
-async def _wait_ready(served: Workers) -> None:
-    deadline = time.monotonic() + 60
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if served.process.poll() is not None:
-                raise AssertionError(f"receiptd exited:\n{served.output()}")
-            try:
-                async with session.get(f"{served.url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"not ready:\n{served.output()}")
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> tuple[str, dict[str, object]]:
@@ -141,6 +106,7 @@ async def test_two_workers_share_the_port_see_each_others_writes_and_stop_on_sig
     customer = f"w-{uuid.uuid4().hex[:12]}"
     pinned = await _session_per_worker(workers, customer)
     (writer_pid, writer), (reader_pid, reader) = pinned.items()
+    assert workers.process is not None
     assert workers.process.pid not in pinned  # the parent serves nothing itself
     try:
         url = f"{workers.url}/v1/customers/{customer}"
