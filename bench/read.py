@@ -18,7 +18,7 @@ Customers are seeded with COPY (not through the API): `--small` (1,000) and `--l
   (one round trip), at 1k and at 1M customers.
 
     .venv/bin/python bench/read.py [--seconds 10] [--large 1000000] [--scenarios a,b,…]
-    RECEIPTD_SOURCE=/path/to/other/checkout … runs that checkout's receiptd (before/after).
+    BENCH_SOURCE=/path/to/other/checkout … serves that checkout's receiptd (before/after).
 """
 
 from __future__ import annotations
@@ -147,8 +147,9 @@ async def start_receiptd(
     )
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["RECEIPTD_CONFIG"] = str(config)
-    if os.environ.get("RECEIPTD_SOURCE"):
-        env["PYTHONPATH"] = os.environ["RECEIPTD_SOURCE"]
+    source = env.pop("BENCH_SOURCE", None)  # another checkout's receiptd (before/after)
+    if source:
+        env["PYTHONPATH"] = source
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -157,6 +158,7 @@ async def start_receiptd(
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        cwd=source or None,  # `-m receiptd` imports from the working directory first
     )
     target = Target(f"http://127.0.0.1:{port}", process)
     await wait_ready(target)
