@@ -142,6 +142,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.worker_index is None and workers > 1:
         from server.workers import supervise
 
+        if settings.server.port == 0:
+            print("receiptd: server.workers > 1 needs a fixed server.port (not 0)", file=sys.stderr)
+            return 2
         child_args = ["--json-logs"] if args.json_logs else []
         child_args += ["serve", "--workers", "1"]
         if args.config:

@@ -18,3 +18,12 @@ def test_workers_flag_is_parsed_and_bounded(capsys) -> None:
     with pytest.raises(SystemExit):
         _parser().parse_args(["serve", "--help"])
     assert "--worker-index" not in capsys.readouterr().out
+
+
+def test_several_workers_need_a_fixed_port(capsys) -> None:
+    from config.settings import Settings
+    from server.cli import _serve
+
+    settings = Settings(server={"port": 0, "workers": 2})
+    assert _serve(settings, _parser().parse_args(["serve"])) == 2
+    assert "fixed server.port" in capsys.readouterr().err
