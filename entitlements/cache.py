@@ -187,7 +187,9 @@ class RedisCustomerCache:
 
 
 def _answer_key(app_user_id: str) -> str:
-    return f"{_PREFIX}customer:{app_user_id}"
+    # Not the `customer:` key of the records earlier versions cached: during a rolling
+    # deploy neither version reads the other's format (an old reader would fail on it).
+    return f"{_PREFIX}answer:{app_user_id}"
 
 
 _VERSION_BYTES = 32
