@@ -150,7 +150,7 @@ bench: install
 	$(BIN)/python bench/apple_ingest.py
 	$(BIN)/python bench/google_ingest.py
 	$(BIN)/python bench/google_play_client.py
-	$(BIN)/python bench/read_api.py
+	$(BIN)/python bench/read.py
 
 clean:
 	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache mutants test-artifacts

@@ -69,13 +69,14 @@ def served_rate(ca: TestCA, bodies: list[dict[str, str]]) -> float:
     return len(bodies) / (time.perf_counter() - started)
 
 
-def write_config(tmp: Path, ca_dir: Path, port: int) -> Path:
+def write_config(tmp: Path, ca_dir: Path, port: int, workers: int = 1) -> Path:
     config = tmp / "receiptd.toml"
     config.write_text(
         f"""
 [server]
 port = {port}
 data_dir = "{tmp / "data"}"
+{f"workers = {workers}" if workers > 1 else ""}
 [apple]
 bundle_id = "{BUNDLE_ID}"
 app_apple_id = 1234567890
@@ -135,6 +136,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--workers", type=int, default=1, help="receiptd serve --workers N")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="rcd-bench-", dir="/tmp") as tmp_name:
@@ -148,7 +150,7 @@ def main() -> int:
         cached = library_rate(ca, measured, chain_cache=True)
         ours = served_rate(ca, measured)
 
-        config = write_config(tmp, tmp / "ca", args.port)
+        config = write_config(tmp, tmp / "ca", args.port, args.workers)
         env = {**os.environ, "RECEIPTD_CONFIG": str(config)}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
@@ -177,7 +179,8 @@ def main() -> int:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
     print()
-    print(f"machine: {os.cpu_count()} cores; n={args.n}, concurrency={args.concurrency}")
+    print(f"machine: {os.cpu_count()} cores; n={args.n}, concurrency={args.concurrency}, ")
+    print(f"{args.workers} worker(s), load average {os.getloadavg()}")
     print(f"{'measure':<52}{'per second':>12}")
     print(f"{'library verify only (3 JWS/notification, 1 thread)':<52}{lib:>12.0f}")
     print(f"{'receiptd verifier, chain cache only (1 thread)':<52}{cached:>12.0f}")

@@ -44,7 +44,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, fake: FakePlay, keys: GoogleTestKeys, port: int) -> tuple[Path, str]:
+def write_config(
+    tmp: Path, fake: FakePlay, keys: GoogleTestKeys, port: int, workers: int = 1
+) -> tuple[Path, str]:
     audience = f"http://127.0.0.1:{port}/webhooks/google"
     service_account = keys.write_service_account_file(tmp / "google", fake.token_uri)
     config = tmp / "receiptd.toml"
@@ -53,6 +55,7 @@ def write_config(tmp: Path, fake: FakePlay, keys: GoogleTestKeys, port: int) -> 
 [server]
 port = {port}
 data_dir = "{tmp / "data"}"
+{f"workers = {workers}" if workers > 1 else ""}
 [google]
 package_names = ["{PACKAGE}"]
 service_account_file = "{service_account}"
@@ -139,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
         fake = FakePlay(keys=keys)
         await fake.start()
         port = free_port()
-        config, audience = write_config(tmp, fake, keys, port)
+        config, audience = write_config(tmp, fake, keys, port, args.workers)
         env = {**os.environ, "RECEIPTD_CONFIG": str(config)}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
@@ -168,7 +171,8 @@ async def run(args: argparse.Namespace) -> int:
                 await proc.wait()
             log.close()
             await fake.stop()
-    print(f"\nGoogle RTDN ingest, N={args.n} per run, concurrency {args.concurrency}")
+    print(f"\nGoogle RTDN ingest, N={args.n} per run, concurrency {args.concurrency}, ")
+    print(f"{args.workers} worker(s), load average {os.getloadavg()}")
     print("| run                      | pushes/s  | p50 ms   | p99 ms   |")
     print("|--------------------------|-----------|----------|----------|")
     for label, rate, latencies in results:
@@ -181,6 +185,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--workers", type=int, default=1, help="receiptd serve --workers N")
     return asyncio.run(run(parser.parse_args()))
 
 

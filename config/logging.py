@@ -2,14 +2,24 @@
 
 JSON lines in production, console rendering when `json` is false. Context variables
 (request_id, …) are merged first so every line of a request carries them.
+
+The canonical `http_request` line (one per request) has a fast path in JSON mode,
+`canonical_line`: the same fields and format, rendered by orjson and written straight to the
+handler's stream under its lock, bypassing structlog's and the stdlib's per-record work
+(measured: ~1/3 of a cached read's CPU). Lines are flushed once per event-loop turn, so
+under load many lines share one write. Elsewhere (console, level above INFO, logging not
+configured by this module) it is an ordinary structlog call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
+import orjson
 import structlog
 
 _SHARED: list[structlog.types.Processor] = [
@@ -52,7 +62,51 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    global _fast  # noqa: PLW0603  (set once at process start)
+    _fast = handler if json and root.isEnabledFor(logging.INFO) else None
     # Our middleware writes one canonical line per request; aiohttp's would repeat it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pgserver logs every pg_ctl command line at INFO; only its problems matter here.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+_fast: logging.StreamHandler[TextIO] | None = None
+_flush_scheduled = False
+_slow_log = structlog.get_logger("receiptd.http")
+
+
+def canonical_line(event: str, fields: dict[str, Any]) -> None:
+    """Log `event` with `fields` at INFO as logger `receiptd.http` (see the module doc)."""
+    handler = _fast
+    if handler is None or handler not in logging.getLogger().handlers:
+        _slow_log.info(event, **fields)
+        return
+    fields["event"] = event
+    fields["level"] = "info"
+    fields["logger"] = "receiptd.http"
+    fields["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    line = orjson.dumps(fields).decode() + "\n"
+    lock = handler.lock
+    assert lock is not None  # created by the handler's constructor
+    with lock:
+        handler.stream.write(line)
+    _schedule_flush(handler)
+
+
+def _schedule_flush(handler: logging.StreamHandler[TextIO]) -> None:
+    global _flush_scheduled  # noqa: PLW0603
+    if _flush_scheduled:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        handler.flush()
+        return
+    _flush_scheduled = True
+    loop.call_soon(_flush, handler)
+
+
+def _flush(handler: logging.StreamHandler[TextIO]) -> None:
+    global _flush_scheduled  # noqa: PLW0603
+    _flush_scheduled = False
+    handler.flush()

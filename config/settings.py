@@ -48,6 +48,7 @@ class _Section(BaseModel):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)  # processes serving the port (SO_REUSEPORT)
     data_dir: Path = Path(".receiptd")
     shutdown_timeout: float = Field(default=10.0, gt=0)
 
@@ -62,6 +63,9 @@ class DatabaseSettings(_Section):
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("")
     cache_ttl_seconds: int = Field(default=300, ge=1)
+    # Per-process cache of rendered answers, kept coherent over Redis pub/sub (README,
+    # Operations). false: every read asks Redis (no window at all for a lost message).
+    local_cache: bool = True
 
 
 class AppleSettings(_Section):

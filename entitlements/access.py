@@ -211,3 +211,23 @@ def rfc3339(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_change(record: CustomerRecord, now: datetime) -> datetime | None:
+    """The first instant after `now` at which anything this module computes from `record`
+    changes by time alone (an `active` flag or a `status`: expiry, grace end, a grant's
+    start, end or expiry); None when nothing ever will. Every instant compared with `now`
+    above is a candidate, so an answer rendered at `now` holds until just before it."""
+    candidates = [
+        moment
+        for p in record.purchases
+        for moment in (p.expires_at, p.grace_period_expires_at)
+        if moment is not None and moment > now
+    ]
+    candidates += [
+        moment
+        for g in record.grants
+        for moment in (g.starts_at, g.expires_at, g.ended_at)
+        if moment is not None and moment > now
+    ]
+    return min(candidates, default=None)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from aiohttp import web
 
 from entitlements import feed
-from entitlements.access import customer_object, entitlement_summary, entitlements_of, rfc3339
+from entitlements.access import customer_object, entitlement_summary, rfc3339
 from entitlements.database import run
 from entitlements.errors import Forbidden, UnknownEntitlement
 from entitlements.permissions import READ, caller
+from entitlements.render import body_of, entitlements_in
 from server.http import app_user_id_from, json_response
-from server.keys import CLOCK, POOL, SERVICE
+from server.keys import CLOCK, LOCAL_READS, POOL, SERVICE
 
 routes = web.RouteTableDef()
 
@@ -32,8 +31,24 @@ async def customer_payload(request: web.Request, app_user_id: str) -> dict[str, 
 async def get_customer(request: web.Request) -> web.StreamResponse:
     app_user_id = app_user_id_from(request)
     (await caller(request)).require_read(app_user_id)
-    body = await customer_payload(request, app_user_id)
-    return _with_etag(request, body)
+    now = request.app[CLOCK]()
+    local = request.app[LOCAL_READS]
+    rendered = local.get(app_user_id, now) if local is not None else None
+    if rendered is None:
+        token = local.token() if local is not None else 0
+        rendered = await request.app[SERVICE].customer_answer(app_user_id, now)
+        if local is not None:
+            local.put(app_user_id, rendered, token)
+    if _matches(request.headers.get("If-None-Match"), rendered.etag):
+        return web.Response(status=304, headers={"ETag": rendered.etag})
+    return web.Response(
+        body=body_of(rendered, now),
+        headers={
+            "Content-Type": "application/json",
+            "ETag": rendered.etag,
+            "Cache-Control": "private, no-cache",
+        },
+    )
 
 
 @routes.get("/v1/customers/{app_user_id}/entitlements/{name}")
@@ -44,9 +59,12 @@ async def get_entitlement(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     if not service.catalog.defines(name):
         raise UnknownEntitlement(f"no entitlement named {name!r} is configured")
-    record = await service.customer_record(app_user_id)
     now = request.app[CLOCK]()
-    entitlements = entitlements_of(record, service.catalog, now)
+    local = request.app[LOCAL_READS]
+    rendered = local.get(app_user_id, now) if local is not None else None
+    if rendered is None:
+        rendered = await service.customer_answer(app_user_id, now)
+    entitlements = entitlements_in(rendered)
     return json_response(entitlement_summary(app_user_id, name, entitlements))
 
 
@@ -60,20 +78,6 @@ async def get_events(request: web.Request) -> web.Response:
     limit = feed.parse_limit(request.query.get("limit"))
     body = await run(request.app[POOL], lambda conn: feed.page(conn, after, limit))
     return json_response(body)
-
-
-def _with_etag(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-    """ETag over everything but `as_of`, so polling apps get 304 until something changes
-    (including `active` flipping when a period ends)."""
-    stable = {k: v for k, v in body.items() if k != "as_of"}
-    digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:32]
-    etag = f'"{digest}"'
-    if _matches(request.headers.get("If-None-Match"), etag):
-        return web.Response(status=304, headers={"ETag": etag})
-    response = json_response(body)
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "private, no-cache"
-    return response
 
 
 def _matches(header: str | None, etag: str) -> bool:

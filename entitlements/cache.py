@@ -1,9 +1,11 @@
-"""Redis cache of customer records: a cache only, never the truth (that is PostgreSQL).
+"""Redis cache of the customers' rendered answers (the bytes the read API serves, with their
+ETag and how long they hold: entitlements/render.py): a cache only, never the truth (that
+is PostgreSQL). A hit is one MGET and one orjson decode: no domain objects are rebuilt.
 
 Each customer has a generation counter that writers bump (after commit) when they
-invalidate. A cached record carries the generation it was read under and is served only
+invalidate. A cached answer carries the generation it was rendered under and is served only
 while that generation is current, so a reader racing a writer can never re-install a
-stale record. Redis failures degrade to "miss": logged, never raised; after a failure
+stale answer. Redis failures degrade to "miss": logged, never raised; after a failure
 Redis is skipped for a short while so a dead Redis does not add latency to every request.
 
 Invalidations are not lost across a Redis outage. A writer whose invalidation failed (or was
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -30,8 +31,8 @@ import redis.asyncio as aredis
 import structlog
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from entitlements.access import CustomerRecord
-from entitlements.codec import from_jsonable, to_jsonable
+from entitlements.invalidation import CHANNEL, EVERYONE, message_for
+from entitlements.local_cache import LocalReads
 
 log = structlog.get_logger(__name__)
 
@@ -47,10 +48,11 @@ Version = tuple[int, int]
 class CustomerCache(Protocol):
     """What the service needs from a cache."""
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
-        """(record or None, version to pass to `put`; None = do not cache)."""
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
+        """(the rendered answer stored under the current version or None, the version to
+        pass to `put_answer`; None = do not cache)."""
 
-    async def put(self, record: CustomerRecord, version: Version) -> None: ...
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None: ...
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None: ...
 
@@ -58,10 +60,10 @@ class CustomerCache(Protocol):
 class NoCache:
     """`[redis] url = "off"`: every read goes to PostgreSQL."""
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
         return None, None
 
-    async def put(self, record: CustomerRecord, version: Version) -> None:
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
         return None
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None:
@@ -77,8 +79,10 @@ class RedisCustomerCache:
         ttl_seconds: int,
         *,
         repair_interval: float = _REPAIR_INTERVAL_SECONDS,
+        local: LocalReads | None = None,
     ) -> None:
         self._redis = client
+        self._local = local
         self._ttl = ttl_seconds
         self._down_until = 0.0
         self._repair_interval = repair_interval
@@ -87,30 +91,30 @@ class RedisCustomerCache:
         self._epoch_owed = False
         self._repair: asyncio.Task[None] | None = None
 
-    async def get(self, app_user_id: str) -> tuple[CustomerRecord | None, Version | None]:
+    async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
+        """The rendered answer (entitlements/render.py) under the same generation and epoch
+        rules as records: one MGET, no decoding here."""
         if self._skipping() or (self._epoch_owed and not await self._bump_epoch()):
             return None, None
         try:
             raw, gen, epoch = await self._redis.mget(
-                _record_key(app_user_id), _gen_key(app_user_id), _EPOCH_KEY
+                _answer_key(app_user_id), _gen_key(app_user_id), _EPOCH_KEY
             )
         except (aredis.RedisError, OSError) as exc:
             self._failed("get", exc)
             return None, None
         version = (int(gen or 0), int(epoch or 0))
-        if raw is not None:
-            entry = json.loads(raw)
-            if (entry.get("g"), entry.get("e", 0)) == version:
-                return from_jsonable(CustomerRecord, entry["r"]), None
+        if isinstance(raw, bytes) and raw[:_VERSION_BYTES] == _version_prefix(version):
+            return raw[_VERSION_BYTES:], version
         return None, version
 
-    async def put(self, record: CustomerRecord, version: Version) -> None:
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
         if self._skipping() or self._epoch_owed:
             return
-        generation, epoch = version
-        entry = json.dumps({"g": generation, "e": epoch, "r": to_jsonable(record)})
         try:
-            await self._redis.set(_record_key(record.app_user_id), entry, ex=self._ttl)
+            await self._redis.set(
+                _answer_key(app_user_id), _version_prefix(version) + answer, ex=self._ttl
+            )
         except (aredis.RedisError, OSError) as exc:
             self._failed("put", exc)
 
@@ -118,6 +122,8 @@ class RedisCustomerCache:
         ids = sorted(set(app_user_ids))
         if not ids:
             return
+        if self._local is not None:
+            self._local.drop(ids)  # this process at once; the others by the channel below
         if self._skipping():
             self._owe_epoch()  # Redis is away: the epoch bump will cover these ids
             return
@@ -125,7 +131,8 @@ class RedisCustomerCache:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for app_user_id in ids:
                     pipe.incr(_gen_key(app_user_id))
-                    pipe.delete(_record_key(app_user_id))
+                    pipe.delete(_answer_key(app_user_id))
+                pipe.publish(CHANNEL, message_for(ids))
                 await pipe.execute()
         except (aredis.RedisError, OSError) as exc:
             self._failed("invalidate", exc)
@@ -158,6 +165,8 @@ class RedisCustomerCache:
         """Make every record cached so far a miss, everywhere; False while Redis is away."""
         try:
             epoch = await self._redis.incr(_EPOCH_KEY)
+            if self._epoch_owed:  # every process's answers may be stale too
+                await self._redis.publish(CHANNEL, EVERYONE)
         except (aredis.RedisError, OSError):
             return False
         if self._epoch_owed:
@@ -177,8 +186,18 @@ class RedisCustomerCache:
             self._owe_epoch()
 
 
-def _record_key(app_user_id: str) -> str:
-    return f"{_PREFIX}customer:{app_user_id}"
+def _answer_key(app_user_id: str) -> str:
+    # Not the `customer:` key of the records earlier versions cached: during a rolling
+    # deploy neither version reads the other's format (an old reader would fail on it).
+    return f"{_PREFIX}answer:{app_user_id}"
+
+
+_VERSION_BYTES = 32
+
+
+def _version_prefix(version: Version) -> bytes:
+    """A stored answer starts with the version it was rendered under (fixed width)."""
+    return b"%016x%016x" % version
 
 
 def _gen_key(app_user_id: str) -> str:

@@ -30,11 +30,6 @@ from entitlements.model import (
 # the feed's id order is the commit order (see migrations/0001_initial.sql).
 FEED_LOCK_KEY = 0x7265636569707465
 
-# An alias reads as the customer it was merged into.
-SELECT_CUSTOMER = """
-SELECT app_user_id, suspended_at FROM customers
-WHERE app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
-"""
 RESOLVE_ALIASES = """
 SELECT alias, app_user_id FROM customer_aliases WHERE alias = ANY($1::text[])
 """
@@ -44,16 +39,24 @@ SELECT alias FROM customer_aliases WHERE app_user_id = ANY($1::text[]) ORDER BY 
 ERASED_AMONG = """
 SELECT app_user_id FROM customers WHERE app_user_id = ANY($1::text[]) AND erased_at IS NOT NULL
 """
-SELECT_PURCHASE_VIEWS = """
-SELECT store, purchase_id, product_id, kind, status, period_type, will_renew, expires_at,
-       grace_period_expires_at, purchased_at, is_sandbox, unsubscribe_detected_at,
-       billing_issue_detected_at, revoked_at, ownership, superseded
-FROM purchases WHERE app_user_id = $1
-ORDER BY purchased_at NULLS FIRST, id
-"""
-SELECT_GRANTS = """
-SELECT id, entitlement, starts_at, expires_at, ended_at
-FROM grants WHERE app_user_id = $1 ORDER BY id
+# The whole record in one round trip: the customer row with its purchases' view columns and
+# its grants as arrays of anonymous rows (asyncpg decodes them to tuples of native values).
+# An alias reads as the customer it was merged into. record_changes runs it too, as a
+# statement of its own AFTER locking the customer: in READ COMMITTED a statement that waited
+# for a lock still reads with its own snapshot, so a locking read would miss what the
+# transaction it waited for committed.
+SELECT_CUSTOMER_RECORD = """
+SELECT c.app_user_id, c.suspended_at,
+    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
+                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
+                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
+                     superseded)
+          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
+          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
+    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
+          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants
+FROM customers c
+WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
 """
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
@@ -97,12 +100,16 @@ LOCK_CUSTOMER = """
 SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1
 FOR NO KEY UPDATE
 """
-LOCK_FEED = "SELECT pg_advisory_xact_lock($1)"
+# The feed lock is taken by the statement that appends the event, in the same round trip:
+# the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
+# qualifies, so the event's id is drawn only once the lock is held. Re-taking it for the
+# next event of the transaction is a no-op (advisory locks stack within a transaction).
 APPEND_EVENT = """
-WITH advanced AS (
+WITH feed_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($6::bigint)),
+advanced AS (
     UPDATE customers
     SET event_sequence = event_sequence + 1, snapshot = $4::jsonb, updated_at = now()
-    WHERE app_user_id = $2
+    WHERE app_user_id = $2 AND EXISTS (SELECT 1 FROM feed_lock)
     RETURNING event_sequence
 )
 INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements, created_at)
@@ -137,11 +144,41 @@ class LockedPurchase:
 async def fetch_customer(conn: asyncpg.Connection, app_user_id: str) -> CustomerRecord:
     """The stored record of a customer (an alias reads as the customer it was merged into);
     an unknown id reads as an empty customer."""
-    customer = await conn.fetchrow(SELECT_CUSTOMER, app_user_id)
-    if customer is None:
+    row = await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id)
+    if row is None:
         return CustomerRecord(app_user_id=app_user_id, suspended=False, purchases=(), grants=())
-    canonical = customer["app_user_id"]
-    return await _customer_record(conn, canonical, customer["suspended_at"] is not None)
+    return _record_of(row)
+
+
+def _record_of(row: asyncpg.Record) -> CustomerRecord:
+    return CustomerRecord(
+        app_user_id=row["app_user_id"],
+        suspended=row["suspended_at"] is not None,
+        purchases=tuple(_view_of(p) for p in row["purchases"]),
+        grants=tuple(Grant(*g) for g in row["grants"]),
+    )
+
+
+def _view_of(p: tuple[Any, ...]) -> PurchaseView:
+    """A purchase view from the positional row of SELECT_CUSTOMER_RECORD."""
+    return PurchaseView(
+        Store(p[0]),
+        p[1],
+        p[2],
+        PurchaseKind(p[3]),
+        Status(p[4]),
+        PeriodType(p[5]),
+        p[6],
+        p[7],
+        p[8],
+        p[9],
+        p[10],
+        p[11],
+        p[12],
+        p[13],
+        Ownership(p[14]),
+        p[15],
+    )
 
 
 async def resolve_aliases(conn: asyncpg.Connection, ids: Iterable[str]) -> dict[str, str]:
@@ -161,19 +198,6 @@ async def erased_among(conn: asyncpg.Connection, app_user_ids: Iterable[str]) ->
     if not ids:
         return set()
     return {r["app_user_id"] for r in await conn.fetch(ERASED_AMONG, ids)}
-
-
-async def _customer_record(
-    conn: asyncpg.Connection, app_user_id: str, suspended: bool
-) -> CustomerRecord:
-    purchases = await conn.fetch(SELECT_PURCHASE_VIEWS, app_user_id)
-    grants = await conn.fetch(SELECT_GRANTS, app_user_id)
-    return CustomerRecord(
-        app_user_id=app_user_id,
-        suspended=suspended,
-        purchases=tuple(purchase_view(r) for r in purchases if r["product_id"]),
-        grants=tuple(Grant(**dict(r)) for r in grants),
-    )
 
 
 async def notification_seen(conn: asyncpg.Connection, store: Store, message_id: str) -> bool:
@@ -270,7 +294,7 @@ async def record_changes(
     for app_user_id, event_type in sorted(changes):
         row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
         assert row is not None, "ensure_customer first"
-        record = await _customer_record(conn, app_user_id, row["suspended_at"] is not None)
+        record = _record_of(await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id))
         entitlements = snapshot_of(record)
         old = row["snapshot"]
         if app_user_id not in always and old is not None and json.loads(old) == entitlements:
@@ -278,11 +302,10 @@ async def record_changes(
         pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
     if not pending:
         return {}
-    await conn.execute(LOCK_FEED, FEED_LOCK_KEY)
     sequences: dict[str, int] = {}
     for app_user_id, event_type, snapshot in pending:
         sequences[app_user_id] = await conn.fetchval(
-            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at
+            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at, FEED_LOCK_KEY
         )
     return sequences
 

@@ -3,7 +3,7 @@
 ingest: journal the raw notification (inbox, dedupe on the store's message id; with the
 purchases its events touch, so replay finds every entry of a purchase) → lock the purchase
 rows → `apply` → write state → link users → change-feed events → commit → invalidate the
-cache. Reads: cache → PostgreSQL.
+cache. Reads: the rendered answer, Redis → PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import asyncpg
 import structlog
 
 from entitlements import customer_repository as crepo
+from entitlements import render
 from entitlements import repository as repo
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.cache import CustomerCache
 from entitlements.customer_repository import Actor, AuditEntry
 from entitlements.database import TransactionWrite, run
+from entitlements.local_cache import Rendered
 from entitlements.model import Clock, Store, StoreEvent
 from entitlements.ownership import Held, Transfer, TransferPolicy, decide, keys_to_lock
 from entitlements.state import view
@@ -63,14 +65,23 @@ class EntitlementService:
         return self._catalog
 
     async def customer_record(self, app_user_id: str) -> CustomerRecord:
-        """The stored record of a customer (cache first); unknown ids read as empty."""
-        cached, version = await self._cache.get(app_user_id)
-        if cached is not None:
-            return cached
+        """The stored record of a customer, from PostgreSQL (reads are served from the cached
+        answers, `customer_answer`); unknown ids read as empty."""
+        return await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
+
+    async def customer_answer(self, app_user_id: str, now: datetime) -> Rendered:
+        """The rendered customer object at `now`: Redis's precomputed answer (one MGET, no
+        domain objects) or, on a miss, one PostgreSQL round trip, then stored in Redis."""
+        raw, version = await self._cache.get_answer(app_user_id)
+        if raw is not None:
+            cached = render.decode(raw)
+            if render.holds_at(cached, now):
+                return cached
         record = await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
+        rendered = render.render(record, self._catalog, now)
         if version is not None:
-            await self._cache.put(record, version)
-        return record
+            await self._cache.put_answer(app_user_id, render.encode(rendered), version)
+        return rendered
 
     async def ingest(
         self,

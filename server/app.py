@@ -20,6 +20,8 @@ from entitlements import api as entitlements_api
 from entitlements import outbox_api
 from entitlements.access import Catalog
 from entitlements.cache import NoCache, RedisCustomerCache
+from entitlements.invalidation import InvalidationListener
+from entitlements.local_cache import LocalReads
 from entitlements.model import Clock
 from entitlements.operations import CustomerOperations
 from entitlements.service import EntitlementService
@@ -35,6 +37,7 @@ from server.keys import (
     CONSOLE_KEYS,
     EXECUTOR,
     HTTP,
+    LOCAL_READS,
     OPERATIONS,
     POOL,
     REGISTRY,
@@ -127,6 +130,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     url = settings.redis.url.get_secret_value()
     if url.lower() == "off":
         app[CACHE] = NoCache()
+        app[LOCAL_READS] = None  # nothing would tell this process that a customer changed
         yield
         return
     embedded = None
@@ -134,12 +138,22 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         embedded = EmbeddedRedis(settings.server.data_dir)
         url = await embedded.start()
     client = aredis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25)
-    cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds)
+    local = LocalReads(max_age=settings.redis.cache_ttl_seconds)
+    # Its own connection: a subscribed connection blocks in reads (no socket timeout).
+    channel = aredis.Redis.from_url(url, socket_connect_timeout=0.25)
+    listener = InvalidationListener(channel, local)
+    if settings.redis.local_cache:
+        listener.start()
+        await listener.wait_subscribed(seconds=1.0)  # not required: reads work without it
+    cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds, local=local)
     app[CACHE] = cache
+    app[LOCAL_READS] = local if settings.redis.local_cache else None
     try:
         yield
     finally:
+        await listener.aclose()
         await cache.aclose()
+        await channel.aclose()
         await client.aclose()
         if embedded is not None:
             await embedded.stop()

@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"receiptd: {exc}", file=sys.stderr)
             return 2
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args)
         if args.command == "prune":
             return asyncio.run(_prune(settings))
         if args.command == "replay":
@@ -70,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     ):
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--config", help="TOML file (default: $RECEIPTD_CONFIG)")
+        if name == "serve":
+            cmd.add_argument(
+                "--workers",
+                type=_positive,
+                help="processes serving the port (SO_REUSEPORT); default server.workers",
+                metavar="N",
+            )
+            # Set by the parent of `--workers N` on each child: bind with SO_REUSEPORT.
+            cmd.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     replay = sub.add_parser(
         "replay",
         help="re-derive purchases from the journal and report where the stored state differs",
@@ -89,6 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     add_reconcile(sub, moment=_moment)
     _add_simulate(sub)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64: {text!r}")
+    return value
 
 
 def _moment(text: str) -> datetime:
@@ -116,9 +135,21 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         # An install without the demo kit: serve and migrate still work.
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import create_app
 
+    workers = args.workers or settings.server.workers
+    if args.worker_index is None and workers > 1:
+        from server.workers import supervise
+
+        if settings.server.port == 0:
+            print("receiptd: server.workers > 1 needs a fixed server.port (not 0)", file=sys.stderr)
+            return 2
+        child_args = ["--json-logs"] if args.json_logs else []
+        child_args += ["serve", "--workers", "1"]
+        if args.config:
+            child_args += ["--config", args.config]
+        return asyncio.run(supervise(settings, workers, child_args))
     app = create_app(settings)
     web.run_app(
         app,
@@ -128,6 +159,7 @@ def _serve(settings: Settings) -> int:
         access_log=None,
         print=lambda *_: None,
         handle_signals=True,
+        reuse_port=args.worker_index is not None or None,
     )
     return 0
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from console.actions import StoreActions
     from entitlements.cache import CustomerCache
+    from entitlements.local_cache import LocalReads
     from entitlements.model import Clock
     from entitlements.operations import CustomerOperations
     from entitlements.outbox import OutboundDelivery
@@ -38,6 +39,8 @@ HTTP = web.AppKey("http_session", aiohttp.ClientSession)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
+# The per-process cache of rendered customer answers; None without Redis (no invalidation).
+LOCAL_READS: web.AppKey[LocalReads | None] = web.AppKey("local_reads")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
 OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from config.logging import canonical_line
 from server.errors import describe_http, error_body, status_for
 
 log = structlog.get_logger("receiptd.http")
@@ -38,6 +40,28 @@ class HttpMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # labels() takes a lock and builds a key per call: the children are kept here.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        counter = self._counted.get((route, method, status))
+        if counter is None:
+            counter = self.requests.labels(route, method, str(status))
+            self._counted[(route, method, status)] = counter
+        counter.inc()
+        timer = self._timed.get((route, method))
+        if timer is None:
+            timer = self._timed[(route, method)] = self.latency.labels(route, method)
+        timer.observe(seconds)
+
+
+def uuid4_hex() -> str:
+    """`uuid.uuid4().hex` without building the UUID object (the same 122 random bits)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -56,10 +80,12 @@ def _route_name(request: web.Request) -> str:
 def build_middleware(metrics: HttpMetrics) -> Middleware:
     """One middleware, outermost: every response, including errors, is measured and logged."""
 
+    pid = os.getpid()  # which worker answered (`receiptd serve --workers N`)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid4_hex()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -69,16 +95,18 @@ def build_middleware(metrics: HttpMetrics) -> Middleware:
             structlog.contextvars.unbind_contextvars("request_id")
         elapsed = time.perf_counter() - started
         route = _route_name(request)
-        metrics.requests.labels(route, request.method, str(response.status)).inc()
-        metrics.latency.labels(route, request.method).observe(elapsed)
+        metrics.observe(route, request.method, response.status, elapsed)
         response.headers["X-Request-ID"] = request_id
-        log.info(
+        canonical_line(
             "http_request",
-            request_id=request_id,
-            method=request.method,
-            route=route,
-            status=response.status,
-            duration_ms=round(elapsed * 1000, 2),
+            {
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "pid": pid,
+            },
         )
         return response
 

@@ -127,7 +127,7 @@ async def test_redis_down_and_back_loses_no_invalidation(
         assert (status, body["entitlements"]["premium"]["status"]) == (200, "active")
     probe = aredis.Redis.from_url(drill_redis.url)
     try:
-        assert await probe.exists(f"receiptd:v1:customer:{user}") == 1
+        assert await probe.exists(f"receiptd:v1:answer:{user}") == 1
         epoch_before = int(await probe.get("receiptd:v1:epoch") or 0)
     finally:
         await probe.aclose()
@@ -152,7 +152,7 @@ async def test_redis_down_and_back_loses_no_invalidation(
     probe = aredis.Redis.from_url(drill_redis.url)
     try:
         # Redis is back with its dump, holding the record cached before the refund.
-        assert await probe.exists(f"receiptd:v1:customer:{user}") == 1
+        assert await probe.exists(f"receiptd:v1:answer:{user}") == 1
         # The writer bumps the epoch in the background, with no request to trigger it.
         writer_cache = writer.app[CACHE]
         assert isinstance(writer_cache, RedisCustomerCache)
@@ -167,6 +167,6 @@ async def test_redis_down_and_back_loses_no_invalidation(
         for client in (late, late, reader, writer):
             status, body = await read(client, user)
             assert (status, body["entitlements"]["premium"]["status"]) == (200, "revoked")
-        assert await probe.exists(f"receiptd:v1:customer:{user}") == 1
+        assert await probe.exists(f"receiptd:v1:answer:{user}") == 1
     finally:
         await probe.aclose()

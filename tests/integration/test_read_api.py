@@ -229,9 +229,9 @@ async def test_served_without_redis_and_when_redis_is_down(make_client, config, 
 async def test_reads_are_cached_and_invalidated_on_write(client, clock, redis_client) -> None:
     await seed(client, clock)
     await client.get("/v1/customers/u-1", headers=auth(READER_KEY))
-    assert await redis_client.exists("receiptd:v1:customer:u-1") == 1
+    assert await redis_client.exists("receiptd:v1:answer:u-1") == 1
     await seed(client, clock, transaction_id="tx-2", will_renew=False, signed_at=clock.now)
-    assert await redis_client.exists("receiptd:v1:customer:u-1") == 0
+    assert await redis_client.exists("receiptd:v1:answer:u-1") == 0
     body = await (await client.get("/v1/customers/u-1", headers=auth(READER_KEY))).json()
     assert body["entitlements"]["premium"]["will_renew"] is False
 
@@ -241,9 +241,9 @@ async def test_stale_cache_entry_from_an_old_generation_is_not_served(
 ) -> None:
     await seed(client, clock)
     await client.get("/v1/customers/u-1", headers=auth(READER_KEY))
-    stale = await redis_client.get("receiptd:v1:customer:u-1")
+    stale = await redis_client.get("receiptd:v1:answer:u-1")
     await seed(client, clock, transaction_id="tx-2", will_renew=False, signed_at=clock.now)
     # A reader that raced the write re-installs the old record after the invalidation:
-    await redis_client.set("receiptd:v1:customer:u-1", stale)
+    await redis_client.set("receiptd:v1:answer:u-1", stale)
     body = await (await client.get("/v1/customers/u-1", headers=auth(READER_KEY))).json()
     assert body["entitlements"]["premium"]["will_renew"] is False

@@ -1,0 +1,85 @@
+"""The customer object rendered once to bytes, with its ETag: what the read cache holds.
+
+The body is `head` + the request's `as_of` + `tail`, so a cached answer is served with the
+time of the request it answers while its ETag (over everything but `as_of`) stays the same
+until the content changes, `active` flipping at a period's end included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from entitlements.access import Catalog, CustomerRecord, customer_object, next_change, rfc3339
+from entitlements.local_cache import Rendered
+
+
+def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
+    body = customer_object(record, catalog, now)
+    app_user_id = orjson.dumps(body.pop("app_user_id"))
+    rest = orjson.dumps(body)  # b'{"suspended":…}', keys in the contract's order
+    digest = hashlib.sha256(app_user_id + rest).hexdigest()[:32]
+    return Rendered(
+        head=b'{"app_user_id":' + app_user_id + b',"as_of":"',
+        tail=b'",' + rest[1:],
+        etag=f'"{digest}"',
+        rendered_at=now,
+        valid_until=next_change(record, now),
+    )
+
+
+def encode(rendered: Rendered) -> bytes:
+    """For the Redis cache: one orjson document (decoding it builds no domain objects)."""
+    return orjson.dumps(
+        {
+            "h": rendered.head.decode(),
+            "t": rendered.tail.decode(),
+            "e": rendered.etag,
+            "r": rendered.rendered_at,
+            "v": rendered.valid_until,
+        }
+    )
+
+
+def decode(raw: bytes) -> Rendered:
+    data = orjson.loads(raw)
+    until = data["v"]
+    return Rendered(
+        head=data["h"].encode(),
+        tail=data["t"].encode(),
+        etag=data["e"],
+        rendered_at=datetime.fromisoformat(data["r"]),
+        valid_until=datetime.fromisoformat(until) if until is not None else None,
+    )
+
+
+def holds_at(rendered: Rendered, now: datetime) -> bool:
+    """True when `rendered` is the answer at `now` too (nothing flipped in between)."""
+    until = rendered.valid_until
+    return rendered.rendered_at <= now and (until is None or now < until)
+
+
+def entitlements_in(rendered: Rendered) -> dict[str, Any]:
+    """The `entitlements` object of a rendered answer (valid at any instant it holds at)."""
+    rest: dict[str, Any] = orjson.loads(b"{" + rendered.tail[2:])
+    return dict(rest["entitlements"])
+
+
+def body_of(rendered: Rendered, now: datetime) -> bytes:
+    """The response body at `now` (RFC 3339, second precision, UTC: as access.rfc3339)."""
+    return rendered.head + as_of(now) + rendered.tail
+
+
+_last: tuple[int, bytes] = (0, b"")
+
+
+def as_of(now: datetime) -> bytes:
+    """`now` as RFC 3339 bytes; the last second is remembered (most requests share one)."""
+    global _last  # noqa: PLW0603  (a one-entry memo; the loop is single-threaded)
+    stamp = int(now.timestamp() // 1)
+    if _last[0] != stamp or not _last[1]:
+        _last = (stamp, (rfc3339(now) or "").encode())
+    return _last[1]
