@@ -235,7 +235,10 @@ async def test_a_forged_form_is_refused(page, service) -> None:
 
 async def test_keyboard_only_and_every_field_labelled(page, service) -> None:
     await page.goto(service.url("/console"))
-    await page.keyboard.type(ADMIN_KEY)  # the key field has focus on arrival
+    # The key field takes the focus on arrival (autofocus), which the browser may apply a
+    # moment after the load event: wait for it rather than type into nothing.
+    await page.wait_for_function("document.activeElement?.id === 'api_key'", timeout=5000)
+    await page.keyboard.type(ADMIN_KEY)
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/console/customers")
     # Tab through the page from the top: the skip link, the menu, then the search field.
