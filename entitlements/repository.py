@@ -131,10 +131,12 @@ INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOT
 """
 # ENSURE_CUSTOMER ($20) then UPDATE_PURCHASE in one round trip, for an ingest whose one new
 # customer owns its one write. The purchase's foreign key is checked at the end of the
-# statement, when the customer row the CTE inserted exists.
+# statement, when the customer row the CTE inserted exists. `created`: this statement
+# inserted the customer row.
 ENSURE_CUSTOMER_SAVE_PURCHASE = """
 WITH ensured AS (
     INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
+    RETURNING app_user_id
 )
 UPDATE purchases SET
     product_id = $3, kind = $4, status = $5, period_type = $6, will_renew = $7,
@@ -145,6 +147,7 @@ UPDATE purchases SET
     linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
     updated_at = now()
 WHERE store = $1 AND purchase_id = $2
+RETURNING EXISTS (SELECT 1 FROM ensured) AS created
 """
 # NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
 # row (their foreign key), which FOR UPDATE would wait on: two ingests for one customer
@@ -152,6 +155,26 @@ WHERE store = $1 AND purchase_id = $2
 LOCK_CUSTOMER = """
 SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1
 FOR NO KEY UPDATE
+"""
+# LOCK_CUSTOMER and SELECT_CUSTOMER_RECORD_ALIASES in one statement, only for a customer row
+# the transaction inserted itself: nobody else can have waited on it, written rows that
+# reference it or merged into it before our commit, so this statement's snapshot reads the
+# same as a separate read after the lock. `is_alias` (an alias of the same id, created
+# concurrently): the caller reads the record separately, as SELECT_CUSTOMER_RECORD would.
+LOCK_CREATED_CUSTOMER_RECORD = """
+SELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,
+    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
+                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
+                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
+                     superseded)
+          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
+          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
+    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
+          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants,
+    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases,
+    EXISTS (SELECT 1 FROM customer_aliases WHERE alias = $1) AS is_alias
+FROM customers c WHERE c.app_user_id = $1
+FOR NO KEY UPDATE OF c
 """
 # The feed lock is taken by the statement that appends the event, in the same round trip:
 # the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
@@ -336,11 +359,13 @@ async def ensure_customer_save_purchase(
     state: PurchaseState,
     view: PurchaseView,
     app_user_id: str | None,
-) -> None:
-    """`ensure_customer(customer)` then `save_purchase` in one round trip."""
-    await conn.execute(
+) -> bool:
+    """`ensure_customer(customer)` then `save_purchase` in one round trip; True when the
+    customer row was created by this call."""
+    created = await conn.fetchval(
         ENSURE_CUSTOMER_SAVE_PURCHASE, *_purchase_args(state, view, app_user_id), customer
     )
+    return bool(created)
 
 
 def _purchase_args(
@@ -403,11 +428,13 @@ async def record_changes_and_aliases(
     *,
     at: datetime,
     always: Collection[str] = (),
+    created: Collection[str] = (),
 ) -> tuple[dict[str, int], list[str]]:
     """`record_changes`, and every alias of the changed customers (as `aliases_of`, read
-    with each customer's record under its lock: no extra round trip)."""
+    with each customer's record under its lock: no extra round trip). `created`: customer
+    rows this transaction inserted (locked and read in one statement)."""
     return await _record_changes(
-        conn, changes, snapshot_of, at=at, always=always, with_aliases=True
+        conn, changes, snapshot_of, at=at, always=always, with_aliases=True, created=created
     )
 
 
@@ -419,16 +446,26 @@ async def _record_changes(
     at: datetime,
     always: Collection[str],
     with_aliases: bool,
+    created: Collection[str] = (),
 ) -> tuple[dict[str, int], list[str]]:
     pending: list[tuple[str, str, str]] = []
     aliases: set[str] = set()
     for app_user_id, event_type in sorted(changes):
-        row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
-        assert row is not None, "ensure_customer first"
-        if with_aliases:
+        if with_aliases and app_user_id in created:
+            row = await conn.fetchrow(LOCK_CREATED_CUSTOMER_RECORD, app_user_id)
+            assert row is not None, "ensure_customer first"
+            read = row
+            if row["is_alias"]:
+                read = await conn.fetchrow(SELECT_CUSTOMER_RECORD_ALIASES, app_user_id)
+            aliases.update(read["aliases"])
+        elif with_aliases:
+            row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
+            assert row is not None, "ensure_customer first"
             read = await conn.fetchrow(SELECT_CUSTOMER_RECORD_ALIASES, app_user_id)
             aliases.update(read["aliases"])
         else:
+            row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
+            assert row is not None, "ensure_customer first"
             read = await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id)
         record = _record_of(read)
         entitlements = snapshot_of(record)

@@ -169,12 +169,14 @@ class EntitlementService:
             log.warning("link_hint_ignored", store=store.value, reason="not an app_user_id")
         new_customers = sorted(decision.new_customers)
         writes = list(decision.writes)
+        created: set[str] = set()
         if len(new_customers) == 1 and len(writes) == 1:
             # the common case: its one new customer and its one write in one round trip
             write = writes[0]
-            await repo.ensure_customer_save_purchase(
+            if await repo.ensure_customer_save_purchase(
                 conn, new_customers[0], write.state, view(write.state), write.owner
-            )
+            ):
+                created.add(new_customers[0])
         else:
             for user in new_customers:
                 await repo.ensure_customer(conn, user)
@@ -191,6 +193,7 @@ class EntitlementService:
             lambda record: entitlements_of(record, self._catalog, now),
             at=now,
             always=moved,
+            created=created,
         )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
