@@ -12,6 +12,8 @@ from datetime import datetime
 
 import asyncpg
 
+from entitlements.database import holds_session_state
+
 # pg_advisory_lock key held for a whole pruning pass, so replicas (and `receiptd prune`)
 # never prune at once. Next to MIGRATION_LOCK_KEY ("receiptd") and FEED_LOCK_KEY.
 RETENTION_LOCK_KEY = 0x7265636569707466
@@ -46,11 +48,13 @@ SELECT count(*) FROM pruned
 
 async def try_lock(conn: asyncpg.Connection) -> bool:
     """Take the retention lock for this session if nobody holds it; False otherwise."""
+    holds_session_state(conn)
     return bool(await conn.fetchval(TRY_LOCK, RETENTION_LOCK_KEY))
 
 
 async def lock(conn: asyncpg.Connection) -> None:
     """Take the retention lock for this session, waiting for its holder to finish."""
+    holds_session_state(conn)
     await conn.execute(LOCK, RETENTION_LOCK_KEY)
 
 

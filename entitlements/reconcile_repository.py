@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from entitlements.codec import from_jsonable
+from entitlements.database import holds_session_state
 from entitlements.model import PurchaseState, Store
 from entitlements.ownership import Key
 from entitlements.reconcile import Counts, Position
@@ -98,6 +99,7 @@ class StalePurchase:
 
 async def try_lock(conn: asyncpg.Connection, store: Store) -> bool:
     """Take the store's reconciliation lock for this session; False when a run holds it."""
+    holds_session_state(conn)
     return bool(await conn.fetchval(TRY_LOCK, LOCK_KEYS[store]))
 
 

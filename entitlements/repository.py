@@ -58,6 +58,22 @@ SELECT c.app_user_id, c.suspended_at,
 FROM customers c
 WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
 """
+# SELECT_CUSTOMER_RECORD with the customer's aliases, for record_changes: read after the
+# customer lock, which a merge takes too, so no alias of it can appear before commit.
+SELECT_CUSTOMER_RECORD_ALIASES = """
+SELECT c.app_user_id, c.suspended_at,
+    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
+                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
+                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
+                     superseded)
+          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
+          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
+    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
+          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants,
+    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases
+FROM customers c
+WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
+"""
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
     (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
@@ -73,6 +89,26 @@ INSERT INTO purchases
     (store, purchase_id, product_id, kind, status, period_type, will_renew, is_sandbox,
      state, state_updated_at)
 VALUES ($1, $2, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now())
+ON CONFLICT (store, purchase_id) DO UPDATE SET store = EXCLUDED.store
+RETURNING state, app_user_id
+"""
+# The common single-purchase ingest in one round trip: journal the notification and, only if
+# its message id is new, create-and-lock the purchase as LOCK_PURCHASE does (no row for a
+# duplicate: the purchase is neither created nor locked).
+INSERT_NOTIFICATION_LOCK_PURCHASE = """
+WITH journaled AS (
+    INSERT INTO store_notifications
+        (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
+         payload, received_at, reads, purchase_ids)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[])
+    ON CONFLICT (store, message_id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO purchases
+    (store, purchase_id, product_id, kind, status, period_type, will_renew, is_sandbox,
+     state, state_updated_at)
+SELECT $13, $14, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now()
+FROM journaled
 ON CONFLICT (store, purchase_id) DO UPDATE SET store = EXCLUDED.store
 RETURNING state, app_user_id
 """
@@ -93,12 +129,52 @@ SELECT EXISTS (SELECT 1 FROM store_notifications WHERE store = $1 AND message_id
 ENSURE_CUSTOMER = """
 INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOTHING
 """
+# ENSURE_CUSTOMER ($20) then UPDATE_PURCHASE in one round trip, for an ingest whose one new
+# customer owns its one write. The purchase's foreign key is checked at the end of the
+# statement, when the customer row the CTE inserted exists. `created`: this statement
+# inserted the customer row.
+ENSURE_CUSTOMER_SAVE_PURCHASE = """
+WITH ensured AS (
+    INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
+    RETURNING app_user_id
+)
+UPDATE purchases SET
+    product_id = $3, kind = $4, status = $5, period_type = $6, will_renew = $7,
+    expires_at = $8, grace_period_expires_at = $9, purchased_at = $10, is_sandbox = $11,
+    unsubscribe_detected_at = $12, billing_issue_detected_at = $13, revoked_at = $14,
+    ownership = $15, superseded = $16, state = $17::jsonb, state_updated_at = $18,
+    app_user_id = $19,
+    linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
+    updated_at = now()
+WHERE store = $1 AND purchase_id = $2
+RETURNING EXISTS (SELECT 1 FROM ensured) AS created
+"""
 # NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
 # row (their foreign key), which FOR UPDATE would wait on: two ingests for one customer
 # would deadlock. NO KEY UPDATE conflicts with itself, so they still take turns here.
 LOCK_CUSTOMER = """
 SELECT event_sequence, snapshot, suspended_at FROM customers WHERE app_user_id = $1
 FOR NO KEY UPDATE
+"""
+# LOCK_CUSTOMER and SELECT_CUSTOMER_RECORD_ALIASES in one statement, only for a customer row
+# the transaction inserted itself: nobody else can have waited on it, written rows that
+# reference it or merged into it before our commit, so this statement's snapshot reads the
+# same as a separate read after the lock. `is_alias` (an alias of the same id, created
+# concurrently): the caller reads the record separately, as SELECT_CUSTOMER_RECORD would.
+LOCK_CREATED_CUSTOMER_RECORD = """
+SELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,
+    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
+                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
+                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
+                     superseded)
+          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
+          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
+    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
+          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants,
+    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases,
+    EXISTS (SELECT 1 FROM customer_aliases WHERE alias = $1) AS is_alias
+FROM customers c WHERE c.app_user_id = $1
+FOR NO KEY UPDATE OF c
 """
 # The feed lock is taken by the statement that appends the event, in the same round trip:
 # the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
@@ -215,7 +291,15 @@ async def insert_notification(
     in the journal, never shown as a store fact) and the purchases its events are applied
     to; False when this store message id was seen before."""
     new_id = await conn.fetchval(
-        INSERT_NOTIFICATION,
+        INSERT_NOTIFICATION, *_notification_args(row, received_at, purchase_ids)
+    )
+    return new_id is not None
+
+
+def _notification_args(
+    row: NotificationRow, received_at: datetime, purchase_ids: Sequence[str]
+) -> tuple[Any, ...]:
+    return (
         row.store.value,
         row.message_id,
         row.notification_type,
@@ -229,13 +313,34 @@ async def insert_notification(
         json.dumps(row.reads) if row.reads is not None else None,
         list(purchase_ids),
     )
-    return new_id is not None
 
 
 async def lock_purchase(conn: asyncpg.Connection, store: Store, purchase_id: str) -> LockedPurchase:
     """Lock (creating if needed) the purchase row for the rest of the transaction."""
     row = await conn.fetchrow(LOCK_PURCHASE, store.value, purchase_id)
     assert row is not None
+    return _locked_of(row)
+
+
+async def insert_notification_lock_purchase(
+    conn: asyncpg.Connection,
+    row: NotificationRow,
+    received_at: datetime,
+    purchase_ids: Sequence[str],
+    purchase: tuple[Store, str],
+) -> LockedPurchase | None:
+    """`insert_notification` then `lock_purchase` in one round trip; None (and no purchase
+    created or locked) when this store message id was seen before."""
+    locked = await conn.fetchrow(
+        INSERT_NOTIFICATION_LOCK_PURCHASE,
+        *_notification_args(row, received_at, purchase_ids),
+        purchase[0].value,
+        purchase[1],
+    )
+    return _locked_of(locked) if locked is not None else None
+
+
+def _locked_of(row: asyncpg.Record) -> LockedPurchase:
     raw = json.loads(row["state"]) if isinstance(row["state"], str) else row["state"]
     state = from_jsonable(PurchaseState, raw) if raw else None
     return LockedPurchase(state=state, app_user_id=row["app_user_id"])
@@ -245,8 +350,28 @@ async def save_purchase(
     conn: asyncpg.Connection, state: PurchaseState, view: PurchaseView, app_user_id: str | None
 ) -> None:
     """Write a purchase's state and derived view (the row must be locked)."""
-    await conn.execute(
-        UPDATE_PURCHASE,
+    await conn.execute(UPDATE_PURCHASE, *_purchase_args(state, view, app_user_id))
+
+
+async def ensure_customer_save_purchase(
+    conn: asyncpg.Connection,
+    customer: str,
+    state: PurchaseState,
+    view: PurchaseView,
+    app_user_id: str | None,
+) -> bool:
+    """`ensure_customer(customer)` then `save_purchase` in one round trip; True when the
+    customer row was created by this call."""
+    created = await conn.fetchval(
+        ENSURE_CUSTOMER_SAVE_PURCHASE, *_purchase_args(state, view, app_user_id), customer
+    )
+    return bool(created)
+
+
+def _purchase_args(
+    state: PurchaseState, view: PurchaseView, app_user_id: str | None
+) -> tuple[Any, ...]:
+    return (
         state.store.value,
         state.purchase_id,
         view.product_id,
@@ -290,24 +415,70 @@ async def record_changes(
     feed lock is taken and held until commit, so lock order is always purchases →
     customers → feed (no deadlocks) and feed ids are in commit order.
     """
+    sequences, _aliases = await _record_changes(
+        conn, changes, snapshot_of, at=at, always=always, with_aliases=False
+    )
+    return sequences
+
+
+async def record_changes_and_aliases(
+    conn: asyncpg.Connection,
+    changes: list[tuple[str, str]],
+    snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
+    *,
+    at: datetime,
+    always: Collection[str] = (),
+    created: Collection[str] = (),
+) -> tuple[dict[str, int], list[str]]:
+    """`record_changes`, and every alias of the changed customers (as `aliases_of`, read
+    with each customer's record under its lock: no extra round trip). `created`: customer
+    rows this transaction inserted (locked and read in one statement)."""
+    return await _record_changes(
+        conn, changes, snapshot_of, at=at, always=always, with_aliases=True, created=created
+    )
+
+
+async def _record_changes(
+    conn: asyncpg.Connection,
+    changes: list[tuple[str, str]],
+    snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
+    *,
+    at: datetime,
+    always: Collection[str],
+    with_aliases: bool,
+    created: Collection[str] = (),
+) -> tuple[dict[str, int], list[str]]:
     pending: list[tuple[str, str, str]] = []
+    aliases: set[str] = set()
     for app_user_id, event_type in sorted(changes):
-        row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
-        assert row is not None, "ensure_customer first"
-        record = _record_of(await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id))
+        if with_aliases and app_user_id in created:
+            row = await conn.fetchrow(LOCK_CREATED_CUSTOMER_RECORD, app_user_id)
+            assert row is not None, "ensure_customer first"
+            read = row
+            if row["is_alias"]:
+                read = await conn.fetchrow(SELECT_CUSTOMER_RECORD_ALIASES, app_user_id)
+            aliases.update(read["aliases"])
+        elif with_aliases:
+            row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
+            assert row is not None, "ensure_customer first"
+            read = await conn.fetchrow(SELECT_CUSTOMER_RECORD_ALIASES, app_user_id)
+            aliases.update(read["aliases"])
+        else:
+            row = await conn.fetchrow(LOCK_CUSTOMER, app_user_id)
+            assert row is not None, "ensure_customer first"
+            read = await conn.fetchrow(SELECT_CUSTOMER_RECORD, app_user_id)
+        record = _record_of(read)
         entitlements = snapshot_of(record)
         old = row["snapshot"]
         if app_user_id not in always and old is not None and json.loads(old) == entitlements:
             continue
         pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
-    if not pending:
-        return {}
     sequences: dict[str, int] = {}
     for app_user_id, event_type, snapshot in pending:
         sequences[app_user_id] = await conn.fetchval(
             APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at, FEED_LOCK_KEY
         )
-    return sequences
+    return sequences, sorted(aliases)
 
 
 def purchase_view(r: asyncpg.Record) -> PurchaseView:

@@ -102,16 +102,31 @@ class EntitlementService:
         now = self._clock()
         touched = sorted({purchase_id for _store, purchase_id in keys_to_lock(events)})
 
+        keys = keys_to_lock(events)
+
         async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
-                if note is not None and not await repo.insert_notification(
+                locked: dict[tuple[Store, str], repo.LockedPurchase] = {}
+                if note is not None and len(keys) == 1:
+                    # the common case: journal and lock its one purchase in one round trip
+                    row = await repo.insert_notification_lock_purchase(
+                        conn, note, now, touched, keys[0]
+                    )
+                    if row is None:
+                        return IngestOutcome(status="duplicate"), []
+                    locked[keys[0]] = row
+                elif note is not None and not await repo.insert_notification(
                     conn, note, now, touched
                 ):
                     return IngestOutcome(status="duplicate"), []
                 if also is not None:
                     await also(conn)
-                changed, owners = await self._apply_all(conn, events, submitted_by, actor, now)
-                aliases = await repo.aliases_of(conn, changed) if changed else []
+                for key in keys:
+                    if key not in locked:
+                        locked[key] = await repo.lock_purchase(conn, *key)
+                changed, owners, aliases = await self._apply_all(
+                    conn, events, locked, submitted_by=submitted_by, actor=actor, now=now
+                )
             status = note.result if note is not None else "processed"
             outcome = IngestOutcome(status=status, changed_users=changed, purchase_users=owners)
             return outcome, aliases
@@ -125,11 +140,14 @@ class EntitlementService:
         self,
         conn: asyncpg.Connection,
         events: Sequence[StoreEvent],
+        locked: dict[tuple[Store, str], repo.LockedPurchase],
+        *,
         submitted_by: str | None,
         actor: Actor | None,
         now: datetime,
-    ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None]]:
-        locked = {key: await repo.lock_purchase(conn, *key) for key in keys_to_lock(events)}
+    ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None], list[str]]:
+        """Fold `events` into the `locked` purchases; the changed customers, the purchases'
+        owners and the changed customers' aliases."""
         owners_now = {row.app_user_id for row in locked.values() if row.app_user_id}
         erased = await repo.erased_among(conn, owners_now)
         held = {
@@ -149,25 +167,37 @@ class EntitlementService:
         )
         for store in decision.ignored_hints:
             log.warning("link_hint_ignored", store=store.value, reason="not an app_user_id")
-        for user in sorted(decision.new_customers):
-            await repo.ensure_customer(conn, user)
-        for write in decision.writes:
-            await repo.save_purchase(conn, write.state, view(write.state), write.owner)
+        new_customers = sorted(decision.new_customers)
+        writes = list(decision.writes)
+        created: set[str] = set()
+        if len(new_customers) == 1 and len(writes) == 1:
+            # the common case: its one new customer and its one write in one round trip
+            write = writes[0]
+            if await repo.ensure_customer_save_purchase(
+                conn, new_customers[0], write.state, view(write.state), write.owner
+            ):
+                created.add(new_customers[0])
+        else:
+            for user in new_customers:
+                await repo.ensure_customer(conn, user)
+            for write in writes:
+                await repo.save_purchase(conn, write.state, view(write.state), write.owner)
         moved: set[str] = set()
         for transfer in decision.transfers:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
             await self._audit_transfer(conn, transfer, actor, now)
             moved |= {transfer.from_user, *([transfer.to_user] if transfer.to_user else [])}
-        sequences = await repo.record_changes(
+        sequences, changed_aliases = await repo.record_changes_and_aliases(
             conn,
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
             at=now,
             always=moved,
+            created=created,
         )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
-        return frozenset(decision.changed), decision.owners
+        return frozenset(decision.changed), decision.owners, changed_aliases
 
     @staticmethod
     async def _audit_transfer(

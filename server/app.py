@@ -20,6 +20,7 @@ from entitlements import api as entitlements_api
 from entitlements import outbox_api
 from entitlements.access import Catalog
 from entitlements.cache import NoCache, RedisCustomerCache
+from entitlements.database import reset_session
 from entitlements.invalidation import InvalidationListener
 from entitlements.local_cache import LocalReads
 from entitlements.model import Clock
@@ -115,6 +116,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             min_size=settings.database.pool_min_size,
             max_size=settings.database.pool_max_size,
             command_timeout=settings.database.command_timeout,
+            reset=reset_session,
         )
         try:
             async with pool.acquire() as conn:

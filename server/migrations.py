@@ -13,6 +13,8 @@ from importlib import resources
 import asyncpg
 import structlog
 
+from entitlements.database import holds_session_state
+
 log = structlog.get_logger(__name__)
 
 # pg_advisory_lock key: "receiptd" as a number, so unrelated apps do not collide.
@@ -57,6 +59,7 @@ def available() -> list[Migration]:
 async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply every pending migration; returns the versions applied by this call."""
     applied_now: list[int] = []
+    holds_session_state(conn)
     await conn.execute(LOCK, MIGRATION_LOCK_KEY)
     try:
         await conn.execute(CREATE_TABLE)
