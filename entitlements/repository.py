@@ -45,8 +45,8 @@ SELECT app_user_id FROM customers WHERE app_user_id = ANY($1::text[]) AND erased
 # statement of its own AFTER locking the customer: in READ COMMITTED a statement that waited
 # for a lock still reads with its own snapshot, so a locking read would miss what the
 # transaction it waited for committed.
-SELECT_CUSTOMER_RECORD = """
-SELECT c.app_user_id, c.suspended_at,
+# The purchases and grants of customer row `c`, as arrays of anonymous rows.
+_RECORD_ARRAYS = """
     ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
                      expires_at, grace_period_expires_at, purchased_at, is_sandbox,
                      unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
@@ -54,26 +54,18 @@ SELECT c.app_user_id, c.suspended_at,
           FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
           ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
     ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
-          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants
+          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants"""
+_ALIASES_ARRAY = """,
+    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases"""
+_RECORD_COLUMNS = "\nSELECT c.app_user_id, c.suspended_at," + _RECORD_ARRAYS
+_RECORD_FROM = """
 FROM customers c
 WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
 """
+SELECT_CUSTOMER_RECORD = _RECORD_COLUMNS + _RECORD_FROM
 # SELECT_CUSTOMER_RECORD with the customer's aliases, for record_changes: read after the
 # customer lock, which a merge takes too, so no alias of it can appear before commit.
-SELECT_CUSTOMER_RECORD_ALIASES = """
-SELECT c.app_user_id, c.suspended_at,
-    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
-                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
-                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
-                     superseded)
-          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
-          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
-    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
-          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants,
-    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases
-FROM customers c
-WHERE c.app_user_id = coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
-"""
+SELECT_CUSTOMER_RECORD_ALIASES = _RECORD_COLUMNS + _ALIASES_ARRAY + _RECORD_FROM
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
     (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
@@ -161,21 +153,17 @@ FOR NO KEY UPDATE
 # reference it or merged into it before our commit, so this statement's snapshot reads the
 # same as a separate read after the lock. `is_alias` (an alias of the same id, created
 # concurrently): the caller reads the record separately, as SELECT_CUSTOMER_RECORD would.
-LOCK_CREATED_CUSTOMER_RECORD = """
-SELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,
-    ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
-                     expires_at, grace_period_expires_at, purchased_at, is_sandbox,
-                     unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
-                     superseded)
-          FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
-          ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
-    ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
-          FROM grants g WHERE g.app_user_id = c.app_user_id ORDER BY g.id) AS grants,
-    ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1 ORDER BY alias) AS aliases,
+# (S608: a concatenation of this module's constants, no input.)
+LOCK_CREATED_CUSTOMER_RECORD = (
+    "\nSELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,"  # noqa: S608
+    + _RECORD_ARRAYS
+    + _ALIASES_ARRAY
+    + """,
     EXISTS (SELECT 1 FROM customer_aliases WHERE alias = $1) AS is_alias
 FROM customers c WHERE c.app_user_id = $1
 FOR NO KEY UPDATE OF c
 """
+)
 # The feed lock is taken by the statement that appends the event, in the same round trip:
 # the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
 # qualifies, so the event's id is drawn only once the lock is held. Re-taking it for the
