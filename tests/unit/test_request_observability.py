@@ -53,7 +53,8 @@ def test_latency_buckets_are_cumulative_with_le_semantics() -> None:
     assert buckets["0.25"] == 4
     assert buckets["10.0"] == 4
     assert buckets["+Inf"] == 5
-    assert 'receiptd_http_request_duration_seconds_count{method="GET",route="/healthz"} 5.0' in lines
+    count = 'receiptd_http_request_duration_seconds_count{method="GET",route="/healthz"} 5.0'
+    assert count in lines
     total = next(
         float(line.rsplit(" ", 1)[1])
         for line in lines
@@ -101,7 +102,8 @@ def test_the_line_goes_straight_to_a_descriptor_in_order(restore_logging: None) 
     assert [line["event"] for line in lines] == ["before", "http_request", "after"]
     line = lines[1]
     assert {k: line[k] for k in FIELDS} == FIELDS
-    assert line["level"] == "info" and line["logger"] == "receiptd.http"
+    assert line["level"] == "info"
+    assert line["logger"] == "receiptd.http"
     assert datetime.fromisoformat(line["timestamp"]).tzinfo is not None
 
 
@@ -110,4 +112,5 @@ def test_a_stream_without_a_descriptor_gets_the_same_line(restore_logging: None)
     configure_logging(json=True, stream=stream)
     canonical_line("http_request", dict(FIELDS))
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
-    assert line["event"] == "http_request" and line["request_id"] == "r-1"
+    assert line["event"] == "http_request"
+    assert line["request_id"] == "r-1"
