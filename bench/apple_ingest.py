@@ -25,6 +25,7 @@ from pathlib import Path
 import aiohttp
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
+from cpu import cpu_by_role  # bench/cpu.py (this folder is on sys.path)
 
 from receipts.apple import AppleVerifier
 from receipts.apple.chain_cache import CachingChainVerifier
@@ -170,7 +171,12 @@ def main() -> int:
                 for _ in warmup
             ]
             asyncio.run(post_all(url, warm, args.concurrency))
+            cpu_before = cpu_by_role(proc.pid, tmp)
             rate, latencies = asyncio.run(post_all(url, measured, args.concurrency))
+            cpu_used = {
+                role: seconds - cpu_before.get(role, 0.0)
+                for role, seconds in cpu_by_role(proc.pid, tmp).items()
+            }
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -189,6 +195,8 @@ def main() -> int:
     print(f"ratio end-to-end / library verify-only: {rate / lib:.2f}")
     print(f"ratio cached verifier / library verify-only: {ours / lib:.2f}")
     print(f"end-to-end latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    per = ", ".join(f"{role} {seconds / args.n * 1000:.2f}" for role, seconds in cpu_used.items())
+    print(f"CPU ms per notification: {per}")
     return 0
 
 

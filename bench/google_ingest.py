@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cpu import cpu_by_role  # bench/cpu.py (this folder is on sys.path)
 
 from simulators.fake_play import FakePlay
 from simulators.google_signer import GoogleTestKeys, push_envelope, subscription_notification
@@ -160,8 +161,11 @@ async def run(args: argparse.Namespace) -> int:
             for delay_ms in (args.delay_ms, 0.0):
                 fake.delay = delay_ms / 1000
                 bodies = prepare(fake, f"d{int(delay_ms)}", args.n)
+                before = cpu_by_role(proc.pid, tmp)
                 rate, latencies = await post_all(url, bodies, headers, args.concurrency)
-                results.append((f"Play API delay {delay_ms:g} ms", rate, latencies))
+                after = cpu_by_role(proc.pid, tmp)
+                cpu = {role: (after[role] - before[role]) / args.n * 1000 for role in after}
+                results.append((f"Play API delay {delay_ms:g} ms", rate, latencies, cpu))
         finally:
             proc.terminate()  # SIGTERM: the service stops its embedded servers
             try:
@@ -173,10 +177,14 @@ async def run(args: argparse.Namespace) -> int:
             await fake.stop()
     print(f"\nGoogle RTDN ingest, N={args.n} per run, concurrency {args.concurrency}, ")
     print(f"{args.workers} worker(s), load average {os.getloadavg()}")
-    print("| run                      | pushes/s  | p50 ms   | p99 ms   |")
-    print("|--------------------------|-----------|----------|----------|")
-    for label, rate, latencies in results:
-        print(row(label, rate, latencies))
+    print(
+        "| run                      | pushes/s  | p50 ms   | p99 ms   "
+        "| CPU ms per push: receiptd, PostgreSQL, Redis, client + fake Play |"
+    )
+    print("|--------------------------|-----------|----------|----------|------|")
+    for label, rate, latencies, cpu in results:
+        used = ", ".join(f"{cpu[k]:.2f}" for k in ("receiptd", "postgres", "redis", "client"))
+        print(f"{row(label, rate, latencies)} {used} |")
     return 0
 
 

@@ -39,7 +39,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 import redis.asyncio as aredis
-from load import run_wrk, wrk_available  # bench/load.py (this folder is on sys.path)
+from cpu import cpu_by_role  # bench/cpu.py and bench/load.py (this folder is on sys.path)
+from load import run_wrk, wrk_available
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.migrations import migrate
@@ -246,7 +247,14 @@ async def measure(
 ) -> Row:
     row: Row = {"label": label}
     row["load_before"] = load_average()
+    before = cpu_by_role(target.process.pid, args.data_dir)
     row["saturation"] = await saturation(target, customers, args.seconds)
+    after = cpu_by_role(target.process.pid, args.data_dir)
+    served = row["saturation"]["rate"] * args.seconds
+    row["cpu_us_per_request"] = {
+        role: round((after[role] - before[role]) / served * 1e6, 1)
+        for role in ("receiptd", "postgres", "redis")
+    }
     if fixed:
         row["fixed"] = await python_load(target, "fixed", customers, args.seconds, args.rate)
     row["load_after"] = load_average()
@@ -295,6 +303,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     scenarios = set(args.scenarios.split(","))
     with tempfile.TemporaryDirectory(prefix="rcd-bread-", dir="/tmp") as tmp_name:
         tmp = Path(tmp_name)
+        args.data_dir = tmp  # whose PostgreSQL and Redis cpu_by_role counts
         pg = EmbeddedPostgres(tmp / "data")
         server_url = await pg.start()
         redis_server = EmbeddedRedis(tmp / "data")
@@ -368,17 +377,22 @@ def report(rows: list[Row], args: argparse.Namespace) -> None:
     print(f"saturation: {tool}, {args.seconds} s; fixed: {args.rate:.0f} req/s offered, open loop")
     print(
         f"{'':34}{'sat req/s':>10}{'p50':>7}{'p99':>7}  {'@fixed req/s':>12}{'p50':>7}{'p99':>7}"
-        f"  {'RSS MB':>12}  load (1/5/15 min)"
+        f"  {'RSS MB':>12}  {'CPU µs/req (service, PG, Redis)':>32}  load (1/5/15 min)"
     )
     for label, row in by.items():
         sat, fixed = row["saturation"], row.get("fixed") or {}
         assert isinstance(sat, dict)
         assert isinstance(fixed, dict)
         rss = ",".join(str(m) for m in row["rss_mb"])  # type: ignore[attr-defined]
+        cpu = row.get("cpu_us_per_request") or {}
+        assert isinstance(cpu, dict)
+        cpu_text = (
+            " / ".join(f"{cpu[k]:g}" for k in ("receiptd", "postgres", "redis")) if cpu else "—"
+        )
         print(
             f"{label:34}{sat['rate']:>10.0f}{sat['p50_ms']:>7.2f}{sat['p99_ms']:>7.2f}  "
             f"{fixed.get('rate', 0):>12.0f}{fixed.get('p50_ms', 0):>7.2f}"
-            f"{fixed.get('p99_ms', 0):>7.2f}  {rss:>12}  {row['load_before']}"
+            f"{fixed.get('p99_ms', 0):>7.2f}  {rss:>12}  {cpu_text:>32}  {row['load_before']}"
         )
 
     def ratio(a: str, b: str) -> str:

@@ -34,6 +34,7 @@ class _Key:
     name: str
     digest: bytes
     scopes: frozenset[str]
+    principal: Principal  # immutable: built once, shared by every request with this key
 
 
 class Authenticator:
@@ -49,6 +50,7 @@ class Authenticator:
                     else bytes.fromhex(k.key_sha256 or "")
                 ),
                 scopes=frozenset(k.scopes),
+                principal=Principal(name=k.name, scopes=frozenset(k.scopes)),
             )
             for k in settings.api_keys
         ]
@@ -64,7 +66,7 @@ class Authenticator:
             raise Unauthenticated("missing credentials: send Authorization: Bearer <key or token>")
         key = self._match_key(secret)
         if key is not None:
-            return Principal(name=key.name, scopes=key.scopes)
+            return key.principal
         if self._users is not None and secret.count(".") == 2:
             user_id = await self._users.verify(secret)
             return Principal(name="user", user_id=user_id)
@@ -73,12 +75,12 @@ class Authenticator:
     def key_principal(self, secret: str) -> Principal | None:
         """The API key `secret` is (the console's sign-in form), or None."""
         key = self._match_key(secret)
-        return Principal(name=key.name, scopes=key.scopes) if key is not None else None
+        return key.principal if key is not None else None
 
     def named_key(self, name: str) -> Principal | None:
         """The configured API key called `name` (a console session's key), or None."""
         key = next((k for k in self._keys if k.name == name), None)
-        return Principal(name=key.name, scopes=key.scopes) if key is not None else None
+        return key.principal if key is not None else None
 
     def _match_key(self, secret: str) -> _Key | None:
         presented = hashlib.sha256(secret.encode()).digest()
