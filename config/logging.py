@@ -16,6 +16,7 @@ above INFO, logging not configured by this module) it is an ordinary structlog c
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -101,11 +102,19 @@ def canonical_line(event: str, fields: dict[str, Any]) -> None:
     lock = handler.lock
     assert lock is not None  # created by the handler's constructor
     with lock:
-        if _fast_fd is not None:
-            _write_all(_fast_fd, line)
-        else:
-            handler.stream.write(line.decode())
-            handler.flush()
+        try:
+            if _fast_fd is not None:
+                _write_all(_fast_fd, line)
+            else:
+                handler.stream.write(line.decode())
+                handler.flush()
+        except (OSError, ValueError):  # a closed or full stream: as the stdlib handler would,
+            _unwritable(line)  # report it, but never fail the request over its log line
+
+
+def _unwritable(line: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"--- Logging error --- could not write: {line.decode().rstrip()}\n")
 
 
 def _write_all(fd: int, data: bytes) -> None:

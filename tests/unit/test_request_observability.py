@@ -114,3 +114,14 @@ def test_a_stream_without_a_descriptor_gets_the_same_line(restore_logging: None)
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["event"] == "http_request"
     assert line["request_id"] == "r-1"
+
+
+def test_an_unwritable_stream_never_fails_the_request(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: every write is EPIPE
+    with os.fdopen(write_end, "w") as stream:
+        configure_logging(json=True, stream=stream)
+        canonical_line("http_request", dict(FIELDS))  # must not raise
+    assert "could not write" in capsys.readouterr().err
