@@ -392,49 +392,22 @@ async def record_changes(
     *,
     at: datetime,
     always: Collection[str] = (),
-) -> dict[str, int]:
+    with_aliases: bool = False,
+    created: Collection[str] = (),
+) -> tuple[dict[str, int], list[str]]:
     """Append change-feed events for customers whose entitlement snapshot changed, and for
     those in `always` (an operator action, a transfer: an event even if nothing shows).
 
     `changes` holds (app_user_id, event type); `snapshot_of` computes the entitlements of a
-    locked customer's record. Returns the new sequence per customer that got an event. Call
-    after all other writes of the transaction: customers are locked in id order, then the
-    feed lock is taken and held until commit, so lock order is always purchases →
-    customers → feed (no deadlocks) and feed ids are in commit order.
+    locked customer's record. Call after all other writes of the transaction: customers are
+    locked in id order, then the feed lock is taken and held until commit, so lock order is
+    always purchases → customers → feed (no deadlocks) and feed ids are in commit order.
+
+    With `with_aliases`, also every alias of the changed customers (as `aliases_of`, read
+    with each customer's record under its lock: no extra round trip); `created`: customer
+    rows this transaction inserted (locked and read in one statement). Returns the new
+    sequence per customer that got an event, and those aliases.
     """
-    sequences, _aliases = await _record_changes(
-        conn, changes, snapshot_of, at=at, always=always, with_aliases=False
-    )
-    return sequences
-
-
-async def record_changes_and_aliases(
-    conn: asyncpg.Connection,
-    changes: list[tuple[str, str]],
-    snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
-    *,
-    at: datetime,
-    always: Collection[str] = (),
-    created: Collection[str] = (),
-) -> tuple[dict[str, int], list[str]]:
-    """`record_changes`, and every alias of the changed customers (as `aliases_of`, read
-    with each customer's record under its lock: no extra round trip). `created`: customer
-    rows this transaction inserted (locked and read in one statement)."""
-    return await _record_changes(
-        conn, changes, snapshot_of, at=at, always=always, with_aliases=True, created=created
-    )
-
-
-async def _record_changes(
-    conn: asyncpg.Connection,
-    changes: list[tuple[str, str]],
-    snapshot_of: Callable[[CustomerRecord], dict[str, Any]],
-    *,
-    at: datetime,
-    always: Collection[str],
-    with_aliases: bool,
-    created: Collection[str] = (),
-) -> tuple[dict[str, int], list[str]]:
     pending: list[tuple[str, str, str]] = []
     aliases: set[str] = set()
     for app_user_id, event_type in sorted(changes):

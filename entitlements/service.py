@@ -187,12 +187,13 @@ class EntitlementService:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
             await self._audit_transfer(conn, transfer, actor, now)
             moved |= {transfer.from_user, *([transfer.to_user] if transfer.to_user else [])}
-        sequences, changed_aliases = await repo.record_changes_and_aliases(
+        sequences, changed_aliases = await repo.record_changes(
             conn,
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
             at=now,
             always=moved,
+            with_aliases=True,
             created=created,
         )
         for user, sequence in sequences.items():
