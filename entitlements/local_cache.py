@@ -41,6 +41,12 @@ class Rendered:
     stored_at: float = 0.0
 
 
+def holds_at(rendered: Rendered, now: datetime) -> bool:
+    """True when `rendered` is the answer at `now` too (nothing flipped in between)."""
+    until = rendered.valid_until
+    return rendered.rendered_at <= now and (until is None or now < until)
+
+
 class LocalReads:
     """app_user_id → Rendered, for this process only."""
 
@@ -57,8 +63,7 @@ class LocalReads:
             return None
         if (
             not self.enabled
-            or now < entry.rendered_at
-            or (entry.valid_until is not None and now >= entry.valid_until)
+            or not holds_at(entry, now)
             or time.monotonic() - entry.stored_at > self._max_age
         ):
             self._entries.pop(app_user_id, None)

@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 
 from entitlements.access import Catalog, CustomerRecord, customer_object, next_change, rfc3339
-from entitlements.local_cache import Rendered
+from entitlements.local_cache import Rendered, holds_at
+
+__all__ = ["as_of", "body_of", "decode", "encode", "entitlements_in", "holds_at", "render"]
 
 
 def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
@@ -54,12 +56,6 @@ def decode(raw: bytes) -> Rendered:
         rendered_at=datetime.fromisoformat(data["r"]),
         valid_until=datetime.fromisoformat(until) if until is not None else None,
     )
-
-
-def holds_at(rendered: Rendered, now: datetime) -> bool:
-    """True when `rendered` is the answer at `now` too (nothing flipped in between)."""
-    until = rendered.valid_until
-    return rendered.rendered_at <= now and (until is None or now < until)
 
 
 def entitlements_in(rendered: Rendered) -> dict[str, Any]:

@@ -100,9 +100,8 @@ class EntitlementService:
         transaction (not for a duplicate).
         """
         now = self._clock()
-        touched = sorted({purchase_id for _store, purchase_id in keys_to_lock(events)})
-
         keys = keys_to_lock(events)
+        touched = sorted({purchase_id for _store, purchase_id in keys})
 
         async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
