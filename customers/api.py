@@ -12,9 +12,9 @@ from aiohttp import web
 
 from entitlements.api import customer_payload
 from entitlements.customer_repository import Actor
-from entitlements.errors import InvalidRequest, UnknownEntitlement
+from entitlements.errors import Forbidden, InvalidRequest, Unauthenticated, UnknownEntitlement
 from entitlements.grants import grant_expiry, reason_of
-from entitlements.permissions import caller
+from entitlements.permissions import ADMIN, caller
 from server.http import (
     actor_of,
     app_user_id_from,
@@ -22,7 +22,7 @@ from server.http import (
     json_object,
     json_response,
 )
-from server.keys import CLOCK, OPERATIONS, SERVICE
+from server.keys import AUTHENTICATOR, CLOCK, OPERATIONS, SERVICE
 
 routes = web.RouteTableDef()
 
@@ -71,18 +71,35 @@ async def post_unsuspend(request: web.Request) -> web.Response:
 
 @routes.post("/v1/customers/{app_user_id}/aliases")
 async def post_alias(request: web.Request) -> web.Response:
+    """Merge an alias into the customer. An admin key needs nothing more; the customer's own
+    user token must also carry `alias_token`, a user token whose `sub` is the alias (proof
+    that the caller holds it), or nothing changes (403)."""
     app_user_id = app_user_id_from(request)
     principal = await caller(request)
-    if not (principal.has("admin") or principal.user_id == app_user_id):
-        principal.require_admin()  # raises Forbidden
+    if not (principal.has(ADMIN) or principal.user_id == app_user_id):
+        raise Forbidden
     body = json_object(await request.read())
-    _only(body, {"alias"})
+    _only(body, {"alias", "alias_token"})
     alias = body.get("alias")
     if not isinstance(alias, str):
         raise InvalidRequest("alias is required")
     app_user_id_from_value(alias)
+    if not principal.has(ADMIN):
+        await _prove_alias(request, alias, body.get("alias_token"))
     customer = await request.app[OPERATIONS].add_alias(app_user_id, alias, actor_of(principal))
     return json_response(await customer_payload(request, customer))
+
+
+async def _prove_alias(request: web.Request, alias: str, token: object) -> None:
+    """A user may merge only an id it holds: `token` must be a valid user token for `alias`."""
+    if not isinstance(token, str) or not token:
+        raise Forbidden("alias_token is required: a user token whose subject is the alias")
+    try:
+        subject = await request.app[AUTHENTICATOR].user_subject(token)
+    except Unauthenticated:
+        raise Forbidden("alias_token is not a valid user token") from None
+    if subject != alias:
+        raise Forbidden("alias_token is a user token for another id than the alias")
 
 
 @routes.get("/v1/customers/{app_user_id}/export")

@@ -53,6 +53,10 @@ class Authenticator(Protocol):
 
     async def authenticate(self, request: web.Request) -> Principal: ...
 
+    async def user_subject(self, token: str) -> str:
+        """The `sub` of a valid user token (Unauthenticated otherwise)."""
+        ...
+
 
 async def caller(request: web.Request) -> Principal:
     """The authenticated caller of this request (401 when there is none)."""

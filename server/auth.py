@@ -72,6 +72,13 @@ class Authenticator:
             return Principal(name="user", user_id=user_id)
         raise Unauthenticated("invalid credentials")
 
+    async def user_subject(self, token: str) -> str:
+        """The `sub` of a valid user token (a proof that its bearer holds that app user id,
+        e.g. an alias); Unauthenticated when user tokens are off or the token is invalid."""
+        if self._users is None or token.count(".") != 2:
+            raise Unauthenticated("invalid user token")
+        return await self._users.verify(token)
+
     def key_principal(self, secret: str) -> Principal | None:
         """The API key `secret` is (the console's sign-in form), or None."""
         key = self._match_key(secret)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import jwt
 import pytest
 import redis.asyncio as aredis
 from aiohttp import web
@@ -35,6 +37,8 @@ ADMIN_KEY = "test-admin-key-0123456789"
 READER_KEY = "test-reader-key-0123456789"
 WRITER_KEY = "test-writer-key-0123456789"
 USER_TOKEN_SECRET = "test-user-token-secret-0123456789abcdef"
+USER_TOKEN_ISSUER = "https://id.receiptd.test/"
+USER_TOKEN_AUDIENCE = "receiptd"
 DEFAULT_TEST_NOW = "2026-11-25T10:00:00Z"
 TEST_NOW_VARIABLE = "TEST_CLOCK_START"
 
@@ -210,7 +214,11 @@ def base_config(database_url: str, redis_url: str, data_dir: Path) -> dict[str, 
                 {"name": "reader", "key": READER_KEY, "scopes": ["customers:read"]},
                 {"name": "writer", "key": WRITER_KEY, "scopes": ["purchases:write"]},
             ],
-            "user_tokens": {"secret": USER_TOKEN_SECRET, "issuer": "", "audience": "receiptd"},
+            "user_tokens": {
+                "secret": USER_TOKEN_SECRET,
+                "issuer": USER_TOKEN_ISSUER,
+                "audience": USER_TOKEN_AUDIENCE,
+            },
         },
     }
 
@@ -250,3 +258,24 @@ async def client(
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def user_token(
+    sub: str, *, secret: str = USER_TOKEN_SECRET, exp_in: int = 600, **claims: Any
+) -> str:
+    """An HS256 app user token for `sub` as the test configuration's identity provider would
+    issue it. `exp` from the real clock on purpose: the service checks it with PyJWT against
+    the real clock, not the injected one (an auth token, not store data)."""
+    body = {
+        "sub": sub,
+        "iss": USER_TOKEN_ISSUER,
+        "aud": USER_TOKEN_AUDIENCE,
+        "exp": int(time.time()) + exp_in,
+        **claims,
+    }
+    return jwt.encode(body, secret, algorithm="HS256")
+
+
+def user_auth(sub: str) -> dict[str, str]:
+    """The Authorization header of `user_token(sub)`."""
+    return auth(user_token(sub))

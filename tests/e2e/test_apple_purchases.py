@@ -4,10 +4,8 @@ HTTP on 127.0.0.1, linked to the user under the transfer policy."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,7 +16,7 @@ from simulators.apple_ca import (
     renewal_payload,
     transaction_payload,
 )
-from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
 from tests.fakes.fake_appstore import FakeAppStore, app_receipt
 
@@ -79,16 +77,6 @@ def signed_tx(
             signed_date=clock.now,
             **{"expires_date": clock.now + timedelta(days=29), **extra},
         )
-    )
-
-
-def user_token(sub: str) -> str:
-    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
-    # the injected one. An auth token, not store data.
-    return jwt.encode(
-        {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
-        USER_TOKEN_SECRET,
-        algorithm="HS256",
     )
 
 

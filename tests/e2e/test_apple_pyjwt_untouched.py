@@ -12,7 +12,6 @@ import inspect
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from jwt import api_jws, api_jwt
 from receipts.apple.fast_jws import FastSignedDataVerifier
 from server.keys import APPLE
 from simulators.apple_ca import TestCA
-from tests.conftest import USER_TOKEN_SECRET
+from tests.conftest import user_token
 from tests.e2e.apple_helpers import apple_config, scenario
 
 
@@ -114,15 +113,6 @@ def apple_ca(tmp_path_factory) -> tuple[TestCA, Path]:
     ca = TestCA.generate()
     ca.save(ca_dir)
     return ca, ca_dir
-
-
-def user_token(sub: str) -> str:
-    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock.
-    return jwt.encode(
-        {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
-        USER_TOKEN_SECRET,
-        algorithm="HS256",
-    )
 
 
 async def test_running_app_leaves_pyjwt_as_shipped(

@@ -5,7 +5,6 @@ store data signed by the local Apple test CA (the production verification path).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from entitlements.duration import parse_duration
 from simulators.apple_ca import TestCA
-from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_auth
 from tests.e2e.apple_helpers import apple_config, scenario
 
 GRANTS = "/v1/customers/{}/entitlements/premium/grants"
@@ -37,13 +36,7 @@ async def app(make_client, config, apple_ca):
 
 
 def user_token(sub: str) -> dict[str, str]:
-    # The real clock on purpose: PyJWT checks `exp` against it. Auth, not store data.
-    token = jwt.encode(
-        {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
-        USER_TOKEN_SECRET,
-        algorithm="HS256",
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return user_auth(sub)
 
 
 def iso(when) -> str:
@@ -273,7 +266,11 @@ async def test_alias_merge_moves_purchases_and_reads_answer_for_the_customer(
     await call(app, "POST", GRANTS.format(anon), json={"duration": "P1M"})
     assert (await customer(app, anon))["entitlements"]["premium"]["active"] is True
     status, got = await call(
-        app, "POST", "/v1/customers/u-1/aliases", headers=user_token("u-1"), json={"alias": anon}
+        app,
+        "POST",
+        "/v1/customers/u-1/aliases",
+        headers=user_token("u-1"),
+        json={"alias": anon, "alias_token": user_token(anon)["Authorization"].split()[1]},
     )
     assert status == 200
     assert got["app_user_id"] == "u-1"
@@ -430,7 +427,7 @@ async def test_erasure_leaves_no_trace_of_the_person(app, apple_ca, clock, datab
         "POST",
         f"/v1/customers/{user}/aliases",
         headers=user_token(user),
-        json={"alias": email},
+        json={"alias": email, "alias_token": user_token(email)["Authorization"].split()[1]},
     )
     await call(app, "POST", f"/v1/customers/{user}/suspend", json={})
     await call(app, "GET", f"/v1/customers/{user}/export")

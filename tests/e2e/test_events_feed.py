@@ -4,15 +4,13 @@ writers run in parallel, against real PostgreSQL and Redis."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 
-import jwt
 import pytest
 
 from entitlements.feed import encode_cursor
 from server.keys import SERVICE
-from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
 from tests.factories import subscription_event
 
 
@@ -148,11 +146,7 @@ async def test_who_may_read_the_feed(client) -> None:
     assert (await feed(client, key=READER_KEY))[0] == 200
     assert (await feed(client, key=ADMIN_KEY))[0] == 200
     assert (await feed(client, key=WRITER_KEY))[0] == 403
-    token = jwt.encode(
-        {"sub": "u-1", "aud": "receiptd", "exp": int(time.time()) + 600},  # auth: real clock
-        USER_TOKEN_SECRET,
-        algorithm="HS256",
-    )
+    token = user_token("u-1")
     resp = await client.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 403  # a user may not read everyone's changes
     assert (await client.get("/v1/events")).status == 401

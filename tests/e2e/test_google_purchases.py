@@ -4,14 +4,12 @@ and acknowledged after the commit."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import jwt
 import pytest
 
 from simulators.play_purchases import product_purchase, subscription_purchase
-from tests.conftest import USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.conftest import WRITER_KEY, auth, user_auth
 from tests.e2e import google_helpers
 from tests.e2e.google_helpers import (
     COINS,
@@ -48,14 +46,7 @@ async def submit(client, payload: dict[str, Any], headers=None) -> tuple[int, di
 
 
 def user_token(sub: str) -> dict[str, str]:
-    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
-    # the injected one. An auth token, not store data.
-    token = jwt.encode(
-        {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + 600},
-        USER_TOKEN_SECRET,
-        algorithm="HS256",
-    )
-    return {"Authorization": f"Bearer {token}"}
+    return user_auth(sub)
 
 
 def api_paths(fake) -> list[str]:

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-import jwt
 import pytest
 from structlog.testing import capture_logs
 
 from entitlements.api import SERVICE
 from entitlements.model import PeriodType, Status
-from tests.conftest import ADMIN_KEY, READER_KEY, USER_TOKEN_SECRET, WRITER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
 from tests.contract import ENTITLEMENT_FIELDS
 from tests.factories import subscription_event
-
-
-def user_token(sub: str, *, secret: str = USER_TOKEN_SECRET, exp_in: int = 600) -> str:
-    # Real clock on purpose: the service checks `exp` with PyJWT against the real clock, not
-    # the injected one. An auth token, not store data.
-    return jwt.encode(
-        {"sub": sub, "aud": "receiptd", "exp": int(time.time()) + exp_in},
-        secret,
-        algorithm="HS256",
-    )
 
 
 def iso(when: datetime) -> str:
