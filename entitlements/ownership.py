@@ -5,7 +5,11 @@ Pure: the service locks the rows, asks `decide`, then writes what it says. Rules
   the customer it was merged into.
 - A purchase submitted by an app belongs to the submitter; a purchase already linked to
   someone else moves under the "transfer" policy (both users get a change) or is refused
-  under "keep" (`PurchaseOwnedByAnotherUser`, 409). A purchase left with the pseudonym of an
+  under "keep" (`PurchaseOwnedByAnotherUser`, 409). It moves only when the submission
+  `proven` that its bearer holds the purchase (a verified store-signed transaction, a Play
+  purchase token, or a backend key vouching for its users): a bare transaction id proves
+  nothing, so an unproven submission that touches another user's purchase is refused
+  whatever the policy, and the whole batch with it. A purchase left with the pseudonym of an
   erased customer moves to whoever submits it, whatever the policy.
 - Otherwise a linked purchase keeps its owner; an unlinked one is linked by the store's hint
   (Apple's app account token, Google's obfuscated account id) when the hint is a valid app
@@ -24,6 +28,10 @@ from entitlements.model import EventKind, PurchaseState, Store, StoreEvent, is_a
 from entitlements.state import apply, mark_superseded
 
 TransferPolicy = Literal["transfer", "keep"]
+UNPROVEN_CLAIM = (
+    "the purchase belongs to another user; a transaction id or receipt does not prove that "
+    "you hold it: submit the signed transaction"
+)
 Key = tuple[Store, str]
 
 
@@ -83,9 +91,11 @@ def decide(
     submitted_by: str | None,
     policy: TransferPolicy,
     aliases: Mapping[str, str] | None = None,
+    proven: bool = False,
 ) -> Decision:
     """Fold each purchase's statements and decide owners; `held` has every `keys_to_lock`,
-    `aliases` maps the aliases among the submitter and the store hints to their customers."""
+    `aliases` maps the aliases among the submitter and the store hints to their customers,
+    `proven` says whether the submitter proved it holds the submitted purchases."""
     aliases = aliases or {}
     if submitted_by is not None:
         submitted_by = aliases.get(submitted_by, submitted_by)
@@ -106,7 +116,7 @@ def decide(
         for event in batch:
             state = apply(state, event)
         assert state is not None
-        owner, hint_ignored = _new_owner(current, batch, submitted_by, policy, aliases)
+        owner, hint_ignored = _new_owner(current, batch, submitted_by, policy, aliases, proven)
         if hint_ignored:
             ignored.append(key[0])
         if owner is None and state.supersedes is not None:
@@ -165,11 +175,14 @@ def _new_owner(
     submitted_by: str | None,
     policy: TransferPolicy,
     aliases: Mapping[str, str],
+    proven: bool,
 ) -> tuple[str | None, bool]:
     """The owner after this batch, and whether a store link hint had to be ignored."""
     owner = current.owner
     if submitted_by is not None:
         taken = owner is not None and owner != submitted_by and not current.owner_erased
+        if taken and not proven:
+            raise PurchaseOwnedByAnotherUser(UNPROVEN_CLAIM)
         if taken and policy == "keep":
             raise PurchaseOwnedByAnotherUser
         return submitted_by, False

@@ -89,14 +89,16 @@ class EntitlementService:
         events: Sequence[StoreEvent],
         *,
         submitted_by: str | None = None,
+        proven: bool = False,
         also: TransactionWrite | None = None,
         actor: Actor | None = None,
     ) -> IngestOutcome:
         """Journal `note` (if given) and fold `events` into stored state, atomically.
 
         `submitted_by` links every purchase in `events` to that user (app submission,
-        under the transfer policy; `actor` is who submitted, for the audit of a transfer);
-        otherwise store link hints link unlinked purchases. `also` runs in the same
+        under the transfer policy when `proven` — the submitter proved it holds them — else
+        only purchases without another owner; `actor` is who submitted, for the audit of a
+        transfer); otherwise store link hints link unlinked purchases. `also` runs in the same
         transaction (not for a duplicate).
         """
         now = self._clock()
@@ -124,7 +126,13 @@ class EntitlementService:
                     if key not in locked:
                         locked[key] = await repo.lock_purchase(conn, *key)
                 changed, owners, aliases = await self._apply_all(
-                    conn, events, locked, submitted_by=submitted_by, actor=actor, now=now
+                    conn,
+                    events,
+                    locked,
+                    submitted_by=submitted_by,
+                    proven=proven,
+                    actor=actor,
+                    now=now,
                 )
             status = note.result if note is not None else "processed"
             outcome = IngestOutcome(status=status, changed_users=changed, purchase_users=owners)
@@ -142,6 +150,7 @@ class EntitlementService:
         locked: dict[tuple[Store, str], repo.LockedPurchase],
         *,
         submitted_by: str | None,
+        proven: bool,
         actor: Actor | None,
         now: datetime,
     ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None], list[str]]:
@@ -163,6 +172,7 @@ class EntitlementService:
             submitted_by=submitted_by,
             policy=self._transfer_policy,
             aliases=aliases,
+            proven=proven,
         )
         for store in decision.ignored_hints:
             log.warning("link_hint_ignored", store=store.value, reason="not an app_user_id")

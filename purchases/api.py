@@ -19,7 +19,7 @@ from aiohttp import web
 
 from entitlements.api import customer_payload
 from entitlements.errors import InvalidRequest
-from entitlements.permissions import caller
+from entitlements.permissions import WRITE, caller
 from entitlements.repository import NotificationRow
 from receipts.errors import ProductNotOurs, SubmissionNotSupported
 from receipts.port import SUBMISSION, SUBMISSION_FIELDS, Resolution, StoreAdapter
@@ -69,6 +69,8 @@ async def post_purchase(request: web.Request) -> web.Response:
         journal_row(adapter, submission, resolution, now),
         resolution.events,
         submitted_by=app_user_id,
+        # A backend key vouches for its users; a user token needs the store's proof.
+        proven=resolution.proves_holding or principal.has(WRITE),
         also=resolution.write,
         actor=actor_of(principal),
     )

@@ -98,6 +98,10 @@ class Resolution:
     after_commit: Callable[[], Awaitable[None]] = no_follow_up
     log: Mapping[str, Any] = field(default_factory=dict)
     reads: tuple[StoreRead, ...] = ()
+    # A submission only: whether its proof shows that the bearer holds the purchases (a
+    # store-signed transaction verified here, a Play purchase token), rather than naming
+    # them (a transaction id, a legacy receipt whose signature is not checked).
+    proves_holding: bool = False
 
 
 @dataclass(frozen=True, slots=True)

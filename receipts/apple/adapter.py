@@ -232,6 +232,10 @@ class AppleStore:
             transaction_id = transaction_id_from_receipt(body[proof])
         else:
             transaction_id = body[proof]
+        # Only a transaction Apple signed, verified here, shows that the bearer holds it (and
+        # the account whose history it pulls); a transaction id or a receipt (whose PKCS#7
+        # signature is not checked) only names one (contract §3, proof of ownership).
+        holds = proof == "signed_transaction"
         recorder = ReadRecorder(self.reads_from)
         api = self._api(recorder)
         if api is None:
@@ -239,9 +243,11 @@ class AppleStore:
                 raise SubmissionNotSupported(
                     "App Store Server API credentials are not configured; submit signed_transaction"
                 )
-            return Resolution(self.terms.apply(events))
+            return Resolution(self.terms.apply(events), proves_holding=holds)
         events += await api.fetch_purchase_events(transaction_id, environment_hint=environment)
-        return Resolution(self.terms.apply(events), reads=tuple(recorder.reads))
+        return Resolution(
+            self.terms.apply(events), reads=tuple(recorder.reads), proves_holding=holds
+        )
 
 
 def _original_transaction_id(notification: AppleNotification) -> str | None:

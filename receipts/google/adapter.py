@@ -296,7 +296,9 @@ class GooglePlayStore:
         )
         # The 3-day rule: settle whatever is pending for the token, even an earlier row.
         resolution = self._resolution(read, package, token, "processed", None, always_settle=True)
-        return replace(resolution, reads=tuple(recorder.reads))
+        # A purchase token is a secret of the device that bought: whoever holds it holds the
+        # purchase (contract §3, proof of ownership).
+        return replace(resolution, reads=tuple(recorder.reads), proves_holding=True)
 
     def _resolution(
         self,

@@ -27,8 +27,8 @@ def held(state_of=None, owner=None):
     return Held(apply(None, state_of) if state_of is not None else None, owner)
 
 
-def run(holds, events, submitted_by=None, policy="transfer"):
-    return decide(holds, events, submitted_by=submitted_by, policy=policy)
+def run(holds, events, submitted_by=None, policy="transfer", proven=True):
+    return decide(holds, events, submitted_by=submitted_by, policy=policy, proven=proven)
 
 
 def test_keys_to_lock_cover_replaced_purchases_in_one_order() -> None:
@@ -58,6 +58,27 @@ def test_transfer_policy_moves_and_tells_both_users() -> None:
     assert d.owners == {A: "u-2"}
     assert d.changed == {"u-1": "transferred", "u-2": "transferred"}
     assert d.transfers == (Transfer(Store.APP_STORE, "otx-1", "u-1", "u-2"),)
+
+
+@pytest.mark.parametrize("policy", ["transfer", "keep"])
+def test_an_unproven_claim_never_moves_another_users_purchase(policy) -> None:
+    """A bare transaction id proves nothing: whatever the policy, another user's purchase is
+    refused (the whole batch), while unowned, own and erased owners' purchases link."""
+    owned, unowned = held(event(), "u-1"), held()
+    b = (Store.APP_STORE, "otx-2")
+    with pytest.raises(PurchaseOwnedByAnotherUser, match="does not prove"):
+        run({A: unowned, b: owned}, [event(), event(b)], "u-2", policy, proven=False)
+    d = run({A: unowned}, [event()], "u-2", policy, proven=False)
+    assert (d.owners, d.transfers) == ({A: "u-2"}, ())
+    own = run({A: owned}, [event()], "u-1", policy, proven=False)
+    assert (own.owners, own.transfers) == ({A: "u-1"}, ())
+    erased = Held(apply(None, event()), "erased:abc", owner_erased=True)
+    assert run({A: erased}, [event()], "u-2", policy, proven=False).owners == {A: "u-2"}
+
+
+def test_unproven_is_the_default() -> None:
+    with pytest.raises(PurchaseOwnedByAnotherUser):
+        decide({A: held(event(), "u-1")}, [event()], submitted_by="u-2", policy="transfer")
 
 
 def test_keep_policy_refuses_another_user_but_not_the_owner() -> None:
