@@ -116,7 +116,9 @@ def decide(
         for event in batch:
             state = apply(state, event)
         assert state is not None
-        owner, hint_ignored = _new_owner(current, batch, submitted_by, policy, aliases, proven)
+        owner, hint_ignored = _new_owner(
+            current, batch, submitted_by, policy, aliases, proven=proven
+        )
         if hint_ignored:
             ignored.append(key[0])
         if owner is None and state.supersedes is not None:
@@ -175,6 +177,7 @@ def _new_owner(
     submitted_by: str | None,
     policy: TransferPolicy,
     aliases: Mapping[str, str],
+    *,
     proven: bool,
 ) -> tuple[str | None, bool]:
     """The owner after this batch, and whether a store link hint had to be ignored."""

@@ -15,13 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
-from tests.e2e.test_apple_purchases import (  # noqa: F401  (fixtures)
-    api_client,
-    api_key,
-    ca_dir,
-    fake_api,
-    signed_tx,
-)
+from tests.e2e.test_apple_purchases import signed_tx
 from tests.fakes.fake_appstore import app_receipt
 
 
@@ -50,7 +44,7 @@ async def audit_rows(client) -> int:
 
 
 @pytest.fixture
-async def victim(api_client, fake_api, ca_dir, clock) -> str:  # noqa: F811
+async def victim(api_client, fake_api, ca_dir, clock) -> str:
     """ "victim" holds 6001 (submitted as a verified signed transaction) and, in the same Apple
     account's history, 6002 (linked by the history pull)."""
     ca = ca_dir[0]
@@ -91,7 +85,7 @@ async def test_bare_id_or_receipt_cannot_take_an_owned_purchase(
     victim,
     form,
     policy,
-    target,  # noqa: F811
+    target,
 ) -> None:
     client = api_client
     if policy == "keep":
@@ -112,7 +106,7 @@ async def test_history_pull_cannot_take_the_victims_other_purchases(
     fake_api,
     ca_dir,
     clock,
-    victim,  # noqa: F811
+    victim,
 ) -> None:
     """The attacker names an unowned transaction of the same account: its history pull would
     link the victim's purchases too; the whole submission is refused."""
@@ -136,7 +130,7 @@ async def test_bare_id_links_unowned_and_own_purchases(
     api_client,
     fake_api,
     ca_dir,
-    clock,  # noqa: F811
+    clock,
 ) -> None:
     fake_api.add_transaction(signed_tx(ca_dir[0], clock, "6101"))
     body = {"app_user_id": "u-1", "store": "app_store", "transaction_id": "6101"}
@@ -151,7 +145,7 @@ async def test_verified_signed_transaction_is_proof(
     api_client,
     ca_dir,
     clock,
-    victim,  # noqa: F811
+    victim,
 ) -> None:
     """Whoever holds the store-signed transaction holds the purchase (restore on a new
     account): under the default policy it moves."""
@@ -164,7 +158,7 @@ async def test_verified_signed_transaction_is_proof(
 
 
 @pytest.mark.parametrize("key", [WRITER_KEY, ADMIN_KEY])
-async def test_backend_key_vouches_for_its_users(api_client, victim, key) -> None:  # noqa: F811
+async def test_backend_key_vouches_for_its_users(api_client, victim, key) -> None:
     body = {"app_user_id": "u-2", "store": "app_store", "transaction_id": "6001"}
     status, answer = await submit(api_client, body, key)
     assert status == 200, answer
