@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _SHARED: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -74,6 +75,34 @@ def configure_logging(
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # pgserver logs every pg_ctl command line at INFO; only its problems matter here.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    quiet_malformed_requests()
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a header line over 8 KiB, a bad request line)
+    at ERROR with a traceback, before any handler or middleware runs. That is the client's
+    mistake, and anyone can send it as often as they like: one WARNING line naming the
+    parser's verdict, no traceback, so it can neither flood the logs nor page anyone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "bad_http_request: %s (%s)"
+            record.args = (type(exc).__name__, exc.code)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_MALFORMED = _MalformedRequests()
+
+
+def quiet_malformed_requests() -> None:
+    """Install the `_MalformedRequests` filter on aiohttp's server logger (idempotent)."""
+    logger = logging.getLogger("aiohttp.server")
+    if _MALFORMED not in logger.filters:
+        logger.addFilter(_MALFORMED)
 
 
 _fast: logging.StreamHandler[TextIO] | None = None

@@ -46,7 +46,7 @@ def _open_string(text: str, depth: int, *, base64_ok: bool = False) -> Any:
     if stripped[:1] in "{[":
         try:
             return _walk(json.loads(stripped), depth + 1)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if _JWS.match(stripped):
         parts = stripped.split(".")
@@ -65,6 +65,6 @@ def _b64_json(segment: str) -> Any:
     for decoder in (base64.urlsafe_b64decode, base64.b64decode):
         try:
             return json.loads(decoder(padded))
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+        except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
             continue
     return None

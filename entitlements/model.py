@@ -16,14 +16,27 @@ from typing import Any
 # The service's clock: injected everywhere time is read (tests move it instead of sleeping).
 Clock = Callable[[], datetime]
 
-# App user ids: what apps use in practice (UUIDs, numeric ids, RevenueCat-style
-# "$RCAnonymousID:…", emails) without path separators, spaces or control characters.
-_APP_USER_ID = re.compile(r"^[A-Za-z0-9._:@$+\-=~|]{1,200}$")
+# App user ids (contract §2): 1-128 characters without control characters or whitespace.
+# Also refused: the other invisible characters (Unicode format characters such as U+200B, and
+# surrogates), so that two ids never look the same in the console or the audit log. `\Z`,
+# not `$`: `$` also matches before a trailing newline ("u-1\n" would pass for "u-1").
+APP_USER_ID_MAX = 128
+
+
+# Unicode categories Cc, Cf, Cs, Zs, Zl, Zp and whatever str.isspace() calls space, as one
+# character class (tests/unit/test_app_user_ids.py recomputes it from unicodedata).
+INVISIBLE = (
+    "\x00-\x20\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u1680"
+    "\u180e\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ud800-\udfff\ufeff"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_APP_USER_ID = re.compile(f"[^{INVISIBLE}]{{1,{APP_USER_ID_MAX}}}\\Z")
 
 
 def is_app_user_id(value: str) -> bool:
     """Whether `value` can name a customer (and so be read back at /v1/customers/{id})."""
-    return bool(_APP_USER_ID.match(value))
+    return _APP_USER_ID.match(value) is not None
 
 
 class Store(StrEnum):

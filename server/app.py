@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 import console
+from config.logging import quiet_malformed_requests
 from config.settings import Settings
 from customers import api as customers_api
 from entitlements import api as entitlements_api
@@ -64,6 +65,7 @@ def utc_now() -> datetime:
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
     """Build the application; resources are created by its cleanup contexts at start-up."""
     registry = CollectorRegistry()
+    quiet_malformed_requests()  # a client's unparsable request is not our error (logging)
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[build_middleware(HttpMetrics(registry))],

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from entitlements.customer_repository import Actor
 from entitlements.errors import InvalidRequest
-from entitlements.model import is_app_user_id
+from entitlements.model import APP_USER_ID_MAX, is_app_user_id
 from entitlements.permissions import Principal
 
 
@@ -18,7 +18,8 @@ def app_user_id_from_value(value: str) -> str:
     """A validated app user id (400 on bad characters or length)."""
     if not is_app_user_id(value):
         raise InvalidRequest(
-            "app_user_id must be 1-200 characters of A-Z a-z 0-9 . _ : @ $ + - = ~ |"
+            f"app_user_id must be 1-{APP_USER_ID_MAX} characters without control characters "
+            "or whitespace"
         )
     return value
 
@@ -34,6 +35,8 @@ def json_object(body: bytes, error: type[Exception] = InvalidRequest) -> dict[st
         document: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise error("body is not JSON") from None
+    except RecursionError:  # not a ValueError: deeply nested arrays or objects
+        raise error("body is nested too deeply") from None
     if not isinstance(document, dict):
         raise error("body must be a JSON object")
     return document

@@ -265,7 +265,7 @@ def signed_payload_of(body: bytes) -> str:
     """The `signedPayload` string of an Apple notification body (MalformedPayload otherwise)."""
     try:
         document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: too deeply nested
         raise MalformedPayload("body is not JSON") from None
     if not isinstance(document, dict):
         raise MalformedPayload("body must be a JSON object")
@@ -281,7 +281,7 @@ def _unverified_uuid(signed: str) -> str:
         segment = signed.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
         uuid = claims.get("notificationUUID")
-    except (IndexError, ValueError, AttributeError):
+    except (IndexError, ValueError, AttributeError, RecursionError):
         return "(unreadable)"
     readable = isinstance(uuid, str) and uuid.isascii() and uuid.isprintable() and len(uuid) <= 64
     return uuid if readable else "(unknown)"

@@ -166,7 +166,7 @@ def peek(jws: str) -> dict[str, Any]:
         raise MalformedPayload("Not a compact JWS")
     try:
         decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error) as exc:
+    except (ValueError, binascii.Error, RecursionError) as exc:  # Recursion: nested too deeply
         raise MalformedPayload("Not a compact JWS") from exc
     if not isinstance(decoded, dict):
         raise MalformedPayload("JWS payload is not a JSON object")

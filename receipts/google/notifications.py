@@ -139,7 +139,7 @@ def parse_push(body: bytes) -> PushMessage:
     """
     try:
         envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: too deep
         raise MalformedPayload("The push body is not JSON.") from exc
     if not isinstance(envelope, dict):
         raise MalformedPayload("The push body is not a JSON object.")
@@ -171,6 +171,8 @@ def parse_push(body: bytes) -> PushMessage:
         decoded = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return PushMessage(notification=None, poison_reason="bad JSON", **common)
+    except RecursionError:
+        return PushMessage(notification=None, poison_reason="JSON nested too deeply", **common)
     if not isinstance(decoded, dict):
         return PushMessage(notification=None, poison_reason="not a JSON object", **common)
     return PushMessage(notification=decoded, **common)
