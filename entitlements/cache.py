@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
 import time
 from collections.abc import Iterable
 from typing import Protocol
@@ -38,8 +40,22 @@ log = structlog.get_logger(__name__)
 
 _PREFIX = "receiptd:v1:"
 _EPOCH_KEY = f"{_PREFIX}epoch"
+_LEGACY_PATTERNS = (f"{_PREFIX}answer:*", f"{_PREFIX}gen:*")
+_LEGACY_SWEPT_KEY = f"{_PREFIX}legacy-keys-swept"
 _BACKOFF_SECONDS = 5.0
 _REPAIR_INTERVAL_SECONDS = 0.5
+_EPOCH_MIN_TTL_SECONDS = 86_400
+
+# Store an answer only under the version it was rendered for: KEYS = answer, generation,
+# epoch; ARGV = generation, epoch, the value, its TTL in ms.
+_PUT_IF_CURRENT = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1]
+   and (redis.call('GET', KEYS[3]) or '0') == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
+return 0
+"""
 
 # What a cached record must match to be served: (the customer's generation, the epoch).
 Version = tuple[int, int]
@@ -84,6 +100,9 @@ class RedisCustomerCache:
         self._redis = client
         self._local = local
         self._ttl = ttl_seconds
+        self._gen_ttl_ms = 2 * ttl_seconds * 1000
+        self._epoch_ttl_ms = max(_EPOCH_MIN_TTL_SECONDS, 2 * ttl_seconds) * 1000
+        self._put_if_current = client.register_script(_PUT_IF_CURRENT)
         self._down_until = 0.0
         self._repair_interval = repair_interval
         # Set when an invalidation may be lost (or the connection was): nothing is read from
@@ -96,9 +115,10 @@ class RedisCustomerCache:
         rules as records: one MGET, no decoding here."""
         if self._skipping() or (self._epoch_owed and not await self._bump_epoch()):
             return None, None
+        digest = _digest(app_user_id)
         try:
             raw, gen, epoch = await self._redis.mget(
-                _answer_key(app_user_id), _gen_key(app_user_id), _EPOCH_KEY
+                _answer_key(digest), _gen_key(digest), _EPOCH_KEY
             )
         except (aredis.RedisError, OSError) as exc:
             self._failed("get", exc)
@@ -111,9 +131,11 @@ class RedisCustomerCache:
     async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
         if self._skipping() or self._epoch_owed:
             return
+        digest = _digest(app_user_id)
         try:
-            await self._redis.set(
-                _answer_key(app_user_id), _version_prefix(version) + answer, ex=self._ttl
+            await self._put_if_current(
+                keys=[_answer_key(digest), _gen_key(digest), _EPOCH_KEY],
+                args=[*version, _version_prefix(version) + answer, self._ttl * 1000],
             )
         except (aredis.RedisError, OSError) as exc:
             self._failed("put", exc)
@@ -130,8 +152,10 @@ class RedisCustomerCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for app_user_id in ids:
-                    pipe.incr(_gen_key(app_user_id))
-                    pipe.delete(_answer_key(app_user_id))
+                    digest = _digest(app_user_id)
+                    pipe.incr(_gen_key(digest))
+                    pipe.pexpire(_gen_key(digest), self._gen_ttl_ms)
+                    pipe.delete(_answer_key(digest), *_legacy_keys(app_user_id))
                 pipe.publish(CHANNEL, message_for(ids))
                 await pipe.execute()
         except (aredis.RedisError, OSError) as exc:
@@ -145,6 +169,30 @@ class RedisCustomerCache:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def sweep_legacy_keys(self, batch: int = 1000) -> int:
+        """Delete the keys earlier versions named by customer id (their generations never
+        expired); once per Redis (a marker remembers it for 30 days). The number deleted."""
+        try:
+            if await self._redis.exists(_LEGACY_SWEPT_KEY):
+                return 0
+            removed = 0
+            for pattern in _LEGACY_PATTERNS:
+                found: list[bytes] = []
+                async for key in self._redis.scan_iter(match=pattern, count=batch):
+                    found.append(key)
+                    if len(found) >= batch:
+                        removed += await self._redis.unlink(*found)
+                        found.clear()
+                if found:
+                    removed += await self._redis.unlink(*found)
+            await self._redis.set(_LEGACY_SWEPT_KEY, 1, ex=30 * 86_400)
+        except (aredis.RedisError, OSError) as exc:
+            log.warning("cache_legacy_sweep_failed", error=type(exc).__name__)
+            return 0
+        if removed:
+            log.info("cache_legacy_keys_removed", keys=removed)
+        return removed
 
     @property
     def epoch_owed(self) -> bool:
@@ -163,8 +211,9 @@ class RedisCustomerCache:
 
     async def _bump_epoch(self) -> bool:
         """Make every record cached so far a miss, everywhere; False while Redis is away."""
+        epoch = _new_epoch()
         try:
-            epoch = await self._redis.incr(_EPOCH_KEY)
+            await self._redis.set(_EPOCH_KEY, epoch, px=self._epoch_ttl_ms)
             if self._epoch_owed:  # every process's answers may be stale too
                 await self._redis.publish(CHANNEL, EVERYONE)
         except (aredis.RedisError, OSError):
@@ -186,10 +235,30 @@ class RedisCustomerCache:
             self._owe_epoch()
 
 
-def _answer_key(app_user_id: str) -> str:
-    # Not the `customer:` key of the records earlier versions cached: during a rolling
-    # deploy neither version reads the other's format (an old reader would fail on it).
-    return f"{_PREFIX}answer:{app_user_id}"
+def _digest(app_user_id: str) -> str:
+    """The one-way name of a customer in Redis (128 bits of SHA-256)."""
+    return hashlib.sha256(app_user_id.encode()).hexdigest()[:32]
+
+
+def answer_key(app_user_id: str) -> str:
+    """The Redis key of the answer read as `app_user_id` (for tests and operators)."""
+    return _answer_key(_digest(app_user_id))
+
+
+def _answer_key(digest: str) -> str:
+    # Not the `customer:` or `answer:` keys earlier versions cached: during a rolling deploy
+    # neither version reads the other's format (an old reader would fail on it).
+    return f"{_PREFIX}a:{digest}"
+
+
+def _legacy_keys(app_user_id: str) -> tuple[str, str]:
+    """The keys earlier versions kept for `app_user_id` (named by the id itself)."""
+    return f"{_PREFIX}answer:{app_user_id}", f"{_PREFIX}gen:{app_user_id}"
+
+
+def _new_epoch() -> int:
+    """A fresh epoch: random and never 0 (an absent epoch reads as 0)."""
+    return secrets.randbits(62) + 1
 
 
 _VERSION_BYTES = 32
@@ -200,5 +269,5 @@ def _version_prefix(version: Version) -> bytes:
     return b"%016x%016x" % version
 
 
-def _gen_key(app_user_id: str) -> str:
-    return f"{_PREFIX}gen:{app_user_id}"
+def _gen_key(digest: str) -> str:
+    return f"{_PREFIX}g:{digest}"

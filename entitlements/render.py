@@ -16,7 +16,16 @@ import orjson
 from entitlements.access import Catalog, CustomerRecord, customer_object, next_change, rfc3339
 from entitlements.local_cache import Rendered, holds_at
 
-__all__ = ["as_of", "body_of", "decode", "encode", "entitlements_in", "holds_at", "render"]
+__all__ = [
+    "as_of",
+    "body_of",
+    "decode",
+    "encode",
+    "entitlements_in",
+    "head_for",
+    "holds_at",
+    "render",
+]
 
 
 def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
@@ -25,7 +34,7 @@ def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
     rest = orjson.dumps(body)  # b'{"suspended":…}', keys in the contract's order
     digest = hashlib.sha256(app_user_id + rest).hexdigest()[:32]
     return Rendered(
-        head=b'{"app_user_id":' + app_user_id + b',"as_of":"',
+        head=_HEAD_START + app_user_id + _HEAD_END,
         tail=b'",' + rest[1:],
         etag=f'"{digest}"',
         rendered_at=now,
@@ -33,24 +42,38 @@ def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
     )
 
 
-def encode(rendered: Rendered) -> bytes:
-    """For the Redis cache: one orjson document (decoding it builds no domain objects)."""
-    return orjson.dumps(
-        {
-            "h": rendered.head.decode(),
-            "t": rendered.tail.decode(),
-            "e": rendered.etag,
-            "r": rendered.rendered_at,
-            "v": rendered.valid_until,
-        }
-    )
+_HEAD_START = b'{"app_user_id":'
+_HEAD_END = b',"as_of":"'
 
 
-def decode(raw: bytes) -> Rendered:
+def head_for(app_user_id: str) -> bytes:
+    """The body's start when the answer is about `app_user_id` itself."""
+    return _HEAD_START + orjson.dumps(app_user_id) + _HEAD_END
+
+
+def encode(rendered: Rendered, app_user_id: str) -> bytes:
+    """For the Redis cache, the answer read as `app_user_id`: one orjson document (decoding it
+    builds no domain objects). The id read is left out — the reader knows it — so that Redis
+    holds no customer ids (contract §3, erasure); only an alias's answer keeps its head, which
+    names the customer it was merged into (the erasure of that customer forgets both)."""
+    document = {
+        "t": rendered.tail.decode(),
+        "e": rendered.etag,
+        "r": rendered.rendered_at,
+        "v": rendered.valid_until,
+    }
+    if rendered.head != head_for(app_user_id):
+        document["h"] = rendered.head.decode()
+    return orjson.dumps(document)
+
+
+def decode(raw: bytes, app_user_id: str) -> Rendered:
+    """The answer `encode` stored for `app_user_id`."""
     data = orjson.loads(raw)
     until = data["v"]
+    head = data.get("h")
     return Rendered(
-        head=data["h"].encode(),
+        head=head.encode() if head is not None else head_for(app_user_id),
         tail=data["t"].encode(),
         etag=data["e"],
         rendered_at=datetime.fromisoformat(data["r"]),

@@ -74,13 +74,13 @@ class EntitlementService:
         domain objects) or, on a miss, one PostgreSQL round trip, then stored in Redis."""
         raw, version = await self._cache.get_answer(app_user_id)
         if raw is not None:
-            cached = render.decode(raw)
+            cached = render.decode(raw, app_user_id)
             if render.holds_at(cached, now):
                 return cached
         record = await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
         rendered = render.render(record, self._catalog, now)
         if version is not None:
-            await self._cache.put_answer(app_user_id, render.encode(rendered), version)
+            await self._cache.put_answer(app_user_id, render.encode(rendered, app_user_id), version)
         return rendered
 
     async def ingest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -152,9 +154,14 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds, local=local)
     app[CACHE] = cache
     app[LOCAL_READS] = local if settings.redis.local_cache else None
+    # Keys of earlier versions named customers (and some never expired): removed once.
+    sweep = asyncio.get_running_loop().create_task(cache.sweep_legacy_keys())
     try:
         yield
     finally:
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
         await listener.aclose()
         await cache.aclose()
         await channel.aclose()
