@@ -6,6 +6,7 @@ so they never show in `repr` or logs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,6 +36,7 @@ from entitlements.outbox_signature import parse_key
 
 SCOPES = ("customers:read", "purchases:write", "admin")
 ENVIRONMENTS = ("Production", "Sandbox", "Xcode", "LocalTesting")
+UNSIGNED_ENVIRONMENTS = ("Xcode", "LocalTesting")
 _ENTITLEMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -74,6 +77,10 @@ class AppleSettings(_Section):
     # from the purchase. A product without one reads as lifetime (and is logged once).
     non_renewing_durations: dict[str, str] = Field(default_factory=dict)
     app_apple_id: int | None = None
+    # Xcode / LocalTesting data is unsigned (Apple's library checks no signature): accepted
+    # only when true, for development, and never together with Production. (Declared before
+    # `environments`, whose validator reads it.)
+    allow_xcode: bool = False
     environments: tuple[str, ...] = ("Production", "Sandbox")
     root_certificates: tuple[Path, ...] = ()
     online_checks: bool = False
@@ -84,10 +91,21 @@ class AppleSettings(_Section):
 
     @field_validator("environments")
     @classmethod
-    def _known_environments(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_environments(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         unknown = [v for v in value if v not in ENVIRONMENTS]
         if unknown or not value:
             raise ValueError(f"must be a non-empty list of {', '.join(ENVIRONMENTS)}")
+        unsigned = [e for e in value if e in UNSIGNED_ENVIRONMENTS]
+        if unsigned and not info.data.get("allow_xcode"):
+            raise ValueError(
+                f"{', '.join(unsigned)} data is unsigned (no signature is checked): listed "
+                "only with apple.allow_xcode = true, in development"
+            )
+        if unsigned and "Production" in value:
+            raise ValueError(
+                f"{', '.join(unsigned)} (apple.allow_xcode) is never accepted together "
+                "with Production"
+            )
         return value
 
     @field_validator("non_renewing_durations")
@@ -117,6 +135,10 @@ class AppleSettings(_Section):
     def _production_needs_app_id(self) -> AppleSettings:
         if "Production" in self.environments and self.app_apple_id is None:
             raise ValueError("app_apple_id is required when Production is accepted")
+        if self.allow_xcode and "Production" in self.environments:
+            raise ValueError(
+                "allow_xcode = true (unsigned Xcode data) is refused together with Production"
+            )
         if not self.root_certificates:
             raise ValueError("root_certificates must name at least one certificate file")
         return self
@@ -171,19 +193,84 @@ class ApiKey(_Section):
 
 
 class UserTokenSettings(_Section):
-    issuer: str = ""
-    audience: str = "receiptd"
+    """App user tokens (contract §2): RS256/ES256 against a JWKS, or HS256 with a shared
+    secret; either one enables them, and then `issuer` and `audience` are required."""
+
+    # Declared before issuer/audience: their validators read these (pydantic's `info.data`).
     jwks_url: str = ""
     secret: SecretStr = SecretStr("")
+    issuer: str = Field(default="", validate_default=True)
+    # A safe default (contract §2: "every key has a safe default"): tokens must still carry
+    # this `aud`; what is refused is an empty audience, which would accept tokens without one.
+    audience: str = Field(default="receiptd", validate_default=True)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https_jwks(cls, value: str) -> str:
+        # Keys fetched over plain HTTP could be swapped on the way: tokens forged at will.
+        if value and not (value.startswith("https://") or is_loopback(value)):
+            raise ValueError("must be an https:// URL (http:// only on 127.0.0.1)")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        text = value.get_secret_value()
+        if text and info.data.get("jwks_url"):
+            raise ValueError("give either jwks_url or secret, not both")
+        if text and len(text) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("issuer", "audience")
+    @classmethod
+    def _required_when_enabled(cls, value: str, info: ValidationInfo) -> str:
+        secret = info.data.get("secret")
+        enabled = info.data.get("jwks_url") or (secret is not None and secret.get_secret_value())
+        if enabled and not value.strip():
+            raise ValueError("required when user tokens are enabled (jwks_url or secret)")
+        return value
 
     @property
     def enabled(self) -> bool:
         return bool(self.jwks_url or self.secret.get_secret_value())
 
 
+class RateLimitSettings(_Section):
+    """Failed credentials per client address (contract §3: 429 with Retry-After); see
+    server/rate_limit.py for the rule."""
+
+    max_failures: int = Field(default=30, ge=1, le=10_000)  # within one window: then 429
+    window_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Peers whose X-Forwarded-For names the client (the load balancer's addresses, CIDR);
+    # empty: the socket peer is the client.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = []
+        for n, text in enumerate(value):
+            try:
+                network = ipaddress.ip_network(text.strip(), strict=False)
+            except ValueError:
+                problems.append(f"entry {n}: not an address or CIDR network: {text!r}")
+                continue
+            if network.prefixlen == 0:
+                problems.append(f"entry {n}: {text} would trust every client's X-Forwarded-For")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @property
+    def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(t.strip(), strict=False) for t in self.trusted_proxies)
+
+
 class AuthSettings(_Section):
     api_keys: tuple[ApiKey, ...] = ()
     user_tokens: UserTokenSettings = UserTokenSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
     @field_validator("api_keys")
     @classmethod

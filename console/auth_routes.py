@@ -2,7 +2,8 @@
 
 The key is posted once, compared like any API key (server.auth), and never shown, logged or
 kept: the browser gets a session cookie instead (console.web). A key without the `admin`
-scope is refused with a page that says so.
+scope is refused with a page that says so. Failed sign-ins are limited per client address and
+per key name (server/rate_limit.py): then 429 with `Retry-After`, whatever the key.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from console.web import (
     signed_in,
     start_session,
 )
-from entitlements.permissions import ADMIN
+from entitlements.errors import TooManyFailures, Unauthenticated
 from server.keys import CONSOLE_KEYS
 
 log = structlog.get_logger(__name__)
@@ -51,19 +52,31 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
     if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         return _form(request, "This form is out of date (CSRF check). Try again.", 403)
-    principal = request.app[CONSOLE_KEYS].key_principal(str(form.get("api_key", "")).strip())
-    if principal is None:
+    secret = str(form.get("api_key", "")).strip()
+    try:
+        key = await request.app[CONSOLE_KEYS].console_key(request, secret)
+    except TooManyFailures as exc:
+        log.info("console_sign_in_refused", reason="too many failures")
+        wait = (
+            f"{exc.retry_after} seconds"
+            if exc.retry_after < 120
+            else f"{exc.retry_after // 60} minutes"
+        )
+        response = _form(request, f"Too many failed sign-ins. Try again in {wait}.", 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except Unauthenticated:
         log.info("console_sign_in_refused", reason="unknown key")
         return _form(request, "That is not a valid API key.", 401)
-    if ADMIN not in principal.scopes:
-        log.info("console_sign_in_refused", reason="not admin", key=principal.name)
+    if not key.admin:
+        log.info("console_sign_in_refused", reason="not admin", key=key.name)
         return _form(
             request,
-            f"The key “{principal.name}” has no admin scope: the console needs an admin key.",
+            f"The key “{key.name}” has no admin scope: the console needs an admin key.",
             403,
         )
-    session_token = await start_session(request, principal.name)
-    log.info("console_signed_in", key=principal.name)
+    session_token = await start_session(request, key)
+    log.info("console_signed_in", key=key.name)
     response = web.HTTPSeeOther(safe_next(str(form.get("next", "")) or None))
     set_cookie(request, response, SESSION_COOKIE, session_token)
     clear_cookie(response, SIGN_IN_COOKIE)

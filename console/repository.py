@@ -12,11 +12,12 @@ from typing import Any
 import asyncpg
 
 INSERT_SESSION = """
-INSERT INTO console_sessions (token_sha256, key_name, csrf_token, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO console_sessions
+    (token_sha256, key_name, key_binding, csrf_token, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 """
 SELECT_SESSION = """
-SELECT key_name, csrf_token, expires_at FROM console_sessions
+SELECT key_name, key_binding, csrf_token, expires_at FROM console_sessions
 WHERE token_sha256 = $1 AND expires_at > $2
 """
 DELETE_SESSION = "DELETE FROM console_sessions WHERE token_sha256 = $1"
@@ -104,9 +105,12 @@ FROM store_notifications n WHERE n.id = $1
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A signed-in console browser: the API key's name, its CSRF token and its expiry."""
+    """A signed-in console browser: the API key's name and binding (a digest naming the key
+    itself, server.auth; None for sessions from before migration 0008), its CSRF token and its
+    expiry."""
 
     key_name: str
+    key_binding: bytes | None
     csrf_token: str
     expires_at: datetime
 
@@ -116,18 +120,24 @@ async def insert_session(
     *,
     token_sha256: bytes,
     key_name: str,
+    key_binding: bytes,
     csrf_token: str,
     created_at: datetime,
     expires_at: datetime,
 ) -> None:
     await conn.execute(DELETE_EXPIRED_SESSIONS, created_at)
-    await conn.execute(INSERT_SESSION, token_sha256, key_name, csrf_token, created_at, expires_at)
+    await conn.execute(
+        INSERT_SESSION, token_sha256, key_name, key_binding, csrf_token, created_at, expires_at
+    )
 
 
 async def session(conn: asyncpg.Connection, token_sha256: bytes, now: datetime) -> Session | None:
     """The session of this token, unless it expired or was signed out."""
     row = await conn.fetchrow(SELECT_SESSION, token_sha256, now)
-    return Session(row["key_name"], row["csrf_token"], row["expires_at"]) if row else None
+    if row is None:
+        return None
+    binding = bytes(row["key_binding"]) if row["key_binding"] is not None else None
+    return Session(row["key_name"], binding, row["csrf_token"], row["expires_at"])
 
 
 async def delete_session(conn: asyncpg.Connection, token_sha256: bytes) -> None:

@@ -3,7 +3,9 @@
 A session is a random token in an `HttpOnly`, `SameSite=Strict` cookie (`Secure` when the
 request came over TLS, directly or through a proxy saying `X-Forwarded-Proto: https`); the
 database keeps its SHA-256 (`console_sessions`), so every worker and replica knows it and
-signing out ends it everywhere. Every POST form carries the session's CSRF token; the
+signing out ends it everywhere. A session is bound to its API key itself (a digest of the key,
+server.auth): it ends when that key is removed, rotated (even under the same name) or loses
+the admin scope. Every POST form carries the session's CSRF token; the
 sign-in form, before any session, carries a token that must match a cookie of its own.
 """
 
@@ -24,6 +26,7 @@ from console.repository import Session
 from entitlements.customer_repository import Actor
 from entitlements.database import run
 from entitlements.permissions import ADMIN, Principal
+from server.auth import ConsoleKey
 from server.http import actor_of
 from server.keys import CLOCK, CONSOLE_KEYS, CONSOLE_TEMPLATES, POOL
 
@@ -89,8 +92,8 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def start_session(request: web.Request, key_name: str) -> str:
-    """A new session for `key_name`; the token for the cookie."""
+async def start_session(request: web.Request, key: ConsoleKey) -> str:
+    """A new session for the admin `key`; the token for the cookie."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = request.app[CLOCK]()
     expires = now + timedelta(hours=SESSION_HOURS)
@@ -99,7 +102,8 @@ async def start_session(request: web.Request, key_name: str) -> str:
         lambda conn: repository.insert_session(
             conn,
             token_sha256=digest(token),
-            key_name=key_name,
+            key_name=key.name,
+            key_binding=key.binding,
             csrf_token=csrf,
             created_at=now,
             expires_at=expires,
@@ -115,7 +119,7 @@ async def end_session(request: web.Request) -> None:
 
 
 async def current_session(request: web.Request) -> Session | None:
-    """The request's session, while it lasts and its key is still an admin key."""
+    """The request's session, while it lasts and its very key is still an admin key."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
@@ -123,9 +127,8 @@ async def current_session(request: web.Request) -> Session | None:
     found = await run(request.app[POOL], lambda conn: repository.session(conn, digest(token), now))
     if found is None:
         return None
-    key = request.app[CONSOLE_KEYS].named_key(found.key_name)
-    if key is None or ADMIN not in key.scopes:
-        return None  # the key was removed or lost its admin scope since
+    if not request.app[CONSOLE_KEYS].console_session_valid(found.key_name, found.key_binding):
+        return None  # the key was removed, rotated or lost its admin scope since
     return found
 
 

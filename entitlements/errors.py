@@ -6,6 +6,7 @@
     ├── DatabaseUnavailable          PostgreSQL cannot be reached (→ 503, retry later)
     ├── InvalidRequest               malformed body, id or parameter (→ 400)
     ├── Unauthenticated              no or bad credentials (→ 401)
+    ├── TooManyFailures              too many failed credentials from this client (→ 429)
     ├── Forbidden                    credentials without the needed scope or user (→ 403)
     ├── StoreNotConfigured           the store section is absent from the config (→ 404)
     ├── AliasConflict                the alias is another customer's, or a cycle (→ 409)
@@ -58,6 +59,16 @@ class Unauthenticated(EntitlementError):
     """Missing or invalid credentials."""
 
     code = "unauthenticated"
+
+
+class TooManyFailures(EntitlementError):
+    """Too many failed credentials from this client; retry later."""
+
+    code = "too_many_failures"
+
+    def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)  # whole seconds, for the Retry-After header
 
 
 class Forbidden(EntitlementError):

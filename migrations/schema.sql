@@ -12,6 +12,7 @@ console_sessions.key_name text NOT NULL
 console_sessions.csrf_token text NOT NULL
 console_sessions.created_at timestamp with time zone NOT NULL
 console_sessions.expires_at timestamp with time zone NOT NULL
+console_sessions.key_binding bytea
 -- table customer_aliases
 customer_aliases.alias text NOT NULL
 customer_aliases.app_user_id text NOT NULL

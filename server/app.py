@@ -51,6 +51,7 @@ from server.keys import (
 from server.middleware import HttpMetrics, build_middleware
 from server.migrations import migrate
 from server.outbound import outbound_ctx
+from server.rate_limit import failure_limiter
 from server.retention import retention_ctx
 from server.stores import apple_ctx, google_ctx
 from webhooks import api as webhooks_api
@@ -182,7 +183,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OPERATIONS] = CustomerOperations(
         pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )
-    app[AUTHENTICATOR] = app[CONSOLE_KEYS] = Authenticator(settings.auth, app[HTTP])
+    limiter = failure_limiter(settings)  # failed credentials, counted in Redis (its own client)
+    app[AUTHENTICATOR] = app[CONSOLE_KEYS] = Authenticator(settings.auth, app[HTTP], limiter)
     log.info(
         "service_ready",
         apple=settings.apple is not None,
@@ -190,3 +192,4 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         entitlements=sorted(settings.entitlements),
     )
     yield
+    await limiter.aclose()

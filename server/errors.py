@@ -11,6 +11,7 @@ from receipts import errors as rec
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (ent.InvalidRequest, 400),
     (ent.Unauthenticated, 401),
+    (ent.TooManyFailures, 429),
     (ent.Forbidden, 403),
     (ent.UnknownEntitlement, 404),
     (ent.StoreNotConfigured, 404),
@@ -39,6 +40,7 @@ _HTTP_CODES = {
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "unprocessable",
+    429: "too_many_requests",
     503: "service_unavailable",
 }
 

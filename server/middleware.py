@@ -168,4 +168,8 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = getattr(exc, "message", str(exc))
         if status >= 500:
             log.warning("dependency_unavailable", code=code)
-        return _error(status, code, message)
+        response = _error(status, code, message)
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
+        return response

@@ -54,6 +54,7 @@ def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> 
         roots,
         settings.online_checks,
         executor,
+        allow_unsigned=settings.allow_xcode,
     )
 
 

@@ -193,11 +193,25 @@ class AppleVerifier:
         executor: concurrent.futures.Executor | None = None,
         *,
         chain_cache_size: int = 64,
+        allow_unsigned: bool = False,
     ) -> None:
         unknown = set(environments) - ENVIRONMENTS
         if unknown or not environments:
             raise ValueError(
                 f"apple.environments must be a non-empty subset of {sorted(ENVIRONMENTS)}"
+            )
+        unsigned = sorted(set(environments) & UNSIGNED_ENVIRONMENTS)
+        if unsigned and not allow_unsigned:
+            # Apple's library returns Xcode / LocalTesting payloads without checking any
+            # signature: listing one would accept anything anyone writes (issue 18).
+            raise ValueError(
+                f"apple.environments: {', '.join(unsigned)} data is unsigned; it is accepted "
+                "only with apple.allow_xcode = true (development)"
+            )
+        if unsigned and "Production" in environments:
+            raise ValueError(
+                "apple.allow_xcode: unsigned Xcode / LocalTesting data is never accepted "
+                "together with Production"
             )
         if "Production" in environments and app_apple_id is None:
             raise ValueError("apple.app_apple_id is required when Production is accepted")

@@ -195,7 +195,9 @@ async def test_reject_matrix(ca: TestCA, verifier: AppleVerifier) -> None:
 
 
 async def test_xcode_is_unverified_only_when_configured(ca: TestCA) -> None:
-    xcode = AppleVerifier(BUNDLE, None, ["Sandbox", "Xcode"], [ca.root_der], False)
+    xcode = AppleVerifier(
+        BUNDLE, None, ["Sandbox", "Xcode"], [ca.root_der], False, allow_unsigned=True
+    )
     forger = ec.generate_private_key(ec.SECP256R1())
     tx = await xcode.verify_transaction(ca.sign(_tx("Xcode"), key=forger))
     assert tx.payload.rawEnvironment == "Xcode"
@@ -214,6 +216,18 @@ def test_configuration_errors(ca: TestCA) -> None:
         AppleVerifier(BUNDLE, None, ["Staging"], [ca.root_der], False)
     with pytest.raises(ValueError, match="root_certificates"):
         AppleVerifier(BUNDLE, None, ["Sandbox"], [], False)
+
+
+@pytest.mark.parametrize("unsigned", ["Xcode", "LocalTesting"])
+def test_unsigned_environments_need_allow_unsigned_and_never_with_production(
+    ca: TestCA, unsigned: str
+) -> None:
+    with pytest.raises(ValueError, match="allow_xcode"):
+        AppleVerifier(BUNDLE, None, ["Sandbox", unsigned], [ca.root_der], False)
+    with pytest.raises(ValueError, match="Production"):
+        AppleVerifier(
+            BUNDLE, APP_ID, ["Production", unsigned], [ca.root_der], False, allow_unsigned=True
+        )
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,40 @@ def test_config_path_from_environment(tmp_path) -> None:
     assert load_settings(None, {"RECEIPTD_CONFIG": str(path)}).server.port == 9001
 
 
+SECRET_32 = "0123456789abcdef0123456789abcdef"
+ISSUER_AUDIENCE = "issuer = 'https://id.example/'\naudience = 'receiptd'\n"
+# [auth.user_tokens] (contract §2): once enabled, issuer and audience are required; the HS256
+# secret has at least 32 characters; a JWKS or a secret, not both; the JWKS over https.
+USER_TOKEN_PROBLEMS = [
+    (
+        f"[auth.user_tokens]\nsecret = '{SECRET_32}'\naudience = 'receiptd'\n",
+        "auth.user_tokens.issuer: Value error, required when user tokens are enabled",
+    ),
+    (
+        f"[auth.user_tokens]\nsecret = '{SECRET_32}'\nissuer = 'https://id.example/'\n"
+        "audience = ''\n",
+        "auth.user_tokens.audience: Value error, required when user tokens are enabled",
+    ),
+    (
+        "[auth.user_tokens]\njwks_url = 'https://id.example/jwks'\nissuer = ' '\n",
+        "auth.user_tokens.issuer",
+    ),
+    (
+        f"[auth.user_tokens]\nsecret = '{SECRET_32[:31]}'\n{ISSUER_AUDIENCE}",
+        "auth.user_tokens.secret: Value error, must be at least 32 characters",
+    ),
+    (
+        f"[auth.user_tokens]\nsecret = '{SECRET_32}'\njwks_url = 'https://id.example/j'\n"
+        + ISSUER_AUDIENCE,
+        "auth.user_tokens.secret: Value error, give either jwks_url or secret, not both",
+    ),
+    (
+        f"[auth.user_tokens]\njwks_url = 'http://id.example/jwks'\n{ISSUER_AUDIENCE}",
+        "auth.user_tokens.jwks_url: Value error, must be an https:// URL",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "env", "named"),
     [
@@ -146,6 +180,25 @@ def test_config_path_from_environment(tmp_path) -> None:
             {},
             "apple.non_renewing_durations: Value error, com.example.season: '3 months'",
         ),
+        *[(text, {}, named) for text, named in USER_TOKEN_PROBLEMS],
+        (
+            "",
+            {"RECEIPTD_AUTH__USER_TOKENS__SECRET": "s" * 32},
+            "auth.user_tokens.issuer: Value error, required when user tokens are enabled",
+        ),
+        ("[auth.rate_limit]\nmax_failures = 0\n", {}, "auth.rate_limit.max_failures"),
+        ("[auth.rate_limit]\nwindow_seconds = 0\n", {}, "auth.rate_limit.window_seconds"),
+        ("[auth.rate_limit]\nmax_fails = 3\n", {}, "auth.rate_limit.max_fails: unknown key"),
+        (
+            "[auth.rate_limit]\ntrusted_proxies = ['10.0.0.0/8', '10.0.0.0/33']\n",
+            {},
+            "auth.rate_limit.trusted_proxies: Value error, entry 1: not an address or CIDR",
+        ),
+        (
+            "[auth.rate_limit]\ntrusted_proxies = ['0.0.0.0/0']\n",
+            {},
+            "would trust every client's X-Forwarded-For",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_key(tmp_path, text, env, named) -> None:
@@ -170,7 +223,8 @@ def test_secrets_never_appear_in_repr(tmp_path) -> None:
     text = (
         "[database]\nurl = 'postgresql://u:hunter2pass@db/x'\n"
         "[[auth.api_keys]]\nname='a'\nkey='super-secret-key-123'\nscopes=['admin']\n"
-        "[auth.user_tokens]\nsecret = 'jwt-shared-secret-xyz'\n"
+        "[auth.user_tokens]\nsecret = 'jwt-shared-secret-xyz-0123456789abcdef'\n"
+        + ISSUER_AUDIENCE
         + WEBHOOK.format(
             url="https://hook:basic-pw-123@b.internal/r?token=url-token-123",
             secrets="['k2:webhook-secret-0123', 'k1:older-secret-01234']",
@@ -181,7 +235,7 @@ def test_secrets_never_appear_in_repr(tmp_path) -> None:
     for secret in (
         "hunter2pass",
         "super-secret-key-123",
-        "jwt-shared-secret-xyz",
+        "jwt-shared-secret-xyz-0123456789abcdef",
         "basic-pw-123",
         "url-token-123",
         "webhook-secret-0123",
@@ -234,3 +288,30 @@ def test_non_renewing_durations(tmp_path) -> None:
     apple = load_settings(write(tmp_path, text), {}).apple
     assert apple is not None
     assert {k: str(v) for k, v in apple.non_renewing_terms.items()} == {"com.example.season": "P3M"}
+
+
+def test_user_tokens_off_by_default_and_valid_settings_load(tmp_path) -> None:
+    s = load_settings(None, {})
+    assert s.auth.user_tokens.enabled is False
+    assert (s.auth.user_tokens.issuer, s.auth.user_tokens.audience) == ("", "receiptd")
+    default_audience = f"[auth.user_tokens]\nsecret = '{SECRET_32}'\nissuer = 'https://i/'\n"
+    assert load_settings(write(tmp_path, default_audience), {}).auth.user_tokens.audience == (
+        "receiptd"
+    )
+    for source in ("secret = '" + SECRET_32 + "'", "jwks_url = 'https://id.example/jwks'"):
+        text = f"[auth.user_tokens]\n{source}\n{ISSUER_AUDIENCE}"
+        tokens = load_settings(write(tmp_path, text), {}).auth.user_tokens
+        assert tokens.enabled is True
+        assert (tokens.issuer, tokens.audience) == ("https://id.example/", "receiptd")
+    local = "[auth.user_tokens]\njwks_url = 'http://127.0.0.1:8000/jwks'\n" + ISSUER_AUDIENCE
+    assert load_settings(write(tmp_path, local), {}).auth.user_tokens.enabled
+
+
+def test_rate_limit_defaults_and_trusted_proxies(tmp_path) -> None:
+    limits = load_settings(None, {}).auth.rate_limit
+    assert (limits.max_failures, limits.window_seconds, limits.trusted_proxies) == (30, 300, ())
+    text = "[auth.rate_limit]\ntrusted_proxies = ['10.0.0.0/8', '192.0.2.1', 'fd00::/8']\n"
+    env = {"RECEIPTD_AUTH__RATE_LIMIT__MAX_FAILURES": "50"}
+    limits = load_settings(write(tmp_path, text), env).auth.rate_limit
+    assert limits.max_failures == 50
+    assert [str(n) for n in limits.proxy_networks] == ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]
