@@ -10,11 +10,9 @@ import base64
 import json
 import logging
 import uuid
-from typing import Any
 
 import pytest
 
-from simulators.apple_ca import TestCA
 from simulators.google_signer import push_envelope
 from tests.conftest import ADMIN_KEY, WRITER_KEY, auth, user_auth
 from tests.e2e.apple_helpers import apple_config
@@ -34,14 +32,6 @@ NESTED_HEADER_JWS = f"{b64url(NESTED)}.{b64url(b'{}')}.c2ln"
 NESTED_PAYLOAD_JWS = (
     f"{b64url(json.dumps({'alg': 'ES256', 'x5c': []}).encode())}.{b64url(NESTED)}.c2ln"
 )
-
-
-@pytest.fixture(scope="module")
-def apple_ca(tmp_path_factory) -> tuple[TestCA, Any]:
-    directory = tmp_path_factory.mktemp("apple-ca-nested")
-    ca = TestCA.generate()
-    ca.save(directory)
-    return ca, directory
 
 
 @pytest.fixture

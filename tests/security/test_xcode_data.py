@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from config.settings import ConfigError, load_settings
-from simulators.apple_ca import TestCA, notification_payload, transaction_payload
+from simulators.apple_ca import notification_payload, transaction_payload
 from tests.conftest import READER_KEY, auth
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
 
@@ -24,14 +24,6 @@ def write_config(tmp_path, root, **apple) -> str:
     path = tmp_path / "receiptd.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def apple_ca(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("apple-ca-xcode")
-    ca = TestCA.generate()
-    ca.save(directory)
-    return ca, directory
 
 
 @pytest.mark.parametrize(
