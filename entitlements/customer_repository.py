@@ -39,6 +39,9 @@ VALUES ($1, $2, $3, $4, $5, $6::jsonb)
 MOVE_PURCHASES = "UPDATE purchases SET app_user_id = $1, linked_at = $3 WHERE app_user_id = $2"
 MOVE_GRANTS = "UPDATE grants SET app_user_id = $1 WHERE app_user_id = $2"
 MOVE_ALIASES = "UPDATE customer_aliases SET app_user_id = $1 WHERE app_user_id = $2"
+# The owners the journal recorded (purchase_owners, for replay) follow the purchases: they
+# always name the current customer.
+MOVE_RECORDED_OWNERS = "UPDATE purchase_owners SET app_user_id = $1 WHERE app_user_id = $2"
 INSERT_ALIAS = """
 INSERT INTO customer_aliases (alias, app_user_id, created_at) VALUES ($1, $2, $3)
 """
@@ -70,6 +73,11 @@ EXPORT_AUDIT = """
 SELECT created_at, actor, action, app_user_id, request_id, details
 FROM audit_log WHERE app_user_id = ANY($1::text[]) ORDER BY id
 """
+# Who held which purchase, as each ingest decided it (purchase_owners: replay's record).
+EXPORT_OWNERSHIP = """
+SELECT store, purchase_id, notification_id, purchase_created_at
+FROM purchase_owners WHERE app_user_id = ANY($1::text[]) ORDER BY id
+"""
 # A journal entry is the customer's when it names one of the customer's purchases, or its
 # events were applied to one (an App Store submission's history, a replaced Play token).
 EXPORT_NOTIFICATIONS = """
@@ -96,12 +104,32 @@ WHERE p.store = n.store AND p.app_user_id = $1
   AND (n.purchase_id = p.purchase_id OR n.purchase_ids @> ARRAY[p.purchase_id])
   AND (n.payload IS NOT NULL OR n.reads IS NOT NULL)
 """
+# The entries of the customer's purchases have just lost their payloads: an ERASURE entry per
+# purchase keeps the state they had produced (`checkpoint`, no personal data: the JSON that
+# `purchases.state` keeps) and records its owner, the pseudonym ($1), so replay can still
+# re-derive (or recreate) the purchase from there. Message ids: the pseudonym and the row id.
+CHECKPOINT_PURCHASES = """
+WITH journaled AS (
+    INSERT INTO store_notifications
+        (store, message_id, notification_type, purchase_id, result, received_at,
+         purchase_ids, checkpoint)
+    SELECT store, $1 || ':' || id, 'ERASURE', purchase_id, 'processed', $2,
+           ARRAY[purchase_id], state
+    FROM purchases WHERE app_user_id = $1
+    RETURNING id, store, purchase_id
+)
+INSERT INTO purchase_owners (store, purchase_id, app_user_id, notification_id, purchase_created_at)
+SELECT j.store, j.purchase_id, $1, j.id, p.created_at
+FROM journaled j JOIN purchases p ON p.store = j.store AND p.purchase_id = j.purchase_id
+ORDER BY j.id
+"""
 DELETE_GRANTS = "DELETE FROM grants WHERE app_user_id = $1"
 RENAME_EVENTS = "UPDATE customer_events SET app_user_id = $2 WHERE app_user_id = $1"
 RENAME_AUDIT = """
 UPDATE audit_log SET app_user_id = $2, details = '{}'::jsonb WHERE app_user_id = $1
 """
 RENAME_ACTOR = "UPDATE audit_log SET actor = $2 WHERE actor = $1"
+RENAME_RECORDED_OWNERS = "UPDATE purchase_owners SET app_user_id = $2 WHERE app_user_id = $1"
 DELETE_ALIASES = "DELETE FROM customer_aliases WHERE app_user_id = $1"
 
 
@@ -182,8 +210,10 @@ async def unsuspend(conn: asyncpg.Connection, app_user_id: str, at: datetime) ->
 
 
 async def move_to(conn: asyncpg.Connection, target: str, alias: str, at: datetime) -> None:
-    """Move the alias's purchases, grants and own aliases to `target`."""
+    """Move the alias's purchases (with the owners the journal recorded for them), grants
+    and own aliases to `target`."""
     await conn.execute(MOVE_PURCHASES, target, alias, at)
+    await conn.execute(MOVE_RECORDED_OWNERS, target, alias)
     await conn.execute(MOVE_GRANTS, target, alias)
     await conn.execute(MOVE_ALIASES, target, alias)
 
@@ -221,6 +251,7 @@ async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
         "grants": [_plain(r) for r in await conn.fetch(EXPORT_GRANTS, app_user_id)],
         "events": events,
         "audit": audit_rows,
+        "ownership": [_plain(r) for r in await conn.fetch(EXPORT_OWNERSHIP, ids)],
         "notifications": [
             _plain(r) | {"reads": json.loads(r["reads"]) if r["reads"] is not None else None}
             for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)
@@ -231,20 +262,25 @@ async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
 async def erase(conn: asyncpg.Connection, customer: str, pseudonym: str, at: datetime) -> None:
     """Replace the customer by `pseudonym` where accounting needs it (its purchases, which
     keep their state and store ids) and delete the rest: grants, aliases, the raw payloads
-    of its purchases, the customer row."""
+    of its purchases, the customer row. The journal keeps each purchase's state as of now
+    (an ERASURE entry, owned by the pseudonym), for replay; `scrub` renames the owners it
+    recorded before."""
     await conn.execute(INSERT_PSEUDONYM, customer, pseudonym, at)
     await conn.execute(MOVE_PURCHASES, pseudonym, customer, at)
     await conn.execute(DROP_PAYLOADS, pseudonym, at)
+    await conn.execute(CHECKPOINT_PURCHASES, pseudonym, at)
     await conn.execute(DELETE_GRANTS, customer)
     await conn.execute(DELETE_ALIASES, customer)
     await conn.execute(DELETE_CUSTOMER, customer)
 
 
 async def scrub(conn: asyncpg.Connection, pseudonyms: dict[str, str]) -> None:
-    """Each erased id becomes its pseudonym in the change feed and the audit log (targets,
-    and actors who were that user); the audit details of its rows go."""
+    """Each erased id becomes its pseudonym in the change feed, the audit log (targets, and
+    actors who were that user) and the owners ingest recorded for replay (purchase_owners);
+    the audit details of its rows go."""
     for erased, pseudonym in sorted(pseudonyms.items()):
         await conn.execute(RENAME_EVENTS, erased, pseudonym)
+        await conn.execute(RENAME_RECORDED_OWNERS, erased, pseudonym)
         await conn.execute(RENAME_AUDIT, erased, pseudonym)
         await conn.execute(RENAME_ACTOR, f"user:{erased}", f"user:{pseudonym}")
 

@@ -1,5 +1,6 @@
-"""SQL of `receiptd replay`: the purchases to check, the journal entries that touched them,
-and the checks a fix makes under the purchase's row lock. Functions take their connection."""
+"""SQL of `receiptd replay`: the purchases to check (stored, or named by the journal with no
+row), the journal entries that touched them, the owners ingest recorded, and the checks and
+writes a fix makes under the purchase's row lock. Functions take their connection."""
 
 from __future__ import annotations
 
@@ -12,45 +13,124 @@ from typing import Any
 import asyncpg
 
 from entitlements.model import Store
-from entitlements.replay import JournalEntry, StoredPurchase
+from entitlements.replay import JournalEntry, MissingPurchase, Recorded, StoredPurchase
 from entitlements.repository import purchase_view
 
 # The version of migrations/0005: from its application on, every entry keeps its store
 # reads and every submission is journaled.
 JOURNAL_COMPLETE_VERSION = 5
 
+
+def _joined(*parts: str) -> str:
+    """One statement from this module's SQL fragments (constants: no input reaches them)."""
+    return "".join(parts)
+
+
 JOURNAL_COMPLETE_SINCE = "SELECT applied_at FROM schema_migrations WHERE version = $1"
 CUSTOMER_OF = """
 SELECT coalesce((SELECT app_user_id FROM customer_aliases WHERE alias = $1), $1)
 """
-# The selection: every purchase, or a customer's ($1), or those an entry received at or
-# after $2 touched.
-_SELECTED = """
-FROM purchases p
-WHERE ($1::text IS NULL OR p.app_user_id = $1)
+# The latest owner ingest recorded for purchase `k` (migrations/0009), an alias read as its
+# customer (merges move the records, but a merge racing an ingest can leave one behind).
+_RECORDED = """
+LEFT JOIN LATERAL (
+    SELECT coalesce((SELECT a.app_user_id FROM customer_aliases a WHERE a.alias = o.app_user_id),
+                    o.app_user_id) AS recorded_owner,
+           o.purchase_created_at AS recorded_created_at, o.notification_id AS recorded_entry,
+           true AS recorded
+    FROM purchase_owners o WHERE o.store = k.store AND o.purchase_id = k.purchase_id
+    ORDER BY o.id DESC LIMIT 1
+) r ON true
+"""
+# The selection of stored purchases: every one, or a customer's ($1: stored or recorded as
+# its owner), or those an entry received at or after $2 touched.
+_SELECTED = _joined(
+    "\nFROM purchases k",
+    _RECORDED,
+    """WHERE ($1::text IS NULL OR k.app_user_id = $1 OR r.recorded_owner = $1)
   AND ($2::timestamptz IS NULL OR EXISTS (
         SELECT 1 FROM store_notifications n
-        WHERE n.store = p.store AND n.purchase_ids @> ARRAY[p.purchase_id]
+        WHERE n.store = k.store AND n.purchase_ids @> ARRAY[k.purchase_id]
           AND n.received_at >= $2))
-"""
-COUNT_SELECTED = "SELECT count(*)" + _SELECTED
+""",
+)
+COUNT_SELECTED = _joined("SELECT count(*)", _SELECTED)
 # One page of it: the next $4 rows after row id $3.
-SELECT_PAGE = (
+SELECT_PAGE = _joined(
     """
-SELECT p.id, p.store, p.purchase_id, p.app_user_id, p.created_at, p.state, p.state_updated_at,
-       p.product_id, p.kind, p.status, p.period_type, p.will_renew, p.expires_at,
-       p.grace_period_expires_at, p.purchased_at, p.is_sandbox, p.unsubscribe_detected_at,
-       p.billing_issue_detected_at, p.revoked_at, p.ownership, p.superseded"""
-    + _SELECTED
-    + """  AND p.id > $3
-ORDER BY p.id
+SELECT k.id, k.store, k.purchase_id, k.app_user_id, k.created_at, k.state, k.state_updated_at,
+       k.product_id, k.kind, k.status, k.period_type, k.will_renew, k.expires_at,
+       k.grace_period_expires_at, k.purchased_at, k.is_sandbox, k.unsubscribe_detected_at,
+       k.billing_issue_detected_at, k.revoked_at, k.ownership, k.superseded, r.*""",
+    _SELECTED,
+    """  AND k.id > $3
+ORDER BY k.id
 LIMIT $4
-"""
+""",
+)
+# The purchases the journal names (every entry's `purchase_ids`, or those of the entries
+# received at or after $2) that have no row; with a customer ($1), those whose recorded
+# owner it is (a lost row has no other owner to select by).
+_MISSING = _joined(
+    """
+FROM store_notifications n
+CROSS JOIN LATERAL (
+    SELECT n.store, u.purchase_id FROM unnest(n.purchase_ids) AS u(purchase_id)) AS k""",
+    _RECORDED,
+    """WHERE ($2::timestamptz IS NULL OR n.received_at >= $2)
+  AND NOT EXISTS (
+        SELECT 1 FROM purchases p WHERE p.store = k.store AND p.purchase_id = k.purchase_id)
+  AND ($1::text IS NULL OR r.recorded_owner = $1)
+""",
+)
+COUNT_MISSING = _joined(
+    "SELECT count(*) FROM (SELECT DISTINCT k.store, k.purchase_id", _MISSING, ") AS missing"
+)
+# One page of it, each purchase once, at the first selected entry naming it: the next $4
+# after (entry $3, purchase id $5). The journal is read once across the pages (by its id).
+MISSING_PAGE = _joined(
+    "\nSELECT n.id AS entry_id, k.store, k.purchase_id, r.*",
+    _MISSING,
+    """  AND n.id >= $3 AND (n.id, k.purchase_id) > ($3, $5)
+  AND NOT EXISTS (
+        SELECT 1 FROM store_notifications e
+        WHERE e.store = n.store AND e.purchase_ids @> ARRAY[k.purchase_id] AND e.id < n.id
+          AND ($2::timestamptz IS NULL OR e.received_at >= $2))
+ORDER BY n.id, k.purchase_id
+LIMIT $4
+""",
+)
+# Purchases whose owner was copied from `purchases` when the record began (migrations/0009)
+# that no entry names and that have no row: stored before the journal kept submissions. No
+# entry was received for them, so none with `since` ($2); the next $4 after (store $3,
+# purchase id $5).
+_UNJOURNALED = _joined(
+    """
+FROM (SELECT DISTINCT store, purchase_id FROM purchase_owners WHERE notification_id IS NULL)
+    AS k""",
+    _RECORDED,
+    """WHERE $2::timestamptz IS NULL
+  AND NOT EXISTS (
+        SELECT 1 FROM purchases p WHERE p.store = k.store AND p.purchase_id = k.purchase_id)
+  AND NOT EXISTS (
+        SELECT 1 FROM store_notifications e
+        WHERE e.store = k.store AND e.purchase_ids @> ARRAY[k.purchase_id])
+  AND ($1::text IS NULL OR r.recorded_owner = $1)
+""",
+)
+COUNT_UNJOURNALED = _joined("SELECT count(*)", _UNJOURNALED)
+UNJOURNALED_PAGE = _joined(
+    "\nSELECT k.store, k.purchase_id, r.*",
+    _UNJOURNALED,
+    """  AND (k.store, k.purchase_id) > ($3, $5)
+ORDER BY k.store, k.purchase_id
+LIMIT $4
+""",
 )
 # Every entry whose events were applied to one of these purchases, in journal order.
 SELECT_ENTRIES = """
 SELECT id, store, message_id, notification_type, result, payload, reads, purchase_ids,
-       received_at, payload_pruned_at
+       received_at, payload_pruned_at, checkpoint
 FROM store_notifications
 WHERE store = $1 AND purchase_ids && $2::text[]
 ORDER BY id
@@ -60,6 +140,10 @@ SELECT state, app_user_id FROM purchases WHERE store = $1 AND purchase_id = $2 F
 """
 LATEST_ENTRY = """
 SELECT max(id) FROM store_notifications WHERE store = $1 AND purchase_ids @> ARRAY[$2]::text[]
+"""
+# A recreated row was first stored when the lost one was.
+RESTORE_CREATED_AT = """
+UPDATE purchases SET created_at = $3 WHERE store = $1 AND purchase_id = $2
 """
 
 
@@ -105,6 +189,35 @@ async def selected_page(
     return [(r["id"], _stored(r)) for r in rows]
 
 
+async def count_missing(conn: asyncpg.Connection, selection: Selection) -> int:
+    """How many selected purchases the journal names that have no row."""
+    args = (selection.customer, selection.since)
+    named = await conn.fetchval(COUNT_MISSING, *args)
+    return int(named) + int(await conn.fetchval(COUNT_UNJOURNALED, *args))
+
+
+async def missing_page(
+    conn: asyncpg.Connection, selection: Selection, after: tuple[int, str], limit: int
+) -> list[tuple[tuple[int, str], MissingPurchase]]:
+    """The next `limit` selected purchases the journal's entries name that have no row, after
+    `after` (the id of the first entry naming the last one, its purchase id), with theirs."""
+    rows = await conn.fetch(
+        MISSING_PAGE, selection.customer, selection.since, after[0], limit, after[1]
+    )
+    return [((r["entry_id"], r["purchase_id"]), _missing(r)) for r in rows]
+
+
+async def unjournaled_page(
+    conn: asyncpg.Connection, selection: Selection, after: tuple[str, str], limit: int
+) -> list[tuple[tuple[str, str], MissingPurchase]]:
+    """The next `limit` selected purchases without a row that only the owner record names
+    (no entry: stored before the journal kept submissions), after (store, purchase id)."""
+    rows = await conn.fetch(
+        UNJOURNALED_PAGE, selection.customer, selection.since, after[0], limit, after[1]
+    )
+    return [((r["store"], r["purchase_id"]), _missing(r)) for r in rows]
+
+
 async def entries_touching(
     conn: asyncpg.Connection, store: Store, purchase_ids: Sequence[str]
 ) -> list[JournalEntry]:
@@ -122,6 +235,7 @@ async def entries_touching(
             purchase_ids=tuple(r["purchase_ids"]),
             received_at=r["received_at"],
             payload_pruned_at=r["payload_pruned_at"],
+            checkpoint=_json(r["checkpoint"]),
         )
         for r in rows
     ]
@@ -133,12 +247,36 @@ async def lock_for_fix(conn: asyncpg.Connection, store: Store, purchase_id: str)
     row = await conn.fetchrow(LOCK_PURCHASE, store.value, purchase_id)
     if row is None:
         return None
-    latest = await conn.fetchval(LATEST_ENTRY, store.value, purchase_id)
-    return Locked(_json(row["state"]), row["app_user_id"], latest)
+    return Locked(
+        _json(row["state"]), row["app_user_id"], await latest_entry(conn, store, purchase_id)
+    )
+
+
+async def latest_entry(conn: asyncpg.Connection, store: Store, purchase_id: str) -> int | None:
+    """The id of the latest journal entry applied to the purchase."""
+    latest: int | None = await conn.fetchval(LATEST_ENTRY, store.value, purchase_id)
+    return latest
+
+
+async def restore_created_at(
+    conn: asyncpg.Connection, store: Store, purchase_id: str, created_at: datetime
+) -> None:
+    """Date a recreated row (locked) by when the lost one was first stored."""
+    await conn.execute(RESTORE_CREATED_AT, store.value, purchase_id, created_at)
 
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _recorded(r: asyncpg.Record) -> Recorded | None:
+    if not r["recorded"]:
+        return None
+    return Recorded(r["recorded_owner"], r["recorded_created_at"], r["recorded_entry"])
+
+
+def _missing(r: asyncpg.Record) -> MissingPurchase:
+    return MissingPurchase(Store(r["store"]), r["purchase_id"], _recorded(r))
 
 
 def _stored(r: asyncpg.Record) -> StoredPurchase:
@@ -150,4 +288,5 @@ def _stored(r: asyncpg.Record) -> StoredPurchase:
         view=purchase_view(r),
         state_updated_at=r["state_updated_at"],
         created_at=r["created_at"],
+        recorded=_recorded(r),
     )

@@ -109,7 +109,7 @@ INSERT INTO purchases
 SELECT $13, $14, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now()
 FROM journaled
 ON CONFLICT (store, purchase_id) DO UPDATE SET store = EXCLUDED.store
-RETURNING state, app_user_id
+RETURNING state, app_user_id, (SELECT id FROM journaled) AS entry_id
 """
 UPDATE_PURCHASE = """
 UPDATE purchases SET
@@ -140,6 +140,33 @@ WITH ensured AS (
 )""",
     UPDATE_PURCHASE,
     "RETURNING EXISTS (SELECT 1 FROM ensured) AS created\n",
+)
+# Ingest's writes also record, in the same statement (no round trip of their own), the owner
+# they decided for their journal entry into purchase_owners (migrations/0009), with the row's
+# first-stored time: how replay recreates a purchase whose row is gone. The UPDATE's RETURNING
+# feeds the INSERT (data-modifying CTEs see each other's RETURNING, not each other's writes).
+_SAVED = _joined(
+    "\nsaved AS (", UPDATE_PURCHASE, "RETURNING store, purchase_id, app_user_id, created_at\n)"
+)
+_RECORDED = """,
+recorded AS (
+    INSERT INTO purchase_owners
+        (store, purchase_id, app_user_id, notification_id, purchase_created_at)
+    SELECT store, purchase_id, app_user_id, {entry}::bigint, created_at FROM saved
+)
+"""
+# UPDATE_PURCHASE, recording for journal entry $20.
+SAVE_PURCHASE_RECORD_OWNER = _joined("WITH", _SAVED, _RECORDED.format(entry="$20"), "SELECT 1\n")
+# ENSURE_CUSTOMER_SAVE_PURCHASE, recording for journal entry $21.
+ENSURE_CUSTOMER_SAVE_PURCHASE_RECORD_OWNER = _joined(
+    """
+WITH ensured AS (
+    INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
+    RETURNING app_user_id
+),""",
+    _SAVED,
+    _RECORDED.format(entry="$21"),
+    "SELECT EXISTS (SELECT 1 FROM ensured) AS created\n",
 )
 # NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
 # row (their foreign key), which FOR UPDATE would wait on: two ingests for one customer
@@ -273,14 +300,14 @@ async def insert_notification(
     row: NotificationRow,
     received_at: datetime,
     purchase_ids: Sequence[str] = (),
-) -> bool:
+) -> int | None:
     """Journal a notification with the local time it was received (this host's clock: kept
     in the journal, never shown as a store fact) and the purchases its events are applied
-    to; False when this store message id was seen before."""
-    new_id = await conn.fetchval(
+    to; the new entry's id, or None when this store message id was seen before."""
+    new_id: int | None = await conn.fetchval(
         INSERT_NOTIFICATION, *_notification_args(row, received_at, purchase_ids)
     )
-    return new_id is not None
+    return new_id
 
 
 def _notification_args(
@@ -315,16 +342,17 @@ async def insert_notification_lock_purchase(
     received_at: datetime,
     purchase_ids: Sequence[str],
     purchase: tuple[Store, str],
-) -> LockedPurchase | None:
-    """`insert_notification` then `lock_purchase` in one round trip; None (and no purchase
-    created or locked) when this store message id was seen before."""
+) -> tuple[int, LockedPurchase] | None:
+    """`insert_notification` then `lock_purchase` in one round trip: the new entry's id and
+    the locked purchase; None (and no purchase created or locked) when this store message id
+    was seen before."""
     locked = await conn.fetchrow(
         INSERT_NOTIFICATION_LOCK_PURCHASE,
         *_notification_args(row, received_at, purchase_ids),
         purchase[0].value,
         purchase[1],
     )
-    return _locked_of(locked) if locked is not None else None
+    return (locked["entry_id"], _locked_of(locked)) if locked is not None else None
 
 
 def _locked_of(row: asyncpg.Record) -> LockedPurchase:
@@ -334,10 +362,21 @@ def _locked_of(row: asyncpg.Record) -> LockedPurchase:
 
 
 async def save_purchase(
-    conn: asyncpg.Connection, state: PurchaseState, view: PurchaseView, app_user_id: str | None
+    conn: asyncpg.Connection,
+    state: PurchaseState,
+    view: PurchaseView,
+    app_user_id: str | None,
+    *,
+    entry: int | None = None,
 ) -> None:
-    """Write a purchase's state and derived view (the row must be locked)."""
-    await conn.execute(UPDATE_PURCHASE, *_purchase_args(state, view, app_user_id))
+    """Write a purchase's state and derived view (the row must be locked); with `entry`,
+    record its owner as journal entry `entry` decided it (purchase_owners), in the same
+    statement."""
+    args = _purchase_args(state, view, app_user_id)
+    if entry is None:
+        await conn.execute(UPDATE_PURCHASE, *args)
+    else:
+        await conn.execute(SAVE_PURCHASE_RECORD_OWNER, *args, entry)
 
 
 async def ensure_customer_save_purchase(
@@ -346,12 +385,18 @@ async def ensure_customer_save_purchase(
     state: PurchaseState,
     view: PurchaseView,
     app_user_id: str | None,
+    *,
+    entry: int | None = None,
 ) -> bool:
     """`ensure_customer(customer)` then `save_purchase` in one round trip; True when the
     customer row was created by this call."""
-    created = await conn.fetchval(
-        ENSURE_CUSTOMER_SAVE_PURCHASE, *_purchase_args(state, view, app_user_id), customer
-    )
+    args = _purchase_args(state, view, app_user_id)
+    if entry is None:
+        created = await conn.fetchval(ENSURE_CUSTOMER_SAVE_PURCHASE, *args, customer)
+    else:
+        created = await conn.fetchval(
+            ENSURE_CUSTOMER_SAVE_PURCHASE_RECORD_OWNER, *args, customer, entry
+        )
     return bool(created)
 
 

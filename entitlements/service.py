@@ -108,6 +108,7 @@ class EntitlementService:
         async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
                 locked: dict[tuple[Store, str], repo.LockedPurchase] = {}
+                entry: int | None = None  # the journal entry: its writes record their owners
                 if note is not None and len(keys) == 1:
                     # the common case: journal and lock its one purchase in one round trip
                     row = await repo.insert_notification_lock_purchase(
@@ -115,11 +116,11 @@ class EntitlementService:
                     )
                     if row is None:
                         return IngestOutcome(status="duplicate"), []
-                    locked[keys[0]] = row
-                elif note is not None and not await repo.insert_notification(
-                    conn, note, now, touched
-                ):
-                    return IngestOutcome(status="duplicate"), []
+                    entry, locked[keys[0]] = row
+                elif note is not None:
+                    entry = await repo.insert_notification(conn, note, now, touched)
+                    if entry is None:
+                        return IngestOutcome(status="duplicate"), []
                 if also is not None:
                     await also(conn)
                 for key in keys:
@@ -133,6 +134,7 @@ class EntitlementService:
                     proven=proven,
                     actor=actor,
                     now=now,
+                    entry=entry,
                 )
             status = note.result if note is not None else "processed"
             outcome = IngestOutcome(status=status, changed_users=changed, purchase_users=owners)
@@ -153,9 +155,12 @@ class EntitlementService:
         proven: bool,
         actor: Actor | None,
         now: datetime,
+        entry: int | None = None,
     ) -> tuple[frozenset[str], dict[tuple[Store, str], str | None], list[str]]:
         """Fold `events` into the `locked` purchases; the changed customers, the purchases'
-        owners and the changed customers' aliases."""
+        owners and the changed customers' aliases. Each write also records the owner it
+        decided for journal entry `entry` (replay recreates a lost row from it), in the same
+        statement: no round trip of its own."""
         owners_now = {row.app_user_id for row in locked.values() if row.app_user_id}
         erased = await repo.erased_among(conn, owners_now)
         held = {
@@ -183,14 +188,16 @@ class EntitlementService:
             # the common case: its one new customer and its one write in one round trip
             write = writes[0]
             if await repo.ensure_customer_save_purchase(
-                conn, new_customers[0], write.state, view(write.state), write.owner
+                conn, new_customers[0], write.state, view(write.state), write.owner, entry=entry
             ):
                 created.add(new_customers[0])
         else:
             for user in new_customers:
                 await repo.ensure_customer(conn, user)
             for write in writes:
-                await repo.save_purchase(conn, write.state, view(write.state), write.owner)
+                await repo.save_purchase(
+                    conn, write.state, view(write.state), write.owner, entry=entry
+                )
         moved: set[str] = set()
         for transfer in decision.transfers:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)

@@ -51,6 +51,13 @@ play_acknowledgements.created_at timestamp with time zone NOT NULL
 play_acknowledgements.attempts integer NOT NULL DEFAULT 0
 play_acknowledgements.next_attempt_at timestamp with time zone NOT NULL
 play_acknowledgements.last_error text
+-- table purchase_owners
+purchase_owners.id bigint NOT NULL DEFAULT nextval('purchase_owners_id_seq'::regclass)
+purchase_owners.store text NOT NULL
+purchase_owners.purchase_id text NOT NULL
+purchase_owners.app_user_id text
+purchase_owners.notification_id bigint
+purchase_owners.purchase_created_at timestamp with time zone NOT NULL
 -- table purchases
 purchases.id bigint NOT NULL DEFAULT nextval('purchases_id_seq'::regclass)
 purchases.store text NOT NULL
@@ -109,6 +116,7 @@ store_notifications.payload text
 store_notifications.payload_pruned_at timestamp with time zone
 store_notifications.reads jsonb
 store_notifications.purchase_ids ARRAY NOT NULL DEFAULT '{}'::text[]
+store_notifications.checkpoint jsonb
 -- table webhook_deliveries
 webhook_deliveries.endpoint_key text NOT NULL
 webhook_deliveries.feed_id bigint NOT NULL
@@ -140,6 +148,8 @@ grants grants_pkey: PRIMARY KEY (id)
 play_acknowledgements play_acknowledgements_kind_check: CHECK ((kind = ANY (ARRAY['subscription'::text, 'product'::text])))
 play_acknowledgements play_acknowledgements_kind_package_name_product_id_purchase_key: UNIQUE (kind, package_name, product_id, purchase_token)
 play_acknowledgements play_acknowledgements_pkey: PRIMARY KEY (id)
+purchase_owners purchase_owners_pkey: PRIMARY KEY (store, purchase_id, id)
+purchase_owners purchase_owners_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 purchases purchases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE SET NULL
 purchases purchases_pkey: PRIMARY KEY (id)
 purchases purchases_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
@@ -172,6 +182,8 @@ CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlem
 CREATE INDEX play_acknowledgements_due_idx ON public.play_acknowledgements USING btree (next_attempt_at)
 CREATE UNIQUE INDEX play_acknowledgements_kind_package_name_product_id_purchase_key ON public.play_acknowledgements USING btree (kind, package_name, product_id, purchase_token)
 CREATE UNIQUE INDEX play_acknowledgements_pkey ON public.play_acknowledgements USING btree (id)
+CREATE UNIQUE INDEX purchase_owners_pkey ON public.purchase_owners USING btree (store, purchase_id, id)
+CREATE INDEX purchase_owners_user_idx ON public.purchase_owners USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
 CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)

@@ -246,7 +246,7 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
     finally:
         bar.close()
     print(summary_line(summary, fix=fix, cache=cache_note))
-    return 1 if summary.differing > summary.fixed else 0
+    return 0 if summary.clean else 1
 
 
 def _utc_now() -> datetime:

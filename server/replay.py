@@ -1,28 +1,34 @@
 """`receiptd replay`: re-derive purchases from the journal with the production code path,
-report each one whose stored state differs, and with `fix` write the re-derived state.
+report each one whose stored state differs or whose row is gone, and with `fix` write the
+re-derived state (recreating a lost row).
 
-    the selected purchases (all, a customer's, those an entry received since a time touched),
-    in pages of BATCH by row id
+    the selected purchases, in pages: the stored ones by row id, then those the journal
+    names that have no row (by the first entry naming them; then those only the owner
+    record names: stored before the journal kept submissions)
     → every journal entry applied to a page's purchases, in journal order
     → each entry re-derived by its store's adapter with the journaled store answers at the
       journaled `now` (`replaying`): a notification verified again (`reread`) and resolved,
       a submission submitted again, a reconciliation's statement (RECONCILE) refreshed
       again; it must ask the same questions, get the same verdict and touch the same
-      purchases as when it was ingested, else it is not re-derivable
-    → entitlements.replay folds them as ingest does and judges every purchase of the page
-    → fix: one transaction per differing purchase (its row lock, a check that nothing was
-      journaled for it meanwhile, the state and view, a `corrected` change-feed event and an
-      audit row for its owner), then the owner's cached reads are invalidated
+      purchases as when it was ingested, else it is not re-derivable. An erasure's entry
+      (ERASURE) gives the state it kept.
+    → entitlements.replay folds them as ingest does and judges every purchase of the page,
+      with the owner the journal recorded (purchase_owners)
+    → fix: one transaction per purchase (its row lock, a check that nothing was journaled
+      for it meanwhile, the state, view and owner, a change-feed event and an audit row for
+      each owner concerned: `corrected`, or `restored` for a recreated row), then the
+      owners' cached reads are invalidated
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -32,10 +38,27 @@ from entitlements import replay_repository as rrepo
 from entitlements import repository as repo
 from entitlements.access import Catalog, entitlements_of
 from entitlements.cache import CustomerCache, NoCache, RedisCustomerCache
+from entitlements.codec import from_jsonable
 from entitlements.customer_repository import AuditEntry
-from entitlements.model import Clock, Store, StoreEvent
+from entitlements.model import Clock, PurchaseState, Store
+from entitlements.operations import PSEUDONYM_PREFIX
 from entitlements.ownership import keys_to_lock
-from entitlements.replay import Finding, JournalEntry, StoredPurchase, fold, judge, unusable
+from entitlements.replay import (
+    Finding,
+    JournalEntry,
+    MissingPurchase,
+    Owner,
+    Rederived,
+    StoredPurchase,
+    describe,
+    fold,
+    judge,
+    judge_missing,
+    link_hints,
+    owner_of,
+    purchase_ref,
+    unusable,
+)
 from entitlements.replay_repository import Selection
 from entitlements.state import view
 from receipts.errors import ReceiptError
@@ -44,14 +67,25 @@ from receipts.recording import parse_reads_document, same_reads
 
 BATCH = 200  # purchases per page: their entries are read and re-derived together
 CORRECTED = "corrected"  # the change-feed type of a fix
+# The change-feed type of a recreated purchase: its owner reads it again (the entitlements
+# may read as before the loss), and a consumer can tell a lost row from a corrected one.
+RESTORED = "restored"
 ACTOR = "receiptd replay"  # the audit log's actor of a fix
+__all__ = ["Replayer", "Summary", "cache_for_fixes", "describe", "purchase_ref", "summary_line"]
 
 # (purchases checked so far, purchases selected) after each page.
 Progress = Callable[[int, int], None]
+Subject = StoredPurchase | MissingPurchase
+# One source of pages: (connection, position after the last page, limit) → (position, subject).
+Fetch = Callable[[asyncpg.Connection, Any, int], Awaitable[Sequence[tuple[Any, Subject]]]]
 
 
 class NotRederivable(Exception):
     """A journal entry replay cannot re-derive; the message says why."""
+
+
+class _Changed(Exception):
+    """The purchase was journaled or written since it was read: the fix rolls back."""
 
 
 @dataclass
@@ -59,11 +93,19 @@ class Summary:
     """Counts of one replay."""
 
     checked: int = 0
-    differing: int = 0
+    differing: int = 0  # stored purchases that differ (and are re-derivable)
+    missing: int = 0  # purchases the journal names whose row is gone
     not_rederivable: int = 0
-    fixed: int = 0
+    fixed: int = 0  # differing purchases written and missing ones recreated
+    ownerless: int = 0  # recreated without a known owner
     entries: int = 0  # journal entries re-derived
     invalidated: int = 0  # customers whose cached reads a fix invalidated
+
+    @property
+    def clean(self) -> bool:
+        """Nothing differs or is missing that was not fixed (exit code 0); a purchase
+        recreated without a known owner is not fixed."""
+        return self.fixed == self.differing + self.missing and self.ownerless == 0
 
 
 Report = Callable[[Finding, str], None]  # a finding worth a line, and what was done
@@ -88,7 +130,7 @@ class Replayer:
         self._clock = clock
         self._cache = cache
         self._batch = batch
-        self._rederived: dict[int, list[StoreEvent] | str] = {}  # the last page's entries
+        self._rederived: dict[int, Rederived | str] = {}  # the last page's entries
 
     async def run(
         self,
@@ -98,8 +140,10 @@ class Replayer:
         report: Report,
         progress: Progress | None = None,
     ) -> Summary:
-        """Check every selected purchase; report those that differ or cannot be re-derived
-        (`report(finding, "differs" | "fixed" | "not fixed" | "not re-derivable")`)."""
+        """Check every selected purchase, stored or missing; report those that differ, are
+        missing or cannot be re-derived (`report(finding, outcome)`, outcome one of
+        "differs", "fixed", "not fixed", "not re-derivable", "missing", "recreated",
+        "recreated without a known owner", "not recreated", "missing, not re-derivable")."""
         summary = Summary()
         self._rederived = {}
         async with self._pool.acquire() as conn:
@@ -109,48 +153,74 @@ class Replayer:
                     selection, customer=await rrepo.customer_of(conn, selection.customer)
                 )
             total = await rrepo.count_selected(conn, selection)
-            after = 0
-            while True:
-                # The rows and their entries from one snapshot: ingest commits a journal
-                # row with the state it produced, so a delivery arriving meanwhile is
-                # either in both or in neither (never a false difference).
-                async with conn.transaction(isolation="repeatable_read", readonly=True):
-                    page = await rrepo.selected_page(conn, selection, after, self._batch)
-                    stored = [purchase for _row_id, purchase in page]
-                    entries = await self._entries(conn, stored)
-                if not page:
-                    break
-                after = page[-1][0]
-                for purchase, finding in await self._judge(stored, entries, since, summary):
-                    await self._settle(
-                        conn, purchase, finding, fix=fix, summary=summary, report=report
-                    )
-                if progress is not None:
-                    progress(summary.checked, max(total, summary.checked))
+            total += await rrepo.count_missing(conn, selection)
+            sources: list[tuple[Fetch, Any]] = [
+                (lambda c, after, n: rrepo.selected_page(c, selection, after, n), 0),
+                (lambda c, after, n: rrepo.missing_page(c, selection, after, n), (0, "")),
+                (lambda c, after, n: rrepo.unjournaled_page(c, selection, after, n), ("", "")),
+            ]
+            for fetch, start in sources:
+                async for subjects, entries in self._pages(conn, fetch, start):
+                    judged = await self._judge(conn, subjects, entries, since, summary)
+                    for subject, finding in judged:
+                        await self._settle(
+                            conn, subject, finding, fix=fix, summary=summary, report=report
+                        )
+                    if progress is not None:
+                        progress(summary.checked, max(total, summary.checked))
         return summary
 
     # --- one page ----------------------------------------------------------------------
 
+    async def _pages(
+        self, conn: asyncpg.Connection, fetch: Fetch, after: Any
+    ) -> AsyncIterator[tuple[list[Subject], list[JournalEntry]]]:
+        """The pages of one source, each with every entry applied to its purchases."""
+        while True:
+            # The rows and their entries from one snapshot: ingest commits a journal
+            # row with the state it produced, so a delivery arriving meanwhile is
+            # either in both or in neither (never a false difference).
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                page = await fetch(conn, after, self._batch)
+                subjects = [subject for _position, subject in page]
+                entries = await self._entries(conn, subjects)
+            if not page:
+                return
+            after = page[-1][0]
+            yield subjects, entries
+
     @staticmethod
-    async def _entries(
-        conn: asyncpg.Connection, stored: Sequence[StoredPurchase]
-    ) -> list[JournalEntry]:
-        """Every entry applied to one of these purchases, in journal order."""
-        entries: list[JournalEntry] = []
-        for store in sorted({s.store for s in stored}):
-            ids = [s.purchase_id for s in stored if s.store is store]
-            entries += await rrepo.entries_touching(conn, store, ids)
-        return sorted(entries, key=lambda e: e.id)
+    async def _entries(conn: asyncpg.Connection, subjects: Sequence[Subject]) -> list[JournalEntry]:
+        """Every entry applied to one of these purchases, in journal order. For a lost row
+        whose owner was not recorded, also every entry of the purchases its entries touch,
+        transitively: the owner of the purchase it replaced may be its owner."""
+        found: dict[int, JournalEntry] = {}
+        asked: set[tuple[Store, str]] = set()
+        wanted = {s.key for s in subjects}
+        follow = {s.key for s in subjects if isinstance(s, MissingPurchase) and not s.recorded}
+        while new := wanted - asked:
+            for store in sorted({key[0] for key in new}):
+                ids = [purchase_id for key_store, purchase_id in new if key_store is store]
+                for entry in await rrepo.entries_touching(conn, store, ids):
+                    found[entry.id] = entry
+            asked |= new
+            for entry in found.values():
+                keys = {(entry.store, purchase_id) for purchase_id in entry.purchase_ids}
+                if keys & follow:
+                    follow |= keys
+                    wanted |= keys
+        return sorted(found.values(), key=lambda e: e.id)
 
     async def _judge(
         self,
-        stored: Sequence[StoredPurchase],
+        conn: asyncpg.Connection,
+        subjects: Sequence[Subject],
         entries: Sequence[JournalEntry],
         since: datetime | None,
         summary: Summary,
-    ) -> list[tuple[StoredPurchase, Finding]]:
+    ) -> list[tuple[Subject, Finding]]:
         blocked: dict[int, str] = {}
-        batches: list[list[StoreEvent]] = []
+        batches: list[Rederived] = []
         # An entry touching purchases of two pages (a history, a replaced token) is
         # re-derived once: the previous page's results are kept for this one.
         previous, self._rederived = self._rederived, {}
@@ -158,7 +228,10 @@ class Replayer:
             outcome = previous[entry.id] if entry.id in previous else unusable(entry)
             if outcome is None:
                 try:
-                    outcome = await self._rederive(entry)
+                    if entry.is_checkpoint:
+                        outcome = _checkpoint(entry)
+                    else:
+                        outcome = await self._rederive(entry)
                     summary.entries += 1
                 except NotRederivable as exc:
                     outcome = str(exc)
@@ -167,27 +240,30 @@ class Replayer:
                 blocked[entry.id] = outcome
             else:
                 batches.append(outcome)
-        states = fold(batches)
+        # Owners by the store's statements count only where none was recorded: their link
+        # hints then stand for today's customers.
+        hints = link_hints(batches) if any(s.recorded is None for s in subjects) else set()
+        folded = fold(batches, await repo.resolve_aliases(conn, hints) if hints else {})
         touching: dict[tuple[Store, str], list[JournalEntry]] = {}
         for entry in entries:
             for purchase_id in entry.purchase_ids:
                 touching.setdefault((entry.store, purchase_id), []).append(entry)
-        return [
-            (
-                s,
-                judge(
-                    s,
-                    states.get(s.key),
-                    touching.get(s.key, []),
-                    blocked,
-                    journal_complete_since=since,
-                ),
-            )
-            for s in stored
-        ]
+        judged: list[tuple[Subject, Finding]] = []
+        for s in subjects:
+            state, mine = folded.states.get(s.key), touching.get(s.key, [])
+            owner = owner_of(s.recorded, folded.owners.get(s.key))
+            if isinstance(s, StoredPurchase):
+                finding = judge(s, state, mine, blocked, journal_complete_since=since, owner=owner)
+            else:
+                finding = judge_missing(
+                    s, state, mine, blocked, journal_complete_since=since, owner=owner
+                )
+            judged.append((s, finding))
+        return judged
 
-    async def _rederive(self, entry: JournalEntry) -> list[StoreEvent]:
-        """The events of one entry, re-derived; NotRederivable when that cannot be exact."""
+    async def _rederive(self, entry: JournalEntry) -> Rederived:
+        """One store statement or submission, re-derived; NotRederivable when that cannot be
+        exact."""
         where = f"journal entry {entry.id}"
         adapter = self._adapters.get(entry.store)
         if adapter is None:
@@ -223,14 +299,14 @@ class Replayer:
             raise NotRederivable(f"{where}: asks the store other questions than it did")
         if touched != sorted(entry.purchase_ids):
             raise NotRederivable(f"{where}: now touches other purchases than it did")
-        return list(resolution.events)
+        return Rederived(tuple(resolution.events), submitted=entry.notification_type == SUBMISSION)
 
     # --- one purchase --------------------------------------------------------------------
 
     async def _settle(
         self,
         conn: asyncpg.Connection,
-        stored: StoredPurchase,
+        subject: Subject,
         finding: Finding,
         *,
         fix: bool,
@@ -238,86 +314,156 @@ class Replayer:
         report: Report,
     ) -> None:
         summary.checked += 1
+        summary.missing += finding.missing
         if finding.not_rederivable is not None:
             summary.not_rederivable += 1
-            report(finding, "not re-derivable")
+            report(finding, "missing, not re-derivable" if finding.missing else "not re-derivable")
             return
         if not finding.differs:
             return
-        summary.differing += 1
+        summary.differing += not finding.missing
         if not fix:
-            report(finding, "differs")
+            report(finding, "missing" if finding.missing else "differs")
             return
-        invalidated = await self._fix(conn, stored, finding)
-        if invalidated is None:
-            report(finding, "not fixed")  # journaled or changed meanwhile: replay again
+        try:
+            if isinstance(subject, MissingPurchase):
+                invalidated, finding = await self._recreate(conn, subject, finding)
+            else:
+                assert isinstance(subject, StoredPurchase)
+                invalidated = await self._fix(conn, subject, finding)
+        except _Changed:  # journaled or changed meanwhile: replay again
+            report(finding, "not recreated" if finding.missing else "not fixed")
             return
         summary.fixed += 1
         summary.invalidated += len(invalidated)
-        report(finding, "fixed")
+        assert finding.replayed_owner is not None
+        if not finding.missing:
+            report(finding, "fixed")
+        elif finding.replayed_owner.source == "unknown":
+            summary.ownerless += 1
+            report(finding, "recreated without a known owner")
+        else:
+            report(finding, "recreated")
 
     async def _fix(
         self, conn: asyncpg.Connection, stored: StoredPurchase, finding: Finding
-    ) -> set[str] | None:
-        """Write the re-derived state in one transaction; the ids whose cached reads were
-        invalidated, or None when the purchase changed since it was read."""
+    ) -> set[str]:
+        """Write the re-derived state (and the recorded owner, if it differs) in one
+        transaction; the ids whose cached reads were invalidated. _Changed when the purchase
+        changed since it was read."""
         replayed = finding.replayed
         assert replayed is not None
+        assert finding.replayed_owner is not None
+        moved = any(d.field == "owner" for d in finding.differences)
+        owner = finding.replayed_owner.app_user_id if moved else stored.owner
         now = self._clock()
         async with conn.transaction():
             locked = await rrepo.lock_for_fix(conn, stored.store, stored.purchase_id)
             if (
                 locked is None
                 or locked.state != stored.state
+                or locked.owner != stored.owner
                 or locked.latest_entry != max(finding.entry_ids)
             ):
-                return None
-            await repo.save_purchase(conn, replayed, view(replayed), locked.owner)
-            owner = locked.owner
-            if owner is None:
-                return set()
+                raise _Changed
+            if owner is not None and not await _ensure_owner(conn, owner):
+                raise _Changed  # a pseudonym without its row: never re-created
+            await repo.save_purchase(conn, replayed, view(replayed), owner)
+            owners = sorted({o for o in (stored.owner, owner) if o is not None})
             # An event even when the entitlements read as before the damage: whoever read
             # the damaged record (or cached it) should read again.
             await repo.record_changes(
                 conn,
-                [(owner, CORRECTED)],
+                [(o, CORRECTED) for o in owners],
                 lambda record: entitlements_of(record, self._catalog, now),
                 at=now,
-                always={owner},
+                always=set(owners),
             )
             details = {
                 "store": stored.store.value,
                 "purchase_ref": purchase_ref(stored.purchase_id),
                 "fields": [d.field for d in finding.differences],
             }
-            await crepo.audit(conn, AuditEntry(ACTOR, "replay_fix", owner, None, details), now)
-            users = {owner, *await repo.aliases_of(conn, [owner])}
+            for o in owners:
+                await crepo.audit(conn, AuditEntry(ACTOR, "replay_fix", o, None, details), now)
+            users = {*owners, *await repo.aliases_of(conn, owners)} if owners else set()
         await self._cache.invalidate(users)
         return users
 
+    async def _recreate(
+        self, conn: asyncpg.Connection, missing: MissingPurchase, finding: Finding
+    ) -> tuple[set[str], Finding]:
+        """Recreate a lost row in one transaction: state, view, owner, first-stored time; its
+        owner gets a `restored` event and an audit row. The ids whose cached reads were
+        invalidated, and the finding as written (an owner that cannot be restored is
+        unknown). _Changed when the purchase was journaled or stored meanwhile."""
+        replayed, source = finding.replayed, finding.replayed_owner
+        assert replayed is not None
+        assert source is not None
+        owner = source.app_user_id
+        now = self._clock()
+        async with conn.transaction():
+            locked = await repo.lock_purchase(conn, missing.store, missing.purchase_id)
+            latest = await rrepo.latest_entry(conn, missing.store, missing.purchase_id)
+            if locked.state is not None or latest != max(finding.entry_ids):
+                raise _Changed  # rolls back the row lock_purchase created
+            if owner is not None and not await _ensure_owner(conn, owner):
+                owner, source = None, Owner(None, "unknown")
+                finding = dataclasses.replace(finding, replayed_owner=source)
+            await repo.save_purchase(conn, replayed, view(replayed), owner)
+            if missing.recorded is not None:
+                created_at = missing.recorded.purchase_created_at
+                await rrepo.restore_created_at(conn, missing.store, missing.purchase_id, created_at)
+            if owner is None:
+                return set(), finding
+            await repo.record_changes(
+                conn,
+                [(owner, RESTORED)],
+                lambda record: entitlements_of(record, self._catalog, now),
+                at=now,
+                always={owner},
+            )
+            details = {
+                "store": missing.store.value,
+                "purchase_ref": purchase_ref(missing.purchase_id),
+                "owner": source.source,
+            }
+            entry = AuditEntry(ACTOR, "replay_restore", owner, None, details)
+            await crepo.audit(conn, entry, now)
+            users = {owner, *await repo.aliases_of(conn, [owner])}
+        await self._cache.invalidate(users)
+        return users, finding
 
-def purchase_ref(purchase_id: str) -> str:
-    """A short one-way reference to a purchase (its store id may be a bearer token)."""
-    return hashlib.sha256(purchase_id.encode()).hexdigest()[:12]
+
+def _checkpoint(entry: JournalEntry) -> Rederived:
+    """The state an erasure's entry kept."""
+    try:
+        return Rederived(checkpoint=from_jsonable(PurchaseState, entry.checkpoint))
+    except (ValueError, KeyError, TypeError) as exc:
+        what = type(exc).__name__
+        raise NotRederivable(f"journal entry {entry.id}: unreadable ({what})") from exc
 
 
-def describe(finding: Finding, outcome: str) -> str:
-    """One report line: `<store> <ref> customer=<id> <outcome>: <what>`."""
-    customer = finding.owner if finding.owner is not None else "-"
-    head = f"{finding.store.value} {purchase_ref(finding.purchase_id)} customer={customer}"
-    if finding.not_rederivable is not None:
-        return f"{head} {outcome}: {finding.not_rederivable}"
-    what = "; ".join(f"{d.field} {d.stored} → {d.replayed}" for d in finding.differences)
-    return f"{head} {outcome}: {what}"
+async def _ensure_owner(conn: asyncpg.Connection, owner: str) -> bool:
+    """Make sure the owner's customer row exists, as ingest does when it links one; False for
+    an erasure's pseudonym whose row is gone (never re-created as a customer)."""
+    if await crepo.customer_exists(conn, owner):
+        return True
+    if owner.startswith(PSEUDONYM_PREFIX):
+        return False
+    await repo.ensure_customer(conn, owner)
+    return True
 
 
 def summary_line(summary: Summary, *, fix: bool, cache: str) -> str:
     """The one line that ends every replay."""
     line = (
         f"replay: {summary.checked} purchases checked, {summary.differing} differ, "
-        f"{summary.not_rederivable} not re-derivable, {summary.fixed} fixed "
-        f"({summary.entries} journal entries re-derived)"
+        f"{summary.missing} missing, {summary.not_rederivable} not re-derivable, "
+        f"{summary.fixed} fixed ({summary.entries} journal entries re-derived)"
     )
+    if summary.ownerless:
+        line += f", {summary.ownerless} recreated without a known owner"
     if fix and summary.fixed:
         line += f"; cache: {cache}"
     return line

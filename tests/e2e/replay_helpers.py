@@ -4,6 +4,8 @@ HTTP routes, and replay run in-process on the same database."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from config.settings import Settings
 from entitlements.cache import CustomerCache, NoCache
 from entitlements.replay import Finding
 from entitlements.replay_repository import Selection
+from server import cli
 from server.app import catalog_from
 from server.replay import Replayer, Summary
 from server.stores import replay_stores
@@ -30,7 +33,7 @@ from simulators.google_signer import (
     voided_notification,
 )
 from simulators.play_purchases import product_purchase
-from tests.conftest import WRITER_KEY, Clock, auth
+from tests.conftest import ADMIN_KEY, WRITER_KEY, Clock, auth
 from tests.e2e import google_helpers
 from tests.e2e.apple_helpers import APP_APPLE_ID, BUNDLE_ID, PRODUCT, apple_config, scenario
 from tests.e2e.google_helpers import (
@@ -119,6 +122,40 @@ async def stores(
         client, Settings(**cfg), cfg, replay_ca[0], fake_api, fake_play, google_keys, clock,
         database_url,
     )  # fmt: skip
+
+
+@pytest.fixture
+def command(stores, monkeypatch):
+    """`receiptd replay ARGS` with the app's settings; (exit code, stdout lines, stderr)."""
+    # main() configures logging for the process (cached structlog loggers would then bypass
+    # capture_logs in later tests) and reads a config file: the app's settings stand in.
+    monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
+    monkeypatch.setattr(cli, "load_settings", lambda _path: stores.settings)
+
+    async def run(*args: str, capsys) -> tuple[int, list[str], str]:
+        capsys.readouterr()  # the app's own log lines so far
+        code = await asyncio.to_thread(cli.main, ["replay", *args])
+        captured = capsys.readouterr()
+        # The real command logs to stderr; with its logging set-up skipped, the adapters'
+        # info lines (re-deriving an entry logs as processing it did) land on stdout.
+        report = [line for line in captured.out.splitlines() if not LOG_LINE.match(line)]
+        return code, report, captured.err
+
+    return run
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+LINE = re.compile(
+    r"^(app_store|play_store) ([0-9a-f]{12}) customer=(\S+) "
+    r"(differs|fixed|not fixed|not re-derivable|missing|recreated|recreated without a known owner"
+    r"|not recreated|missing, not re-derivable): (.+)$"
+)
+# groups: checked, differ, missing, not re-derivable, fixed, entries, ownerless, cache
+SUMMARY = re.compile(
+    r"^replay: (\d+) purchases checked, (\d+) differ, (\d+) missing, (\d+) not re-derivable, "
+    r"(\d+) fixed \((\d+) journal entries re-derived\)"
+    r"(?:, (\d+) recreated without a known owner)?(; cache: .+)?$"
+)
 
 
 async def replay(
@@ -331,3 +368,67 @@ async def google_traffic(s: Stores) -> None:
     clock.advance(hours=1)
     fake.set_product(PACKAGE, LIFETIME, "p-2", product_purchase(LIFETIME, purchase_time=clock.now))
     await submit(s, play_submission(LIFETIME, "p-2"))
+
+
+# --- lost rows -----------------------------------------------------------------------------
+
+# Every column of a purchase row that replay must restore. Left out: `id` (a surrogate key
+# nothing references), `updated_at` and `linked_at` (the time of the write that stored or
+# linked the row: the database's clock at the recreation, like any write's).
+NOT_RESTORED = {"id", "updated_at", "linked_at"}
+
+
+async def snapshot(database_url: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every purchase row, (store, purchase id) → its columns but NOT_RESTORED."""
+    rows = await query(database_url, "SELECT * FROM purchases")
+    return {
+        (r["store"], r["purchase_id"]): {k: v for k, v in dict(r).items() if k not in NOT_RESTORED}
+        for r in rows
+    }
+
+
+@dataclass
+class Mix:
+    """Who owns what after `realistic_mix`."""
+
+    apple_notified: str  # owner by Apple's appAccountToken
+    apple_buyer: str  # owner by submissions
+    transferred_to: str
+    transferred_from: str
+    merged_into: str
+    merged_alias: str
+    erased: str  # the erased person's id (gone: their purchase is the pseudonym's)
+
+
+async def realistic_mix(s: Stores) -> Mix:
+    """Apple notifications (owner from appAccountToken) and submissions (owner: the
+    submitter), Google pushes with Play reads (a plan-change chain: linkedPurchaseToken,
+    superseded) and submissions, a purchase transferred between users, one whose customer
+    was merged by alias (and one linked through the alias after the merge), one whose
+    customer was erased (with a statement after the erasure)."""
+    apple_user = await apple_traffic(s)
+    await google_traffic(s)
+    # Transferred: a Play token proves whoever submits it holds it.
+    s.fake_play.set_subscription(PACKAGE, "tok-t", sub(s.clock, "active", "tok-t", user=None))
+    await submit(s, play_submission(MONTHLY, "tok-t") | {"app_user_id": "u-first"})
+    s.clock.advance(minutes=5)
+    await submit(s, play_submission(MONTHLY, "tok-t") | {"app_user_id": "u-second"})
+    # Merged: an anonymous id's purchase moves to the customer; a later hint naming the
+    # alias links to the customer too.
+    anonymous = str(uuid.uuid4())
+    await apple_notify(s, scenario(s.ca, user=anonymous).body("subscribe", s.clock.now))
+    resp = await s.client.post(
+        "/v1/customers/u-merged/aliases", json={"alias": anonymous}, headers=auth(ADMIN_KEY)
+    )
+    assert resp.status == 200
+    s.clock.advance(minutes=5)
+    await notify(s.client, s.fake_play, s.keys, s.clock, 4, "active", "tok-m", user=anonymous)
+    # Erased, then renewed: the purchase stays with the pseudonym.
+    person = str(uuid.uuid4())
+    lifecycle = scenario(s.ca, user=person)
+    await apple_notify(s, lifecycle.body("subscribe", s.clock.now))
+    resp = await s.client.delete(f"/v1/customers/{person}", headers=auth(ADMIN_KEY))
+    assert resp.status == 200
+    s.clock.advance(hours=1)
+    await apple_notify(s, lifecycle.body("renew", s.clock.now))
+    return Mix(apple_user, "u-apple-buyer", "u-second", "u-first", "u-merged", anonymous, person)

@@ -137,7 +137,9 @@ async def test_damage_behind_the_services_back_is_reported_then_fixed(stores, re
     assert (reported, summary.differing) == ([], 0)
 
 
-async def test_pruned_or_erased_payloads_are_not_rederivable_never_guessed(stores) -> None:
+async def test_pruned_payloads_are_not_rederivable_never_guessed_an_erasure_keeps_the_state(
+    stores,
+) -> None:
     old_user = await subscribe_apple(stores)
     stores.clock.advance(days=100)
     await subscribe_google(stores)
@@ -160,13 +162,20 @@ async def test_pruned_or_erased_payloads_are_not_rederivable_never_guessed(store
         [],
         f"payload pruned {iso(stores.clock.now)} (journal entry 1) and 1 more",
     )
-    [why] = [v for k, v in found.items() if k and k.startswith("erased:")]
-    assert why[0] == "not re-derivable"
-    assert why[2].startswith(f"payload pruned {iso(stores.clock.now)}")
+    # The erasure dropped its entries' payloads but journaled the state they gave (ERASURE):
+    # replay starts the purchase from there.
+    [(pseudonym, why)] = [(k, v) for k, v in found.items() if k and k.startswith("erased:")]
+    assert why == ("fixed", ["status"], None)
     assert found[USER] == ("fixed", ["status"], None)
-    assert (summary.checked, summary.not_rederivable, summary.differing) == (3, 2, 1)
-    statuses = await query(stores.database_url, "SELECT status FROM purchases ORDER BY id")
-    assert [r["status"] for r in statuses] == ["revoked", "active", "revoked"]
+    assert (summary.checked, summary.not_rederivable, summary.differing) == (3, 1, 2)
+    statuses = await query(
+        stores.database_url, "SELECT status, app_user_id FROM purchases ORDER BY id"
+    )
+    assert [(r["status"], r["app_user_id"]) for r in statuses] == [
+        ("revoked", old_user),
+        ("active", USER),
+        ("active", pseudonym),
+    ]
 
 
 async def test_since_and_customer_select_what_is_replayed(stores) -> None:
@@ -212,6 +221,15 @@ async def test_a_submission_is_journaled_without_its_submitter_and_erased_with_t
     assert json.loads(row["payload"]) == {"store": "app_store", "transaction_id": "8000"}
     calls = [r["call"] for r in json.loads(row["reads"])["reads"]]
     assert calls == ["apple.get"] * 3  # the transaction, its statuses, the history
+    # The submitter is recorded apart, per purchase: erasure and merges reach it there.
+    owners = await query(
+        s.database_url,
+        "SELECT purchase_id, app_user_id, notification_id FROM purchase_owners ORDER BY id",
+    )
+    assert [tuple(r) for r in owners] == [
+        ("8000", "u-sub", row["id"]),
+        ("8001", "u-sub", row["id"]),
+    ]
 
     resp = await s.client.get("/v1/customers/u-sub/export", headers=auth(ADMIN_KEY))
     [note] = (await resp.json())["notifications"]
@@ -219,5 +237,15 @@ async def test_a_submission_is_journaled_without_its_submitter_and_erased_with_t
 
     resp = await s.client.delete("/v1/customers/u-sub", headers=auth(ADMIN_KEY))
     assert resp.status == 200
-    [row] = await query(s.database_url, "SELECT payload, reads FROM store_notifications")
-    assert (row["payload"], row["reads"]) == (None, None)
+    rows = await query(
+        s.database_url,
+        "SELECT notification_type, purchase_ids, payload, reads, checkpoint IS NOT NULL AS kept"
+        " FROM store_notifications ORDER BY id",
+    )
+    assert [tuple(r) for r in rows] == [
+        ("SUBMISSION", ["8000", "8001"], None, None, False),
+        ("ERASURE", ["8000"], None, None, True),  # the state each purchase had, for replay
+        ("ERASURE", ["8001"], None, None, True),
+    ]
+    owners = await query(s.database_url, "SELECT DISTINCT app_user_id FROM purchase_owners")
+    assert [r["app_user_id"][: len("erased:")] for r in owners] == ["erased:"]

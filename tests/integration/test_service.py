@@ -99,8 +99,8 @@ async def test_unlinked_purchase_waits_then_links_on_submission(client, clock) -
 async def test_transfer_policy_transfer_moves_and_records_both(client, clock, database_url) -> None:
     service = client.app[SERVICE]
     event = subscription_event(purchased_at=clock.now)
-    await service.ingest(None, [event], submitted_by="u-1")
-    await service.ingest(None, [event], submitted_by="u-2")
+    await service.ingest(None, [event], submitted_by="u-1", proven=True)
+    await service.ingest(None, [event], submitted_by="u-2", proven=True)
     assert (await service.customer_record("u-1")).purchases == ()
     assert len((await service.customer_record("u-2")).purchases) == 1
     events = await rows(database_url, "SELECT app_user_id, type FROM customer_events ORDER BY id")
@@ -115,9 +115,9 @@ async def test_transfer_policy_keep_refuses(make_client, config, clock) -> None:
     client = await make_client(config)
     service = client.app[SERVICE]
     event = subscription_event(purchased_at=clock.now)
-    await service.ingest(None, [event], submitted_by="u-1")
+    await service.ingest(None, [event], submitted_by="u-1", proven=True)
     with pytest.raises(PurchaseOwnedByAnotherUser):
-        await service.ingest(None, [event], submitted_by="u-2")
+        await service.ingest(None, [event], submitted_by="u-2", proven=True)
     assert len((await service.customer_record("u-1")).purchases) == 1
 
 
