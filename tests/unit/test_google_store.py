@@ -25,10 +25,21 @@ def google_env(section: dict[str, object]) -> dict[str, str]:
 
 
 def test_complete_settings_pass(tmp_path) -> None:
+    """Passing means: the settings load with Google Play on and every value as given
+    (credentials from the service account file, or none against a loopback fake)."""
     sa = tmp_path / "sa.json"
     sa.write_text("{}")
-    load_settings(None, google_env(COMPLETE | {"service_account_file": str(sa)}))
-    load_settings(None, google_env(COMPLETE | {"play_api_url": "http://127.0.0.1:8091/"}))
+    for extra, credentials, api_url in (
+        ({"service_account_file": str(sa)}, sa, ""),
+        ({"play_api_url": "http://127.0.0.1:8091/"}, None, "http://127.0.0.1:8091/"),
+    ):
+        google = load_settings(None, google_env(COMPLETE | extra)).google
+        assert google is not None
+        assert google.package_names == ("com.example.app",)
+        assert google.pubsub_audience == COMPLETE["pubsub_audience"]
+        assert google.pubsub_service_account == COMPLETE["pubsub_service_account"]
+        assert google.service_account_file == credentials
+        assert google.play_api_url == api_url
 
 
 @pytest.mark.parametrize(
