@@ -1,4 +1,4 @@
-# receiptd's image: `docker build -t receiptd .` (README "Deploy"). The serving packages only:
+# receiptd's image: `docker build -t receiptd .` (docs/operations.md "Deploy"). The serving packages only:
 # .dockerignore keeps the demo and test kit (simulators/, tests/) and everything local out.
 # Runs `receiptd serve` as an unprivileged user with the TOML from RECEIPTD_CONFIG (mount it),
 # and PostgreSQL/Redis from DATABASE_URL/REDIS_URL: the embedded ones are for development.

@@ -131,7 +131,7 @@ test-clocks: install
 	test $$ahead -gt $$((364 * 86400)) || { echo "libfaketime is not in effect"; exit 1; }; \
 	$$fake $(BIN)/pytest -q $(CLOCK_TESTS)
 
-# Mutation testing of the business rules (README "Mutation testing"): mutmut mutates the modules
+# Mutation testing of the business rules (docs/testing.md "Mutation testing"): mutmut mutates the modules
 # listed under [tool.mutmut] only_mutate and runs the pure unit tests against each mutant. Slow
 # (minutes), so not part of `make test`. It starts from a fresh mutants/ copy every time, so the
 # score is never a stale cache, and fails when the overall score is below MUTATION_MIN percent.
@@ -146,7 +146,7 @@ mutation: $(VENV)/.installed-mutation
 	$(BIN)/mutmut run
 	$(BIN)/mutmut results --all true | $(BIN)/python tests/mutation_score.py --min $(MUTATION_MIN)
 
-# The same beyond the core (README "Mutation testing"): the operator actions, outbound webhooks,
+# The same beyond the core (docs/testing.md "Mutation testing"): the operator actions, outbound webhooks,
 # the customer API and the console's routes (`integration_only_mutate` under [tool.mutmut]),
 # killed by the tests that drive them over HTTP against PostgreSQL and Redis
 # (`integration_test_selection`). tests/mutation_servers.py starts both servers once for the

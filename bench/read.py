@@ -43,7 +43,7 @@ from cpu import cpu_by_role  # bench/cpu.py and bench/load.py (this folder is on
 from load import run_wrk, wrk_available
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.migrations import migrate
+from storage.migrations import migrate
 
 KEY = "bench-reader-key-0123456789abcdef"
 PREFIX = "bench-u-"

@@ -66,8 +66,8 @@ class DatabaseSettings(_Section):
 class RedisSettings(_Section):
     url: SecretStr = SecretStr("")
     cache_ttl_seconds: int = Field(default=300, ge=1)
-    # Per-process cache of rendered answers, kept coherent over Redis pub/sub (README,
-    # Operations). false: every read asks Redis (no window at all for a lost message).
+    # Per-process cache of rendered answers, kept coherent over Redis pub/sub (docs/
+    # operations.md). false: every read asks Redis (no window at all for a lost message).
     local_cache: bool = True
 
 
@@ -238,7 +238,7 @@ class UserTokenSettings(_Section):
 
 class RateLimitSettings(_Section):
     """Failed credentials per client address (contract §3: 429 with Retry-After); see
-    server/rate_limit.py for the rule."""
+    api/rate_limit.py for the rule."""
 
     max_failures: int = Field(default=30, ge=1, le=10_000)  # within one window: then 429
     window_seconds: int = Field(default=300, ge=1, le=86_400)

@@ -19,9 +19,9 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
+from api.keys import CONSOLE_TEMPLATES
 from console import auth_routes, business_routes, customer_routes, journal_routes
 from console.why import STORE_NAMES, when
-from server.keys import CONSOLE_TEMPLATES
 
 HERE = Path(__file__).parent
 

@@ -1,9 +1,9 @@
 """The operator actions the customer page offers, each confirmed before it runs.
 
-Grants and suspension go through `entitlements.operations` (one transaction, an audit row, a
+Grants and suspension go through `services.operations` (one transaction, an audit row, a
 change-feed event); re-reading a customer's purchases from the stores and replaying its
 journal need the store adapters, so the composition root provides them (`StoreActions`,
-built by `server.console_store`) and each leaves an audit row too.
+built by `services.store_actions`) and each leaves an audit row too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from entitlements.customer_repository import Actor
+from storage.customers import Actor
 
 
 class StoreActions(Protocol):

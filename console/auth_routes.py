@@ -1,9 +1,9 @@
 """Signing in to the console with an admin API key, and signing out.
 
-The key is posted once, compared like any API key (server.auth), and never shown, logged or
+The key is posted once, compared like any API key (api.auth), and never shown, logged or
 kept: the browser gets a session cookie instead (console.web). A key without the `admin`
 scope is refused with a page that says so. Failed sign-ins are limited per client address and
-per key name (server/rate_limit.py): then 429 with `Retry-After`, whatever the key.
+per key name (api/rate_limit.py): then 429 with `Retry-After`, whatever the key.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import secrets
 import structlog
 from aiohttp import web
 
+from api.keys import CONSOLE_KEYS
 from console.web import (
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -27,7 +28,6 @@ from console.web import (
     start_session,
 )
 from entitlements.errors import TooManyFailures, Unauthenticated
-from server.keys import CONSOLE_KEYS
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

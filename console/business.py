@@ -11,9 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from console import metrics_repository as mrepo
 from console.why import STORE_NAMES
 from entitlements.access import Catalog
+from storage import console_metrics as mrepo
 
 DAYS = 30
 

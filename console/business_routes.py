@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.keys import CLOCK, OUTBOUND, POOL, SERVICE
 from console import business
 from console.charts import line_chart
 from console.web import render, signed_in
-from entitlements.database import run
-from entitlements.outbox import state_object
-from server.keys import CLOCK, OUTBOUND, POOL, SERVICE
+from services.outbound import state_object
+from storage.database import run
 
 routes = web.RouteTableDef()
 

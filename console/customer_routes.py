@@ -9,16 +9,17 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from console import repository, timeline
+from api.keys import CLOCK, CONSOLE_STORE, OPERATIONS, POOL, SERVICE
+from console import timeline
 from console.actions import ACTIONS, DURATIONS
 from console.web import operator, render, signed_in
 from console.why import Suspension, explain
 from entitlements.access import customer_object, entitlements_of
-from entitlements.database import run
 from entitlements.errors import EntitlementError
 from entitlements.grants import grant_expiry, reason_of
 from entitlements.model import is_app_user_id
-from server.keys import CLOCK, CONSOLE_STORE, OPERATIONS, POOL, SERVICE
+from storage import console as repository
+from storage.database import run
 
 routes = web.RouteTableDef()
 TIMELINE_LIMIT = 200

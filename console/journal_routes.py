@@ -10,10 +10,11 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
-from console import payload, repository
+from api.keys import OPERATIONS, POOL
+from console import payload
 from console.web import SESSION, operator, render, signed_in
-from entitlements.database import run
-from server.keys import OPERATIONS, POOL
+from storage import console as repository
+from storage.database import run
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()

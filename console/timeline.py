@@ -1,5 +1,5 @@
 """A customer's timeline: store notifications, change-feed events and operator actions merged
-newest first. Pure: the rows of `console.repository.timeline_rows` in, display items out."""
+newest first. Pure: the rows of `storage.console.timeline_rows` in, display items out."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A session is a random token in an `HttpOnly`, `SameSite=Strict` cookie (`Secure`
 request came over TLS, directly or through a proxy saying `X-Forwarded-Proto: https`); the
 database keeps its SHA-256 (`console_sessions`), so every worker and replica knows it and
 signing out ends it everywhere. A session is bound to its API key itself (a digest of the key,
-server.auth): it ends when that key is removed, rotated (even under the same name) or loses
+api.auth): it ends when that key is removed, rotated (even under the same name) or loses
 the admin scope. Every POST form carries the session's CSRF token; the
 sign-in form, before any session, carries a token that must match a cookie of its own.
 """
@@ -21,14 +21,14 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from console import repository
-from console.repository import Session
-from entitlements.customer_repository import Actor
-from entitlements.database import run
+from api.auth import ConsoleKey
+from api.http import actor_of
+from api.keys import CLOCK, CONSOLE_KEYS, CONSOLE_TEMPLATES, POOL
 from entitlements.permissions import ADMIN, Principal
-from server.auth import ConsoleKey
-from server.http import actor_of
-from server.keys import CLOCK, CONSOLE_KEYS, CONSOLE_TEMPLATES, POOL
+from storage import console as repository
+from storage.console import Session
+from storage.customers import Actor
+from storage.database import run
 
 SESSION_COOKIE = "receiptd_console"
 SIGN_IN_COOKIE = "receiptd_console_sign_in"

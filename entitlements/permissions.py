@@ -1,4 +1,4 @@
-"""Who is calling (Principal) and what they may do; authentication itself lives in server/.
+"""Who is calling (Principal) and what they may do; authentication itself lives in api/auth.py.
 
 Scopes: customers:read, purchases:write, admin (admin implies the others). A user token
 lets its subject read and write its own customer only.
@@ -7,12 +7,8 @@ lets its subject read and write its own customer only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
-from aiohttp import web
-
-from entitlements.errors import Forbidden, Unauthenticated
-from server.keys import AUTHENTICATOR
+from entitlements.errors import Forbidden
 
 READ = "customers:read"
 WRITE = "purchases:write"
@@ -46,21 +42,3 @@ class Principal:
     def require_admin(self) -> None:
         if ADMIN not in self.scopes:
             raise Forbidden
-
-
-class Authenticator(Protocol):
-    """Turns a request's credentials into a Principal or raises Unauthenticated."""
-
-    async def authenticate(self, request: web.Request) -> Principal: ...
-
-    async def user_subject(self, token: str) -> str:
-        """The `sub` of a valid user token (Unauthenticated otherwise)."""
-        ...
-
-
-async def caller(request: web.Request) -> Principal:
-    """The authenticated caller of this request (401 when there is none)."""
-    authenticator = request.app.get(AUTHENTICATOR)
-    if authenticator is None:
-        raise Unauthenticated
-    return await authenticator.authenticate(request)

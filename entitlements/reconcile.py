@@ -1,4 +1,4 @@
-"""Reconciliation's pure core (`receiptd reconcile`; `server.reconcile` is the shell): what a
+"""Reconciliation's pure core (`receiptd reconcile`; `services.reconcile` is the shell): what a
 run counts, where it stands, and which purchases a store statement changes for clients.
 
     Counts          checked, missing, corrected, failed

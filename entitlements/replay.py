@@ -1,5 +1,5 @@
 """Replay's pure core: fold re-derived journal entries exactly as ingest does, and judge each
-purchase, stored or missing, against the result. No I/O, no clock (`server.replay` is the shell).
+purchase, stored or missing, against the result. No I/O, no clock (`services.replay` is the shell).
 
     fold(batches, aliases)             each entry's events through `ownership.decide` onto the
                                        states the earlier entries left, in journal order (an

@@ -1,1 +1,1 @@
-"""Forward-only SQL migrations, `NNNN_slug.sql`, applied in order by server.migrations."""
+"""Forward-only SQL migrations, `NNNN_slug.sql`, applied in order by storage.migrations."""

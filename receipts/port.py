@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from entitlements.database import TransactionWrite
 from entitlements.model import Store, StoreEvent
 from receipts.recording import StoreRead
+from storage.database import TransactionWrite
 
 Result = Literal["processed", "ignored", "rejected"]
 

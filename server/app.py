@@ -16,25 +16,14 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 import console
-from config.logging import quiet_malformed_requests
-from config.settings import Settings
-from customers import api as customers_api
-from entitlements import api as entitlements_api
-from entitlements import outbox_api
-from entitlements.access import Catalog
-from entitlements.cache import NoCache, RedisCustomerCache
-from entitlements.database import reset_session
-from entitlements.invalidation import InvalidationListener
-from entitlements.local_cache import LocalReads
-from entitlements.model import Clock
-from entitlements.operations import CustomerOperations
-from entitlements.service import EntitlementService
-from purchases import api as purchases_api
-from server import ops
-from server.auth import Authenticator
-from server.console_store import console_store_ctx
-from server.embedded import EmbeddedRedis, database_url
-from server.keys import (
+from api import customers as customers_api
+from api import ops
+from api import outbound as outbox_api
+from api import purchases as purchases_api
+from api import reads as entitlements_api
+from api import webhooks as webhooks_api
+from api.auth import ApiAuthenticator
+from api.keys import (
     AUTHENTICATOR,
     CACHE,
     CLOCK,
@@ -48,13 +37,24 @@ from server.keys import (
     SERVICE,
     SETTINGS,
 )
-from server.middleware import HttpMetrics, build_middleware
-from server.migrations import migrate
-from server.outbound import outbound_ctx
-from server.rate_limit import failure_limiter
-from server.retention import retention_ctx
+from api.middleware import HttpMetrics, build_middleware
+from api.rate_limit import FailureLimiter
+from cache.answers import NoCache, RedisCustomerCache
+from cache.invalidation import InvalidationListener
+from cache.local import LocalReads
+from config.logging import quiet_malformed_requests
+from config.settings import Settings
+from entitlements.access import Catalog
+from entitlements.model import Clock
+from server.embedded import EmbeddedRedis, database_url
+from server.outbound_ctx import outbound_ctx
+from server.retention_ctx import retention_ctx
 from server.stores import apple_ctx, google_ctx
-from webhooks import api as webhooks_api
+from services.ingest import EntitlementService
+from services.operations import CustomerOperations
+from services.store_actions import console_store_ctx
+from storage.database import reset_session
+from storage.migrations import migrate
 
 log = structlog.get_logger(__name__)
 
@@ -184,7 +184,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )
     limiter = failure_limiter(settings)  # failed credentials, counted in Redis (its own client)
-    app[AUTHENTICATOR] = app[CONSOLE_KEYS] = Authenticator(settings.auth, app[HTTP], limiter)
+    app[AUTHENTICATOR] = app[CONSOLE_KEYS] = ApiAuthenticator(settings.auth, app[HTTP], limiter)
     log.info(
         "service_ready",
         apple=settings.apple is not None,
@@ -193,3 +193,15 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await limiter.aclose()
+
+
+def failure_limiter(settings: Settings) -> FailureLimiter:
+    """The limiter of `settings`, with a Redis client of its own on the [redis] URL (the
+    embedded server's socket when the URL is empty; none with "off")."""
+    url = settings.redis.url.get_secret_value()
+    if url.lower() == "off":
+        return FailureLimiter(settings.auth.rate_limit, None)
+    if not url:  # cache_ctx starts (or reuses) the embedded server on this socket
+        url = f"unix://{EmbeddedRedis(settings.server.data_dir).socket_path}"
+    client = aredis.Redis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.25)
+    return FailureLimiter(settings.auth.rate_limit, client)

@@ -12,18 +12,18 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
+from cache.answers import CustomerCache, NoCache
 from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
-from entitlements.cache import CustomerCache, NoCache
-from entitlements.database import DB_DOWN_ERRORS
 from entitlements.errors import DatabaseUnavailable
 from entitlements.replay import Finding
-from entitlements.replay_repository import Selection
-from entitlements.retention import cutoff_for, prune
 from server.embedded import database_url
-from server.migrations import migrate
 from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
+from services.retention import cutoff_for, prune
+from storage.database import DB_DOWN_ERRORS
+from storage.migrations import migrate
+from storage.replay import Selection
 
 # The database is not there (refused, timed out, shut down): a message, not a traceback.
 UNREACHABLE: tuple[type[BaseException], ...] = (DatabaseUnavailable, *DB_DOWN_ERRORS)
@@ -208,8 +208,8 @@ async def _prune(settings: Settings) -> int:
 
 async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int:
     from server.app import catalog_from
-    from server.replay import Replayer, cache_for_fixes, describe, summary_line
     from server.stores import replay_stores
+    from services.replay import Replayer, cache_for_fixes, describe, summary_line
 
     bar = Progress(sys.stderr)
 

@@ -1,4 +1,4 @@
-"""`receiptd reconcile apple|google`: the command around `server.reconcile`: its arguments,
+"""`receiptd reconcile apple|google`: the command around `services.reconcile`: its arguments,
 the configuration it needs, progress on stderr, failed items and the summary on stdout, and
 its exit code (0: nothing failed; 1: something failed, the run was interrupted or another
 one runs, the database is not reachable; 2: a bad argument or configuration; 130: Ctrl-C)."""
@@ -14,19 +14,19 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from config.settings import Settings
-from entitlements.database import DB_DOWN_ERRORS
 from entitlements.errors import DatabaseUnavailable
 from entitlements.model import Store
 from entitlements.reconcile import Counts
-from entitlements.service import EntitlementService
 from receipts.rate_limit import RateLimiter
 from server.app import catalog_from
 from server.embedded import database_url
-from server.migrations import migrate
 from server.progress import Progress
-from server.reconcile import AlreadyRunning, Options, Outcome, Reconciler, summary_line
-from server.replay import cache_for_fixes
 from server.stores import reconcile_store
+from services.ingest import EntitlementService
+from services.reconcile import AlreadyRunning, Options, Outcome, Reconciler, summary_line
+from services.replay import cache_for_fixes
+from storage.database import DB_DOWN_ERRORS
+from storage.migrations import migrate
 
 # Store API requests per second, well inside the stores' quotas, which the serving processes
 # share: Apple allows 50 per second per endpoint in Production and a tenth of that in

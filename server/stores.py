@@ -26,11 +26,12 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from api.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
 from config.settings import AppleSettings, GoogleSettings, Settings
 from entitlements.access import Catalog
 from entitlements.model import Clock, Store
 from receipts.apple.adapter import AppleStore
-from receipts.apple.api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
+from receipts.apple.server_api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.verifier import AppleVerifier
 from receipts.google.acknowledgements import PlayAcknowledgements
@@ -39,7 +40,6 @@ from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
 from receipts.port import Reconciling, StoreAdapter
 from receipts.rate_limit import RateLimiter
-from server.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
 
 log = structlog.get_logger(__name__)
 

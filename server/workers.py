@@ -5,7 +5,7 @@ is configured (the children get the URLs, so N processes never race to start the
 servers), applies the migrations once, then runs N children: `receiptd serve` again, each
 binding the port with SO_REUSEPORT (the kernel spreads connections across them) and each
 with its own asyncpg pool, Redis client and in-process read cache, kept coherent by the
-cache's invalidation channel (entitlements/local_cache.py).
+cache's invalidation channel (cache/local.py).
 
 SIGTERM or SIGINT to the parent is forwarded as SIGTERM to every child; each finishes its
 in-flight requests within `server.shutdown_timeout` (children still running a few seconds
@@ -28,7 +28,7 @@ import structlog
 
 from config.settings import Settings
 from server.embedded import EmbeddedRedis, database_url
-from server.migrations import migrate
+from storage.migrations import migrate
 
 log = structlog.get_logger(__name__)
 

@@ -29,8 +29,8 @@ from aiohttp.test_utils import TestClient
 from config.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.migrations import migrate
 from simulators.fake_play import FakePlay
+from storage.migrations import migrate
 from tests import logscan
 
 ADMIN_KEY = "test-admin-key-0123456789"

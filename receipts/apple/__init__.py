@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receipts.apple.api import (
+from receipts.apple.server_api import (
     AppStoreServerClient,
     StoreCredentialsRejected,
     SubscriptionStatus,

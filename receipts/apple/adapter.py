@@ -29,7 +29,11 @@ from typing import Any
 import structlog
 
 from entitlements.model import Status, Store, StoreEvent
-from receipts.apple.api import AppStoreServerClient, status_events, transaction_id_from_receipt
+from receipts.apple.server_api import (
+    AppStoreServerClient,
+    status_events,
+    transaction_id_from_receipt,
+)
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.translate import notification_events, transaction_event
 from receipts.apple.verifier import AppleNotification, AppleVerifier

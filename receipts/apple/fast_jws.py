@@ -8,7 +8,7 @@ left is junk. `FastPyJWS` is PyJWS with only that check replaced.
 
 The library's `_decode_signed_object` calls the module-level `jwt.decode` and
 `jwt.get_unverified_header`, which every other PyJWT user in the process shares (the app
-user-token check in server/auth.py among them). So instead of changing PyJWT for the whole
+user-token check in api/auth.py among them). So instead of changing PyJWT for the whole
 process, `FastSignedDataVerifier` repeats the library's `_decode_signed_object` step for
 step with a private `PyJWT`/`FastPyJWS` pair wired like PyJWT's module-level pair. It is used
 only on the PyJWT and app-store-server-library releases it was checked against

@@ -18,14 +18,14 @@ from datetime import timedelta
 import asyncpg
 import structlog
 
-from entitlements.database import TransactionWrite, run
 from entitlements.errors import DatabaseUnavailable
 from entitlements.model import Clock
 from receipts.errors import ReceiptError
-from receipts.google import repository as repo
 from receipts.google.play import PlayClient
-from receipts.google.repository import AckRequest, PendingAck
 from receipts.google.translate import needs_acknowledgement
+from storage import play_acknowledgements as repo
+from storage.database import TransactionWrite, run
+from storage.play_acknowledgements import AckRequest, PendingAck
 
 log = structlog.get_logger(__name__)
 
@@ -123,7 +123,7 @@ class PlayAcknowledgements:
             try:
                 claimed = await self.retry_due()
             except DatabaseUnavailable:
-                pass  # logged by entitlements.database.run; try again at the next poll
+                pass  # logged by storage.database.run; try again at the next poll
             except Exception:  # keep the loop alive whatever one pass hit
                 log.exception("play_ack_retry_pass_failed")
             if claimed < self._batch:  # a full batch: more are due, no wait

@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 from entitlements.model import StoreEvent
 from receipts.errors import PurchaseNotFound, StoreUnavailable
-from receipts.google.repository import AckRequest
 from receipts.google.translate import (
     is_gone,
     needs_acknowledgement,
@@ -24,6 +23,7 @@ from receipts.google.translate import (
     subscription_events,
 )
 from receipts.recording import Failures, ReadRecorder
+from storage.play_acknowledgements import AckRequest
 
 # What the adapter acts on: a token Play does not know (404 → products.get, or `rejected`),
 # and an outage during a voided purchase (the notification's revocation still applies).

@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from api.keys import APPLE
 from config.settings import Settings
 from server.app import create_app
-from server.keys import APPLE
 from tests.conformance.apple_realdata import (
     BUNDLE_ID,
     ENTITLEMENT,

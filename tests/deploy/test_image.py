@@ -1,6 +1,6 @@
 """The Dockerfile and its build context, checked without a Docker engine: hadolint, the
-shape README "Deploy" promises (slim final stage without build tools, non-root, `receiptd
-serve`), and the package set the image installs, built here from the same context."""
+shape docs/operations.md "Deploy" promises (slim final stage without build tools, non-root,
+`receiptd serve`), and the package set the image installs, built here from the same context."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ import sys
 sys.path.insert(0, {str(site)!r})
 sys.modules[{KIT!r}] = None
 import server.cli
-from server.migrations import available
+from storage.migrations import available
 assert server.cli.__file__.startswith({str(site)!r}), server.cli.__file__
 assert available(), "no migrations in the package"
 sys.exit(server.cli.main(["--help"]))

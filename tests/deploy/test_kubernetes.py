@@ -1,6 +1,6 @@
-"""k8s/ rendered per overlay: valid Kubernetes 1.30 objects that keep the promises of README
-"Deploy" (probes, a locked-down pod, a drain before SIGTERM, Secrets only by reference, the
-network policy, the replica floor per overlay, the migration Job)."""
+"""k8s/ rendered per overlay: valid Kubernetes 1.30 objects that keep the promises of
+docs/operations.md "Deploy" (probes, a locked-down pod, a drain before SIGTERM, Secrets only
+by reference, the network policy, the replica floor per overlay, the migration Job)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ KINDS = {
 CONFIG_PATH = "/etc/receiptd/receiptd.toml"
 STORE_CREDENTIALS = "/run/secrets/receiptd/"
 # Example values of every variable a pod takes from the Secret receiptd-secrets, shaped as
-# README "Deploy" tells operators to write them (the configuration must load with them).
+# docs/operations.md "Deploy" tells operators to write them (the configuration must load with them).
 SECRET_EXAMPLES: dict[str, str | None] = {
     "DATABASE_URL": "postgresql://receiptd:pw@postgres.example:5432/receiptd",
     "REDIS_URL": "redis://redis.example:6379/0",

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
-from server.migrations import migrate
+from storage.migrations import migrate
 from tests.conftest import with_database
 
 

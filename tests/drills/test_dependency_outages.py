@@ -22,10 +22,10 @@ import pytest
 import redis.asyncio as aredis
 from aiohttp.test_utils import TestClient
 
+from api.keys import CACHE
+from cache.answers import RedisCustomerCache, answer_key
 from config.settings import Settings
-from entitlements.cache import RedisCustomerCache, answer_key
 from server.app import create_app
-from server.keys import CACHE
 from tests.conftest import READER_KEY, auth, base_config
 from tests.drills.conftest import Drilled, fresh_database
 from tests.e2e.apple_helpers import apple_config, scenario

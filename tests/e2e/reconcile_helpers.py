@@ -12,12 +12,12 @@ import asyncpg
 
 from entitlements.model import Store
 from entitlements.reconcile import Counts
-from entitlements.service import EntitlementService
 from receipts.rate_limit import RateLimiter
 from server.app import catalog_from
-from server.reconcile import Options, Outcome, Reconciler
-from server.replay import cache_for_fixes
 from server.stores import reconcile_store
+from services.ingest import EntitlementService
+from services.reconcile import Options, Outcome, Reconciler
+from services.replay import cache_for_fixes
 from simulators.play_purchases import voided_purchase as voided_item
 from tests.e2e.replay_helpers import Stores, replay
 

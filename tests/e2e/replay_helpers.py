@@ -18,14 +18,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from cache.answers import CustomerCache, NoCache
 from config.settings import Settings
-from entitlements.cache import CustomerCache, NoCache
 from entitlements.replay import Finding
-from entitlements.replay_repository import Selection
 from server import cli
 from server.app import catalog_from
-from server.replay import Replayer, Summary
 from server.stores import replay_stores
+from services.replay import Replayer, Summary
 from simulators.apple_ca import TestCA, notification_payload, renewal_payload, transaction_payload
 from simulators.google_signer import (
     one_time_notification,
@@ -33,6 +32,7 @@ from simulators.google_signer import (
     voided_notification,
 )
 from simulators.play_purchases import product_purchase
+from storage.replay import Selection
 from tests.conftest import ADMIN_KEY, WRITER_KEY, Clock, auth
 from tests.e2e import google_helpers
 from tests.e2e.apple_helpers import APP_APPLE_ID, BUNDLE_ID, PRODUCT, apple_config, scenario

@@ -19,15 +19,15 @@ import jwt
 import pytest
 from jwt import api_jws, api_jwt
 
+from api.keys import APPLE
 from receipts.apple.fast_jws import FastSignedDataVerifier
-from server.keys import APPLE
 from simulators.apple_ca import TestCA
 from tests.conftest import user_token
 from tests.e2e.apple_helpers import apple_config, scenario
 
 
 def pyjwt_objects() -> dict[str, Any]:
-    """Every PyJWT name the library or server/auth.py reaches, and what PyJWS/PyJWT hold."""
+    """Every PyJWT name the library or api/auth.py reaches, and what PyJWS/PyJWT hold."""
     names = {f"jwt.{name}": getattr(jwt, name) for name in jwt.__all__}
     for module in (api_jws, api_jwt):
         names |= {f"{module.__name__}.{k}": v for k, v in vars(module).items() if callable(v)}
@@ -128,7 +128,7 @@ async def test_running_app_leaves_pyjwt_as_shipped(
     s = scenario(ca)
     resp = await client.post("/webhooks/apple", json=s.body("subscribe", clock.now))
     assert (resp.status, await resp.json()) == (200, {"status": "processed"})
-    # The user-token check (server/auth.py, module-level jwt.decode) beside Apple verification.
+    # The user-token check (api/auth.py, module-level jwt.decode) beside Apple verification.
     resp = await client.get(
         f"/v1/customers/{s.state.user}",
         headers={"Authorization": f"Bearer {user_token(s.state.user)}"},

@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
+from api.keys import OUTBOUND
+from api.reads import SERVICE
 from console import customer_routes, journal_routes
-from entitlements.api import SERVICE
-from server.keys import OUTBOUND
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
 from tests.e2e.google_helpers import (
     USER,

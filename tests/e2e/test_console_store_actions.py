@@ -13,7 +13,7 @@ from datetime import timedelta
 import asyncpg
 
 from console import journal_routes
-from entitlements.journal import prune_batch
+from storage.journal import prune_batch
 from tests.e2e.google_helpers import (
     PACKAGE,
     USER,

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from entitlements.feed import encode_cursor
-from server.keys import SERVICE
+from api.keys import SERVICE
+from storage.feed import encode_cursor
 from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
 from tests.factories import subscription_event
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from server.keys import GOOGLE
+from api.keys import GOOGLE
 from simulators.google_signer import (
     one_time_notification,
     subscription_notification,

@@ -1,5 +1,5 @@
 """Operator actions through aliases and on erased customers, over HTTP with real PostgreSQL and
-Redis (entitlements/operations.py): an action on an alias acts on its customer, every action
+Redis (services/operations.py): an action on an alias acts on its customer, every action
 invalidates the cached reads made through the customer's aliases, and an erased customer's
 pseudonym can take part in no merge. Each test kills a one-line change that the rest of the
 suite let through (issue 18, "Tests that do not bite outside the core")."""
@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from entitlements.api import SERVICE
+from api.reads import SERVICE
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
 from tests.factories import subscription_event
 

@@ -1,4 +1,4 @@
-"""What each operator action leaves behind (entitlements/operations.py, customers/api.py), over
+"""What each operator action leaves behind (services/operations.py, api/customers.py), over
 HTTP with real PostgreSQL and Redis: its audit row (who, which request, on whom, the details
 and the reason given), its log line, the refusals' messages, and the alias's purchases linked
 at the time of the merge. Written against the mutants the mutation run found alive
@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from structlog.testing import capture_logs
 
-from entitlements.api import SERVICE
+from api.reads import SERVICE
 from entitlements.duration import parse_duration
 from tests.conftest import ADMIN_KEY, auth, user_token
 from tests.factories import subscription_event

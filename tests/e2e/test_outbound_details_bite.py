@@ -1,4 +1,4 @@
-"""Outbound webhook details the mutation run found untested (entitlements/outbox.py), against a
+"""Outbound webhook details the mutation run found untested (services/outbound.py), against a
 real receiving aiohttp server on 127.0.0.1, the real app, PostgreSQL and Redis: the exact bytes
 and headers of a delivery, every field of `GET /v1/webhooks` through a failure, an attempt in
 flight and a success, the log lines, timeouts and refused connections by name, the claim batch,
@@ -21,9 +21,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from entitlements.outbox import Endpoint, OutboundDelivery, RetryPolicy, endpoint_key
+from api.keys import CLOCK, HTTP, OUTBOUND, POOL
 from entitlements.outbox_signature import HEADER
-from server.keys import CLOCK, HTTP, OUTBOUND, POOL
+from services.outbound import Endpoint, OutboundDelivery, RetryPolicy, endpoint_key
 from tests.conftest import ADMIN_KEY, auth
 from tests.e2e.test_outbound_webhooks import (
     INITIAL,

@@ -1,4 +1,4 @@
-"""Outbound webhooks answered by a redirect (entitlements/outbox.py): only a 2xx answer
+"""Outbound webhooks answered by a redirect (services/outbound.py): only a 2xx answer
 delivers an event. A 3xx is a failed attempt, retried with backoff like a 500, and its
 Location is never followed, so the event never reaches a URL nobody configured (a followed
 301/302 would even turn the POST into a bodiless GET answered 200: the event lost). A real
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from entitlements.outbox import endpoint_key
-from server.keys import OUTBOUND
+from api.keys import OUTBOUND
+from services.outbound import endpoint_key
 from tests.e2e.test_outbound_webhooks import MAXIMUM, grant, metrics, webhook_config, webhooks
 
 

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from entitlements.outbox import Endpoint, OutboundDelivery, endpoint_key
+from api.keys import OUTBOUND
 from entitlements.outbox_signature import HEADER, parse_key, verify
-from server.keys import OUTBOUND
+from services.outbound import Endpoint, OutboundDelivery, endpoint_key
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
 
 NEW = "k2:new-secret-0123456789abcdef"

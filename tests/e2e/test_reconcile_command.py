@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from entitlements.model import Store
-from entitlements.reconcile_repository import LOCK_KEYS
 from server import cli, progress, reconcile_command
+from storage.reconcile import LOCK_KEYS
 from tests.e2e import replay_helpers
 from tests.e2e.apple_helpers import scenario
 from tests.e2e.google_helpers import PACKAGE, notify, sub

@@ -10,9 +10,9 @@ from collections import Counter
 import asyncpg
 
 from entitlements.replay import Difference
-from entitlements.replay_repository import Selection
-from entitlements.retention import prune
-from server.replay import cache_for_fixes
+from services.replay import cache_for_fixes
+from services.retention import prune
+from storage.replay import Selection
 from tests.conftest import ADMIN_KEY, auth
 from tests.e2e import replay_helpers
 from tests.e2e.apple_helpers import scenario

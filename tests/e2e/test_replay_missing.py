@@ -5,10 +5,10 @@ merges and erasure), its change-feed event and its owner's cache invalidated."""
 
 from __future__ import annotations
 
+from api.keys import CACHE
 from entitlements.replay import Owner
-from entitlements.replay_repository import Selection
-from server.keys import CACHE
-from server.replay import cache_for_fixes
+from services.replay import cache_for_fixes
+from storage.replay import Selection
 from tests.e2e import replay_helpers
 from tests.e2e.google_helpers import USER, customer, notify
 from tests.e2e.replay_helpers import (

@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from entitlements import journal
-from server.keys import RETENTION
+from api.keys import RETENTION
 from simulators.apple_ca import TestCA
+from storage import journal
 from tests.conftest import READER_KEY, auth
 from tests.e2e.apple_helpers import apple_config, scenario
 

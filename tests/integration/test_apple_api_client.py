@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from entitlements.model import EventKind, Status
-from receipts.apple.api import (
+from receipts.apple.server_api import (
     AppStoreServerClient,
     StoreCredentialsRejected,
     make_auth_token,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from api.reads import SERVICE
 from config.settings import Settings
-from entitlements.api import SERVICE
 from server.app import create_app
 from tests.conftest import READER_KEY, auth
 from tests.factories import subscription_event

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from server.migrations import available, migrate
+from storage.migrations import available, migrate
 from tests.conftest import with_database
 
 SCHEMA_FILE = Path(__file__).parents[2] / "migrations" / "schema.sql"

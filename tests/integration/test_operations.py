@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from entitlements.api import SERVICE
+from api.reads import SERVICE
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
 from tests.factories import subscription_event
 from tests.proxy import TcpProxy

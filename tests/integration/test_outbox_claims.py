@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from entitlements import outbox_repository as repo
+from storage import outbox as repo
 
 EP = "endpoint-a"
 LEASE = timedelta(seconds=70)

@@ -9,8 +9,8 @@ from urllib.parse import quote
 import pytest
 from structlog.testing import capture_logs
 
-from entitlements.api import SERVICE
-from entitlements.cache import answer_key
+from api.reads import SERVICE
+from cache.answers import answer_key
 from entitlements.model import PeriodType, Status
 from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
 from tests.contract import ENTITLEMENT_FIELDS

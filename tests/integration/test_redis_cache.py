@@ -1,4 +1,4 @@
-"""The Redis answer cache against a real Redis (entitlements/cache.py): versions, the
+"""The Redis answer cache against a real Redis (cache/answers.py): versions, the
 conditional store that keeps a racing read from installing an answer from before a write or
 an erasure, expiry of every key, and the one-off removal of the keys earlier versions named
 by customer id."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import redis.asyncio as aredis
 
-from entitlements.cache import RedisCustomerCache
+from cache.answers import RedisCustomerCache
 
 TTL = 300
 

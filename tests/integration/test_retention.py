@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from entitlements import journal
-from entitlements.retention import PayloadPruner, cutoff_for, prune
+from services.retention import PayloadPruner, cutoff_for, prune
+from storage import journal
 
 DAYS = 90
 KEPT_COLUMNS = (

@@ -8,10 +8,10 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from entitlements.api import SERVICE
+from api.reads import SERVICE
 from entitlements.errors import PurchaseOwnedByAnotherUser
 from entitlements.model import Status, Store
-from entitlements.repository import NotificationRow
+from storage.purchases import NotificationRow
 from tests.factories import subscription_event
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from receipts.apple.adapter import AppleStore
-from receipts.apple.api import AppStoreServerClient
+from receipts.apple.server_api import AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.verifier import AppleVerifier
 from receipts.errors import StoreRequestRejected

@@ -26,7 +26,7 @@ async def read(client, user: str) -> dict[str, Any]:
 
 
 async def aliases_table(client) -> list[tuple[str, str]]:
-    from server.keys import POOL
+    from api.keys import POOL
 
     async with client.app[POOL].acquire() as conn:
         rows = await conn.fetch("SELECT alias, app_user_id FROM customer_aliases ORDER BY alias")

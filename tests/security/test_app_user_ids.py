@@ -48,7 +48,7 @@ async def test_lookalike_ids_are_400_everywhere(client, value) -> None:
         resp = await client.request(method, path, json=body, headers=auth(key))
         assert resp.status == 400, (method, path, resp.status)
         assert (await resp.json())["error"]["code"] == "invalid_request"
-    from server.keys import POOL
+    from api.keys import POOL
 
     async with client.app[POOL].acquire() as conn:
         for table in ("customers", "grants", "customer_aliases", "audit_log", "customer_events"):

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from structlog.testing import capture_logs
 
-from server.rate_limit import client_address
+from api.rate_limit import client_address
 from tests.conftest import (
     ADMIN_KEY,
     READER_KEY,
@@ -278,7 +278,7 @@ async def test_rotating_the_admin_key_under_the_same_name_ends_its_sessions(
 
 async def test_sessions_stored_without_a_key_binding_are_refused(client) -> None:
     """Rows from before the binding existed (migration 0008) sign nobody in."""
-    from server.keys import POOL
+    from api.keys import POOL
 
     _, cookie = await sign_in(client)
     assert (await page(client, "/console/customers", cookie))[0] == 200
@@ -288,7 +288,7 @@ async def test_sessions_stored_without_a_key_binding_are_refused(client) -> None
 
 
 async def test_the_session_table_keeps_neither_key_nor_its_digest(client) -> None:
-    from server.keys import POOL
+    from api.keys import POOL
 
     await sign_in(client)
     async with client.app[POOL].acquire() as conn:

@@ -37,7 +37,7 @@ async def active(client, user: str) -> bool:
 
 
 async def audit_rows(client) -> int:
-    from server.keys import POOL
+    from api.keys import POOL
 
     async with client.app[POOL].acquire() as conn:
         return int(await conn.fetchval("SELECT count(*) FROM audit_log"))

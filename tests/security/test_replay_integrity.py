@@ -6,7 +6,7 @@ checked", exit 0. Over the command's entry point, as an operator runs it."""
 
 from __future__ import annotations
 
-from server.replay import purchase_ref
+from services.replay import purchase_ref
 from tests.e2e import replay_helpers
 from tests.e2e.replay_helpers import LINE, SUMMARY, query, realistic_mix, snapshot
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from entitlements.outbox import Endpoint, RetryPolicy, endpoint_key, public_url
+from services.outbound import Endpoint, RetryPolicy, endpoint_key, public_url
 
 
 def test_backoff_doubles_from_initial_up_to_maximum_with_half_to_full_jitter() -> None:

@@ -1,5 +1,5 @@
 """Outbound webhook configuration details the mutation run found untested
-(entitlements/outbox.py): the refusal of an endpoint without secrets says why, a URL without
+(services/outbound.py): the refusal of an endpoint without secrets says why, a URL without
 a host is shown without inventing one, and the backoff stops doubling after 60 failures (so a
 receiver down for ages, with a huge maximum, never overflows the delay)."""
 
@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from entitlements.outbox import Endpoint, RetryPolicy, public_url
+from services.outbound import Endpoint, RetryPolicy, public_url
 
 
 def test_an_endpoint_without_secrets_is_refused_with_the_reason() -> None:

@@ -1,5 +1,5 @@
 """The outbound webhook signature: sign with the first key, verify against every known key,
-and the README's receiver example agrees with the module."""
+and the receiver example in docs/api.md agrees with the module."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from entitlements.outbox_signature import SigningKey, digest, parse_key, sign, verify
 
-README = Path(__file__).parents[2] / "README.md"
+API_DOC = Path(__file__).parents[2] / "docs" / "api.md"
 OLD = parse_key("k1:old-secret-0123456789")
 NEW = parse_key("k2:new-secret-0123456789")
 BODY = b'{"app_user_id":"u-1","id":"e-1","sequence":1}'
@@ -27,13 +27,13 @@ def module_verify(header: str, body: bytes, secrets: list[bytes], now: float) ->
 
 
 def readme_verify(header: str, body: bytes, secrets: list[bytes], now: float) -> bool:
-    """The receiver example of the README, run as written with its SECRETS replaced."""
-    text = README.read_text(encoding="utf-8")
+    """The receiver example of docs/api.md, run as written with its SECRETS replaced."""
+    text = API_DOC.read_text(encoding="utf-8")
     section = text[text.index("### Outbound webhooks") :]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert code is not None
     namespace: dict[str, object] = {}
-    exec(code.group(1), namespace)  # our own README
+    exec(code.group(1), namespace)  # our own documentation
     namespace["SECRETS"] = secrets
     check = namespace["verify"]
     assert callable(check)

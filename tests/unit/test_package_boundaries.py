@@ -16,12 +16,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = (
+    "api",
+    "cache",
     "console",
     "receiptd",
     "receipts",
-    "webhooks",
-    "purchases",
-    "customers",
+    "services",
+    "storage",
     "entitlements",
     "config",
     "server",

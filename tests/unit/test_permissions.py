@@ -6,9 +6,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from api.auth import caller
+from api.keys import AUTHENTICATOR
 from entitlements.errors import Forbidden, Unauthenticated
-from entitlements.permissions import ADMIN, READ, WRITE, Principal, caller
-from server.keys import AUTHENTICATOR
+from entitlements.permissions import ADMIN, READ, WRITE, Principal
 
 READER = Principal("billing-service", frozenset({READ}))
 WRITER = Principal("purchases-service", frozenset({WRITE}))

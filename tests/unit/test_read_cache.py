@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from cache.local import LocalReads
+from cache.render import body_of, decode, encode, entitlements_in, holds_at, render
 from entitlements.access import Catalog, CustomerRecord, Grant, customer_object, next_change
-from entitlements.local_cache import LocalReads
 from entitlements.model import PeriodType, PurchaseKind, PurchaseView, Status, Store
-from entitlements.render import body_of, decode, encode, entitlements_in, holds_at, render
 from tests.conftest import clock_start
 
 NOW = clock_start()

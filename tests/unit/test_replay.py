@@ -27,7 +27,7 @@ from entitlements.replay import (
     unusable,
 )
 from entitlements.state import view
-from server.replay import describe
+from services.replay import describe
 from tests.conftest import clock_start
 from tests.factories import subscription_event
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from api.middleware import HttpMetrics
 from config import logging as receiptd_logging
 from config.logging import canonical_line, configure_logging, utc_timestamp
-from server.middleware import HttpMetrics
 
 ROUTE = "/v1/customers/{app_user_id}"
 

@@ -1,0 +1,54 @@
+"""Every typed key the composition root puts on the application, in one place.
+
+`server.app` and its cleanup contexts set them; handlers read them. Types that would pull a
+store adapter into modules that must not import one are named for type checkers only.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from api.auth import ApiAuthenticator, Authenticator
+    from cache.answers import CustomerCache
+    from cache.local import LocalReads
+    from console.actions import StoreActions
+    from entitlements.model import Clock
+    from receipts.apple.adapter import AppleStore
+    from receipts.google.adapter import GooglePlayStore
+    from services.ingest import EntitlementService
+    from services.operations import CustomerOperations
+    from services.outbound import OutboundDelivery
+    from services.retention import PayloadPruner
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
+HTTP = web.AppKey("http_session", aiohttp.ClientSession)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+POOL = web.AppKey("pool", asyncpg.Pool)
+CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
+# The per-process cache of rendered customer answers; None without Redis (no invalidation).
+LOCAL_READS: web.AppKey[LocalReads | None] = web.AppKey("local_reads")
+SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
+OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
+RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
+OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
+APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
+GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured
+# The operator console (console/): its templates, the API keys it signs in with, and its
+# store actions (re-read, replay) built by services.store_actions.
+CONSOLE_TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("console_templates")
+CONSOLE_KEYS: web.AppKey[ApiAuthenticator] = web.AppKey("console_keys")
+CONSOLE_STORE: web.AppKey[StoreActions] = web.AppKey("console_store")

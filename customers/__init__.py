@@ -1,1 +1,0 @@
-"""Operator and customer-management routes (contract §3 "Operators and internal services")."""

@@ -1,1 +1,0 @@
-"""App-submitted purchases (POST /v1/purchases): validate with the store, link, answer."""

@@ -1,0 +1,77 @@
+"""Applies migrations/NNNN_slug.sql in order, each once, in a transaction, under a lock.
+
+Several replicas may start at once: a session advisory lock serialises them, and each
+migration is recorded in `schema_migrations` in the same transaction as its DDL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+import structlog
+
+from storage.database import holds_session_state
+
+log = structlog.get_logger(__name__)
+
+# pg_advisory_lock key: "receiptd" as a number, so unrelated apps do not collide.
+MIGRATION_LOCK_KEY = 0x7265636569707464
+
+CREATE_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+APPLIED = "SELECT version FROM schema_migrations"
+RECORD = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+LOCK = "SELECT pg_advisory_lock($1)"
+UNLOCK = "SELECT pg_advisory_unlock($1)"
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    """The migrations shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(versions) != len(set(versions)):
+        raise RuntimeError("two migrations share a version number")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply every pending migration; returns the versions applied by this call."""
+    applied_now: list[int] = []
+    holds_session_state(conn)
+    await conn.execute(LOCK, MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(CREATE_TABLE)
+        done = {r["version"] for r in await conn.fetch(APPLIED)}
+        for migration in available():
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(RECORD, migration.version, migration.name)
+            applied_now.append(migration.version)
+            log.info("migration_applied", version=migration.version, name=migration.name)
+    finally:
+        await conn.execute(UNLOCK, MIGRATION_LOCK_KEY)
+    return applied_now

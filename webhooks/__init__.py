@@ -1,1 +1,0 @@
-"""The two inbound store endpoints: authenticate the caller, store durably, apply."""
