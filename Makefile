@@ -131,7 +131,8 @@ test-clocks: install
 	test $$ahead -gt $$((364 * 86400)) || { echo "libfaketime is not in effect"; exit 1; }; \
 	$$fake $(BIN)/pytest -q $(CLOCK_TESTS)
 
-# Mutation testing of the business rules (docs/testing.md "Mutation testing"): mutmut mutates the modules
+# Mutation testing of the business rules (docs/testing.md "Mutation testing"), run by .ci/run
+# after `make test`: mutmut mutates the modules
 # listed under [tool.mutmut] only_mutate and runs the pure unit tests against each mutant. Slow
 # (minutes), so not part of `make test`. It starts from a fresh mutants/ copy every time, so the
 # score is never a stale cache, and fails when the overall score is below MUTATION_MIN percent.

@@ -111,6 +111,10 @@ class ApiAuthenticator:
         self._limiter = limiter or FailureLimiter(settings.rate_limit, None)
 
     async def authenticate(self, request: web.Request) -> Principal:
+        """The caller of `request`: the subject of a valid user token, or the principal of a
+        configured API key. Unauthenticated when neither matches (the failure is counted
+        against the client address); TooManyFailures while that client is blocked (a user
+        token is verified even then)."""
         secret = _presented_secret(request)
         if secret is None:
             raise Unauthenticated("missing credentials: send Authorization: Bearer <key or token>")

@@ -20,10 +20,10 @@ from api.http import (
 )
 from api.keys import AUTHENTICATOR, CLOCK, OPERATIONS, SERVICE
 from api.reads import customer_payload
+from entitlements.audit import Actor
 from entitlements.errors import Forbidden, InvalidRequest, Unauthenticated, UnknownEntitlement
 from entitlements.grants import grant_expiry, reason_of
 from entitlements.permissions import ADMIN
-from storage.customers import Actor
 
 routes = web.RouteTableDef()
 
@@ -32,6 +32,8 @@ GRANTS = "/v1/customers/{app_user_id}/entitlements/{name}/grants"
 
 @routes.post(GRANTS)
 async def post_grant(request: web.Request) -> web.Response:
+    """POST /v1/customers/{app_user_id}/entitlements/{name}/grants (admin): grant the
+    entitlement for a `duration`, until `expires_at` or for life; the customer object (201)."""
     app_user_id, actor = await _admin(request)
     name = _entitlement(request)
     body = await _optional_body(request)
@@ -44,6 +46,9 @@ async def post_grant(request: web.Request) -> web.Response:
 
 @routes.delete(GRANTS)
 async def delete_grants(request: web.Request) -> web.Response:
+    """DELETE /v1/customers/{app_user_id}/entitlements/{name}/grants (admin): end the
+    customer's running grants of the entitlement (store purchases untouched); the customer
+    object."""
     app_user_id, actor = await _admin(request)
     name = _entitlement(request)
     body = await _optional_body(request)
@@ -54,6 +59,8 @@ async def delete_grants(request: web.Request) -> web.Response:
 
 @routes.post("/v1/customers/{app_user_id}/suspend")
 async def post_suspend(request: web.Request) -> web.Response:
+    """POST /v1/customers/{app_user_id}/suspend (admin): every entitlement reads inactive until
+    unsuspended (store data keeps flowing); the customer object."""
     app_user_id, actor = await _admin(request)
     body = await _optional_body(request)
     _only(body, {"reason"})
@@ -63,6 +70,8 @@ async def post_suspend(request: web.Request) -> web.Response:
 
 @routes.post("/v1/customers/{app_user_id}/unsuspend")
 async def post_unsuspend(request: web.Request) -> web.Response:
+    """POST /v1/customers/{app_user_id}/unsuspend (admin): entitlements read what the stores
+    say again; the customer object."""
     app_user_id, actor = await _admin(request)
     body = await _optional_body(request)
     _only(body, {"reason"})
@@ -105,12 +114,16 @@ async def _prove_alias(request: web.Request, alias: str, token: object) -> None:
 
 @routes.get("/v1/customers/{app_user_id}/export")
 async def get_export(request: web.Request) -> web.Response:
+    """GET /v1/customers/{app_user_id}/export (admin): everything stored about the customer,
+    as one JSON document (access, portability)."""
     app_user_id, actor = await _admin(request)
     return json_response(await request.app[OPERATIONS].export(app_user_id, actor))
 
 
 @routes.delete("/v1/customers/{app_user_id}")
 async def delete_customer(request: web.Request) -> web.Response:
+    """DELETE /v1/customers/{app_user_id} (admin): erase the customer (a pseudonym stays in
+    what accounting must keep); `{"erased": true}`."""
     app_user_id, actor = await _admin(request)
     await request.app[OPERATIONS].erase(app_user_id, actor)
     return json_response({"erased": True})

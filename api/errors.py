@@ -46,6 +46,7 @@ _HTTP_CODES = {
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The contract's error object: `{"error": {"code": code, "message": message}}`."""
     return {"error": {"code": code, "message": message}}
 
 

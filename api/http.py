@@ -8,10 +8,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from entitlements.audit import Actor
 from entitlements.errors import InvalidRequest
 from entitlements.model import APP_USER_ID_MAX, is_app_user_id
 from entitlements.permissions import Principal
-from storage.customers import Actor
 
 
 def app_user_id_from_value(value: str) -> str:

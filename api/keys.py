@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from entitlements.model import Clock
     from receipts.apple.adapter import AppleStore
     from receipts.google.adapter import GooglePlayStore
+    from services.console_reads import ConsoleReads
     from services.ingest import EntitlementService
     from services.operations import CustomerOperations
     from services.outbound import OutboundDelivery
     from services.retention import PayloadPruner
+    from services.store_messages import StoreMessages
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -41,6 +43,8 @@ CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
 # The per-process cache of rendered customer answers; None without Redis (no invalidation).
 LOCAL_READS: web.AppKey[LocalReads | None] = web.AppKey("local_reads")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")
+# The main use case: a store message (webhook, submission) becomes journaled state.
+STORE_MESSAGES: web.AppKey[StoreMessages] = web.AppKey("store_messages")
 OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
@@ -52,3 +56,5 @@ GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent:
 CONSOLE_TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("console_templates")
 CONSOLE_KEYS: web.AppKey[ApiAuthenticator] = web.AppKey("console_keys")
 CONSOLE_STORE: web.AppKey[StoreActions] = web.AppKey("console_store")
+# The console's pages and sessions, and the change feed's pages.
+CONSOLE_READS: web.AppKey[ConsoleReads] = web.AppKey("console_reads")

@@ -53,6 +53,7 @@ class HttpMetrics:
         registry.register(self)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one request to `route` with `method` answered `status` in `seconds`."""
         key = (route, method, status)
         self._counts[key] = self._counts.get(key, 0) + 1
         timing = self._timings.get((route, method))
@@ -62,9 +63,11 @@ class HttpMetrics:
         timing.total += seconds
 
     def describe(self) -> list[Metric]:
+        """The metric families without samples (what the registry asks on `register`)."""
         return list(self._families(samples=False))
 
     def collect(self) -> list[Metric]:
+        """The metric families with every count and latency so far (a scrape)."""
         return list(self._families(samples=True))
 
     def _families(self, *, samples: bool) -> Iterator[Metric]:

@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from functools import cache
 from importlib import resources
 
-import asyncpg
 import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import error_body
 from api.keys import POOL, REGISTRY
+from services.health import database_ready
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
 async def get_health(request: web.Request) -> web.Response:
+    """GET /healthz (no credentials): liveness; `{"status": "ok"}` whenever the process
+    answers."""
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
 async def get_ready(request: web.Request) -> web.Response:
-    pool = request.app.get(POOL)
-    try:
-        if pool is None:
-            raise ConnectionError("no database pool")
-        async with asyncio.timeout(2):
-            async with pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    """GET /readyz (no credentials): `{"status": "ready"}` when the database answers within
+    2 s; 503 `database_unavailable` otherwise."""
+    if not await database_ready(request.app.get(POOL), seconds=2):
         return web.json_response(
             error_body("database_unavailable", "the database is not reachable"), status=503
         )
@@ -41,6 +37,7 @@ async def get_ready(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
+    """GET /metrics (no credentials): the app's Prometheus registry, text exposition format."""
     body = generate_latest(request.app[REGISTRY])
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
@@ -49,6 +46,7 @@ async def get_metrics(request: web.Request) -> web.Response:
 
 @routes.get("/openapi.json")
 async def get_openapi(request: web.Request) -> web.Response:
+    """GET /openapi.json (no credentials): the service's OpenAPI document, as JSON."""
     return web.Response(body=_openapi_json(), content_type="application/json")
 
 

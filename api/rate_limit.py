@@ -87,10 +87,12 @@ class Subject:
 
 
 def address_subject(address: str) -> Subject:
+    """The Subject counting failures from the client address `address`."""
     return Subject("address", address, _key("address", address))
 
 
 def key_name_subject(name: str) -> Subject:
+    """The Subject counting failures against the API key named `name`."""
     return Subject("key_name", name, _key("key_name", name))
 
 
@@ -195,6 +197,7 @@ class FailureLimiter:
             raise TooManyFailures(retry)
 
     async def aclose(self) -> None:
+        """Close the Redis client, if there is one."""
         if self._redis is not None:
             await self._redis.aclose()
 

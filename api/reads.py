@@ -8,13 +8,11 @@ from aiohttp import web
 
 from api.auth import caller
 from api.http import app_user_id_from, json_response
-from api.keys import CLOCK, LOCAL_READS, POOL, SERVICE
+from api.keys import CLOCK, CONSOLE_READS, LOCAL_READS, SERVICE
 from cache.render import body_of, entitlements_in
 from entitlements.access import customer_object, entitlement_summary, rfc3339
 from entitlements.errors import Forbidden, UnknownEntitlement
 from entitlements.permissions import READ
-from storage import feed
-from storage.database import run
 
 routes = web.RouteTableDef()
 
@@ -30,6 +28,9 @@ async def customer_payload(request: web.Request, app_user_id: str) -> dict[str, 
 
 @routes.get("/v1/customers/{app_user_id}")
 async def get_customer(request: web.Request) -> web.StreamResponse:
+    """GET /v1/customers/{app_user_id} (customers:read, or the user's own token): the
+    customer object with its ETag (from the process cache when fresh); 304 when
+    `If-None-Match` matches."""
     app_user_id = app_user_id_from(request)
     (await caller(request)).require_read(app_user_id)
     now = request.app[CLOCK]()
@@ -54,6 +55,9 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/customers/{app_user_id}/entitlements/{name}")
 async def get_entitlement(request: web.Request) -> web.StreamResponse:
+    """GET /v1/customers/{app_user_id}/entitlements/{name} (customers:read, or the user's own
+    token): whether the customer has that entitlement now, its status and expiry; 404 for a
+    name not configured."""
     app_user_id = app_user_id_from(request)
     name = request.match_info["name"]
     (await caller(request)).require_read(app_user_id)
@@ -75,9 +79,8 @@ async def get_events(request: web.Request) -> web.Response:
     principal = await caller(request)
     if not principal.has(READ):
         raise Forbidden
-    after = feed.decode_cursor(request.query.get("after"))
-    limit = feed.parse_limit(request.query.get("limit"))
-    body = await run(request.app[POOL], lambda conn: feed.page(conn, after, limit))
+    query = request.query
+    body = await request.app[CONSOLE_READS].feed_page(query.get("after"), query.get("limit"))
     return json_response(body)
 
 

@@ -22,7 +22,6 @@ dies, or stays cut off from Redis while other processes still reach it, bumps no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 import time
@@ -35,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from cache.invalidation import CHANNEL, EVERYONE, message_for
 from cache.local import LocalReads
+from runtime.background import BackgroundTask
 
 log = structlog.get_logger(__name__)
 
@@ -68,22 +68,29 @@ class CustomerCache(Protocol):
         """(the rendered answer stored under the current version or None, the version to
         pass to `put_answer`; None = do not cache)."""
 
-    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None: ...
+    async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
+        """Store `answer` unless the customer changed since `version` was read."""
+        ...
 
-    async def invalidate(self, app_user_ids: Iterable[str]) -> None: ...
+    async def invalidate(self, app_user_ids: Iterable[str]) -> None:
+        """Make every cached answer of these customers a miss, here and in every process."""
+        ...
 
 
 class NoCache:
     """`[redis] url = "off"`: every read goes to PostgreSQL."""
 
     async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
+        """Always a miss, and nothing to store."""
         return None, None
 
     async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
-        return None
+        """Nothing is kept."""
+        return
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None:
-        return None
+        """Nothing to invalidate."""
+        return
 
 
 class RedisCustomerCache:
@@ -108,7 +115,7 @@ class RedisCustomerCache:
         # Set when an invalidation may be lost (or the connection was): nothing is read from
         # Redis until the epoch is bumped.
         self._epoch_owed = False
-        self._repair: asyncio.Task[None] | None = None
+        self._repair = BackgroundTask("cache-epoch-repair", self._repair_loop)
 
     async def get_answer(self, app_user_id: str) -> tuple[bytes | None, Version | None]:
         """The rendered answer (cache/render.py) under the same generation and epoch
@@ -129,6 +136,9 @@ class RedisCustomerCache:
         return None, version
 
     async def put_answer(self, app_user_id: str, answer: bytes, version: Version) -> None:
+        """Store `answer` with a TTL by compare-and-set: only while the customer's generation
+        and the epoch are still `version` (a read racing a change or an erasure stores
+        nothing). Redis away: logged and skipped."""
         if self._skipping() or self._epoch_owed:
             return
         digest = _digest(app_user_id)
@@ -141,6 +151,9 @@ class RedisCustomerCache:
             self._failed("put", exc)
 
     async def invalidate(self, app_user_ids: Iterable[str]) -> None:
+        """Bump the customers' generations (their answers become misses everywhere) and tell
+        the other processes' local caches; when Redis is away, every answer is made a miss
+        once it answers again (the epoch)."""
         ids = sorted(set(app_user_ids))
         if not ids:
             return
@@ -164,11 +177,7 @@ class RedisCustomerCache:
 
     async def aclose(self) -> None:
         """Stop the background epoch retry (the client is closed by its owner)."""
-        task, self._repair = self._repair, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._repair.stop()
 
     async def sweep_legacy_keys(self, batch: int = 1000) -> int:
         """Delete the keys earlier versions named by customer id (their generations never
@@ -201,8 +210,7 @@ class RedisCustomerCache:
 
     def _owe_epoch(self) -> None:
         self._epoch_owed = True
-        if self._repair is None or self._repair.done():
-            self._repair = asyncio.get_running_loop().create_task(self._repair_loop())
+        self._repair.start()  # unless it runs already
 
     async def _repair_loop(self) -> None:
         while self._epoch_owed:

@@ -33,6 +33,7 @@ import redis.asyncio as aredis
 import structlog
 
 from cache.local import LocalReads
+from runtime.background import BackgroundTask
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,7 @@ RETRY_SECONDS = 0.5
 
 
 def message_for(app_user_ids: Iterable[str]) -> str:
+    """The channel message naming these customers (one id a line, sorted)."""
     return "\n".join(sorted(set(app_user_ids)))
 
 
@@ -53,11 +55,12 @@ class InvalidationListener:
     def __init__(self, client: aredis.Redis, local: LocalReads) -> None:
         self._redis = client
         self._local = local
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("cache-invalidation", self._run)
         self._healthy = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        """Listen from now on (idempotent); `wait_subscribed` tells when it does."""
+        self._task.start()
 
     async def wait_subscribed(self, seconds: float) -> bool:
         """True once the channel is confirmed (tests, start-up)."""
@@ -66,12 +69,9 @@ class InvalidationListener:
         return self._healthy.is_set()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
+        """Stop listening; the local cache is off from here (every read asks Redis)."""
         self._disable()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
 
     async def _run(self) -> None:
         warned = False

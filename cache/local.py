@@ -58,6 +58,8 @@ class LocalReads:
         self.enabled = False  # set by the invalidation listener while its channel is healthy
 
     def get(self, app_user_id: str, now: datetime) -> Rendered | None:
+        """The customer's cached answer if it still holds at `now`, the channel is healthy and
+        it is younger than `max_age`; None otherwise (a stale entry is dropped)."""
         entry = self._entries.get(app_user_id)
         if entry is None:
             return None
@@ -75,6 +77,8 @@ class LocalReads:
         return self._token
 
     def put(self, app_user_id: str, rendered: Rendered, token: int) -> None:
+        """Keep the customer's answer, unless the cache is off or something was invalidated
+        since `token` was taken (the oldest entry goes when full)."""
         if not self.enabled or token != self._token:
             return
         if len(self._entries) >= self._max_entries:
@@ -95,6 +99,7 @@ class LocalReads:
             self._entries.pop(app_user_id, None)
 
     def clear(self) -> None:
+        """Forget every customer."""
         self._token += 1
         self._entries.clear()
 

@@ -29,6 +29,8 @@ __all__ = [
 
 
 def render(record: CustomerRecord, catalog: Catalog, now: datetime) -> Rendered:
+    """The customer object of `record` at `now`, rendered to bytes with its ETag and the
+    instant it stops holding (`next_change`)."""
     body = customer_object(record, catalog, now)
     app_user_id = orjson.dumps(body.pop("app_user_id"))
     rest = orjson.dumps(body)  # b'{"suspended":…}', keys in the contract's order

@@ -49,6 +49,9 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
+    """[server]: listen address, worker processes, the embedded stores' data_dir and the
+    shutdown grace period."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)  # processes serving the port (SO_REUSEPORT)
@@ -57,6 +60,8 @@ class ServerSettings(_Section):
 
 
 class DatabaseSettings(_Section):
+    """[database]: the PostgreSQL URL (empty: the embedded one) and the asyncpg pool."""
+
     url: SecretStr = SecretStr("")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
@@ -64,6 +69,9 @@ class DatabaseSettings(_Section):
 
 
 class RedisSettings(_Section):
+    """[redis]: the Redis URL (empty: the embedded one; `off`: no cache), the cache's TTL and
+    the per-process cache."""
+
     url: SecretStr = SecretStr("")
     cache_ttl_seconds: int = Field(default=300, ge=1)
     # Per-process cache of rendered answers, kept coherent over Redis pub/sub (docs/
@@ -72,6 +80,9 @@ class RedisSettings(_Section):
 
 
 class AppleSettings(_Section):
+    """[apple]: the App Store (absent: disabled): the app, accepted environments, trusted
+    roots and the App Store Server API credentials."""
+
     bundle_id: str = Field(min_length=1)
     # Apple non-renewing subscriptions carry no expiry: access lasts this ISO 8601 duration
     # from the purchase. A product without one reads as lifetime (and is logged once).
@@ -145,10 +156,14 @@ class AppleSettings(_Section):
 
     @property
     def api_configured(self) -> bool:
+        """Whether the App Store Server API credentials (issuer, key id, key file) are set."""
         return bool(self.issuer_id and self.key_id and self.private_key_file)
 
 
 class GoogleSettings(_Section):
+    """[google]: Google Play (absent: disabled): package names, Play Developer API access,
+    the Pub/Sub push identity and consumable products."""
+
     package_names: tuple[str, ...] = Field(min_length=1)
     service_account_file: Path | None = None
     play_api_url: str = ""
@@ -174,10 +189,16 @@ def is_loopback(url: str) -> bool:
 
 
 class EntitlementSettings(_Section):
+    """[entitlements.<name>]: the product ids (of either store) that give entitlement
+    `<name>`."""
+
     products: tuple[str, ...] = ()
 
 
 class ApiKey(_Section):
+    """One [[auth.api_keys]] table: a key's unique name, the key or its SHA-256 (exactly one)
+    and its scopes."""
+
     name: str = Field(min_length=1)
     key: SecretStr | None = None
     key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
@@ -233,6 +254,7 @@ class UserTokenSettings(_Section):
 
     @property
     def enabled(self) -> bool:
+        """Whether user tokens are accepted: a `jwks_url` or a `secret` is set."""
         return bool(self.jwks_url or self.secret.get_secret_value())
 
 
@@ -264,10 +286,13 @@ class RateLimitSettings(_Section):
 
     @property
     def proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """`trusted_proxies` parsed as networks."""
         return tuple(ipaddress.ip_network(t.strip(), strict=False) for t in self.trusted_proxies)
 
 
 class AuthSettings(_Section):
+    """[auth]: the API keys (unique names), [auth.user_tokens] and [auth.rate_limit]."""
+
     api_keys: tuple[ApiKey, ...] = ()
     user_tokens: UserTokenSettings = UserTokenSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
@@ -282,14 +307,22 @@ class AuthSettings(_Section):
 
 
 class CustomerSettings(_Section):
+    """[customers]: the transfer policy for a purchase submitted by another user (`transfer`,
+    or `keep`: refused with 409)."""
+
     transfer_policy: Literal["transfer", "keep"] = "transfer"
 
 
 class RetentionSettings(_Section):
+    """[retention]: how many days raw store payloads are kept before they are pruned."""
+
     raw_payload_days: int = Field(default=90, ge=1)
 
 
 class OutboundWebhook(_Section):
+    """One [[webhooks.outbound]] table: an endpoint's http(s) URL and its signing secrets
+    (`key_id:secret`; the first signs)."""
+
     url: SecretStr  # may carry credentials (user info, a token in the query)
     # "key_id:secret"; the first signs, receivers may accept any (rotation)
     secrets: tuple[SecretStr, ...] = Field(min_length=1)
@@ -319,6 +352,9 @@ class OutboundWebhook(_Section):
 
 
 class WebhookSettings(_Section):
+    """[webhooks]: outbound delivery retries and timeout, and the [[webhooks.outbound]]
+    endpoints (each url once)."""
+
     retry_initial_seconds: float = Field(default=5, gt=0)
     retry_max_seconds: float = Field(default=3600, gt=0)
     timeout_seconds: float = Field(default=10, gt=0)  # per delivery attempt
@@ -375,6 +411,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' sources: only the values passed to the constructor."""
         # Only explicit values: `load_settings` merges file and environment itself, so
         # that a test constructing Settings(...) is never influenced by the process env.
         return (init_settings,)

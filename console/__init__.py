@@ -8,7 +8,7 @@ and one small script, served from this package.
     customer_routes.py        search, the customer page, confirmed actions (actions.py)
     journal_routes.py         the journal and one decoded notification (payload.py)
     business_routes.py        the business charts (business.py, charts.py)
-    repository.py, metrics_repository.py   their SQL
+    (their reads and sessions: services/console_reads.py; the SQL: storage/console*.py)
     why.py, timeline.py       plain-language reasons and the merged timeline (pure)
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from storage.customers import Actor
+from entitlements.audit import Actor
 
 
 class StoreActions(Protocol):

@@ -35,6 +35,8 @@ routes = web.RouteTableDef()
 
 @routes.get("/console")
 async def get_console(request: web.Request) -> web.StreamResponse:
+    """GET /console (anyone): a redirect to the customer search when signed in, else to the
+    sign-in form."""
     if await current_session(request) is None:
         raise web.HTTPSeeOther("/console/sign-in")
     raise web.HTTPSeeOther("/console/customers")
@@ -42,11 +44,15 @@ async def get_console(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/console/sign-in")
 async def get_sign_in(request: web.Request) -> web.StreamResponse:
+    """GET /console/sign-in (anyone): the sign-in form, with a fresh CSRF token and cookie."""
     return _form(request, None, 200)
 
 
 @routes.post("/console/sign-in")
 async def post_sign_in(request: web.Request) -> web.StreamResponse:
+    """POST /console/sign-in (anyone, with the form's CSRF token): sign in with an admin API
+    key; a session cookie and a redirect to `next`, or the form again with why (401, 403,
+    429)."""
     form = await request.post()
     token = str(form.get("csrf", ""))
     expected = request.cookies.get(SIGN_IN_COOKIE, "")
@@ -86,6 +92,8 @@ async def post_sign_in(request: web.Request) -> web.StreamResponse:
 @routes.post("/console/sign-out")
 @signed_in
 async def post_sign_out(request: web.Request) -> web.StreamResponse:
+    """POST /console/sign-out (signed-in operator): end the session everywhere, clear its
+    cookie and redirect to the sign-in form."""
     await end_session(request)
     response = web.HTTPSeeOther("/console/sign-in")
     clear_cookie(response, SESSION_COOKIE)

@@ -1,21 +1,17 @@
-"""The numbers behind the business page: daily series over the last DAYS days, computed
-from the purchases, the change feed and the journal, plus the outbound webhooks' backlog."""
+"""The numbers behind the business page: daily series over the last 30 days (the rows come
+from services/console_reads.py: purchases, the change feed and the journal)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-
-import asyncpg
 
 from console.why import STORE_NAMES
 from entitlements.access import Catalog
-from storage import console_metrics as mrepo
-
-DAYS = 30
+from services.console_reads import BusinessRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +22,9 @@ class Series:
     values: dict[str, list[float]]
 
 
-def window(now: datetime, days: int = DAYS) -> list[datetime]:
-    """`days` instants a day apart, ending at `now`."""
-    return [now - timedelta(days=days - 1 - i) for i in range(days)]
-
-
-async def series(conn: asyncpg.Connection, catalog: Catalog, now: datetime) -> dict[str, Series]:
-    """Every chart's series."""
-    days = window(now)
-    since = days[0].replace(hour=0, minute=0, second=0, microsecond=0)
-    active = await mrepo.active_by_day(conn, days)
-    transitions = await mrepo.transitions_by_day(conn, since, now)
-    latency = await mrepo.latency_by_day(conn, since, now)
+def series(rows: BusinessRows, catalog: Catalog) -> dict[str, Series]:
+    """Every chart's series from the page's rows (services/console_reads.py)."""
+    days, active, transitions, latency = rows.days, rows.active, rows.transitions, rows.latency
     return {
         "active": _active(days, active, catalog),
         "trials": _daily(

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.keys import CLOCK, OUTBOUND, POOL, SERVICE
+from api.keys import CLOCK, CONSOLE_READS, OUTBOUND, SERVICE
 from console import business
 from console.charts import line_chart
 from console.web import render, signed_in
 from services.outbound import state_object
-from storage.database import run
 
 routes = web.RouteTableDef()
 
@@ -26,9 +25,11 @@ TITLES = {
 @routes.get("/console/business")
 @signed_in
 async def get_business(request: web.Request) -> web.StreamResponse:
+    """GET /console/business (signed-in operator): the business page, its charts and the
+    outbound webhook endpoints' delivery state."""
     now = request.app[CLOCK]()
     catalog = request.app[SERVICE].catalog
-    data = await run(request.app[POOL], lambda conn: business.series(conn, catalog, now))
+    data = business.series(await request.app[CONSOLE_READS].business(now), catalog)
     charts = []
     for key, (title, bars) in TITLES.items():
         s = data[key]

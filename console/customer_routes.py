@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from api.keys import CLOCK, CONSOLE_STORE, OPERATIONS, POOL, SERVICE
+from api.keys import CLOCK, CONSOLE_READS, CONSOLE_STORE, OPERATIONS, SERVICE
 from console import timeline
 from console.actions import ACTIONS, DURATIONS
 from console.web import operator, render, signed_in
@@ -18,8 +18,6 @@ from entitlements.access import customer_object, entitlements_of
 from entitlements.errors import EntitlementError
 from entitlements.grants import grant_expiry, reason_of
 from entitlements.model import is_app_user_id
-from storage import console as repository
-from storage.database import run
 
 routes = web.RouteTableDef()
 TIMELINE_LIMIT = 200
@@ -32,7 +30,7 @@ async def get_search(request: web.Request) -> web.StreamResponse:
     query = request.query.get("q", "").strip()
     matches: list[tuple[str, str]] = []
     if query:
-        matches = await run(request.app[POOL], lambda conn: repository.search(conn, query))
+        matches = await request.app[CONSOLE_READS].search(query)
         if len(matches) == 1:
             raise web.HTTPSeeOther(_customer_path(matches[0][0]))
     return render(request, "search.html", {"query": query, "matches": matches})
@@ -41,6 +39,8 @@ async def get_search(request: web.Request) -> web.StreamResponse:
 @routes.get("/console/customers/{app_user_id}")
 @signed_in
 async def get_customer(request: web.Request) -> web.StreamResponse:
+    """GET /console/customers/{app_user_id} (signed-in operator): the customer page, its
+    entitlements and why, purchases, timeline and actions (an alias shows its customer)."""
     app_user_id = _app_user_id(request)
     service = request.app[SERVICE]
     now = request.app[CLOCK]()
@@ -48,12 +48,7 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
     customer = record.app_user_id  # an alias reads as its customer
     body = customer_object(record, service.catalog, now)
 
-    async def details(conn: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        facts = await repository.customer_facts(conn, customer)
-        rows = await repository.timeline_rows(conn, customer, TIMELINE_LIMIT)
-        return facts, rows
-
-    facts, rows = await run(request.app[POOL], details)
+    facts, rows = await request.app[CONSOLE_READS].customer_details(customer, TIMELINE_LIMIT)
     suspension = None
     if body["suspended"]:
         last = facts["suspension"] or {}

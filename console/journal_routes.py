@@ -4,17 +4,14 @@ retention pruned it (it is gone from the database then)."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
 
-from api.keys import OPERATIONS, POOL
+from api.keys import CONSOLE_READS, OPERATIONS
 from console import payload
 from console.web import SESSION, operator, render, signed_in
-from storage import console as repository
-from storage.database import run
 
 log = structlog.get_logger(__name__)
 routes = web.RouteTableDef()
@@ -28,23 +25,20 @@ VERIFIED = ("processed", "ignored")
 @routes.get("/console/journal")
 @signed_in
 async def get_journal(request: web.Request) -> web.StreamResponse:
+    """GET /console/journal (signed-in operator): one page of journaled store messages,
+    filtered by `store`, `type` and `result`."""
     store = _choice(request.query.get("store"), STORES)
     result = _choice(request.query.get("result"), RESULTS)
     kind = request.query.get("type", "").strip() or None
     page = max(_int(request.query.get("page"), 1), 1)
 
-    async def read(conn: Any) -> tuple[int, list[dict[str, Any]], list[str]]:
-        total, rows = await repository.journal_page(
-            conn,
-            store=store,
-            notification_type=kind,
-            result=result,
-            limit=PAGE_SIZE,
-            offset=(page - 1) * PAGE_SIZE,
-        )
-        return total, rows, await repository.journal_types(conn)
-
-    total, rows, types = await run(request.app[POOL], read)
+    total, rows, types = await request.app[CONSOLE_READS].journal(
+        store=store,
+        notification_type=kind,
+        result=result,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
     filters = {k: v for k, v in (("store", store), ("type", kind), ("result", result)) if v}
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     context = {
@@ -65,8 +59,11 @@ async def get_journal(request: web.Request) -> web.StreamResponse:
 @routes.get("/console/journal/{entry_id:\\d+}")
 @signed_in
 async def get_entry(request: web.Request) -> web.StreamResponse:
+    """GET /console/journal/{entry_id} (signed-in operator): one journaled message, decoded
+    when it was verified; its raw payload too with `raw=1` (logged, and noted in its
+    customer's audit log); 404 when there is no such entry."""
     entry_id = int(request.match_info["entry_id"])
-    entry = await run(request.app[POOL], lambda conn: repository.journal_entry(conn, entry_id))
+    entry = await request.app[CONSOLE_READS].journal_entry(entry_id)
     if entry is None:
         raise web.HTTPNotFound
     raw, owner = entry.pop("payload"), entry.pop("owner")

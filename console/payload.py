@@ -25,6 +25,7 @@ def decode(payload: str) -> Any:
 
 
 def pretty(value: Any) -> str:
+    """`value` as indented JSON with sorted keys, non-ASCII kept as is."""
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 

@@ -23,12 +23,10 @@ from aiohttp import web
 
 from api.auth import ConsoleKey
 from api.http import actor_of
-from api.keys import CLOCK, CONSOLE_KEYS, CONSOLE_TEMPLATES, POOL
+from api.keys import CLOCK, CONSOLE_KEYS, CONSOLE_READS, CONSOLE_TEMPLATES
+from entitlements.audit import Actor
 from entitlements.permissions import ADMIN, Principal
-from storage import console as repository
-from storage.console import Session
-from storage.customers import Actor
-from storage.database import run
+from services.console_reads import Session
 
 SESSION_COOKIE = "receiptd_console"
 SIGN_IN_COOKIE = "receiptd_console_sign_in"
@@ -68,11 +66,15 @@ SECURITY_HEADERS = {
 
 
 def is_tls(request: web.Request) -> bool:
+    """Whether the request came over TLS, directly or through a proxy saying
+    `X-Forwarded-Proto: https`."""
     forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     return request.secure or forwarded == "https"
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str) -> None:
+    """Set a console cookie: `HttpOnly`, `SameSite=Strict`, under /console, for the session's
+    lifetime, `Secure` over TLS."""
     response.set_cookie(
         name,
         value,
@@ -85,10 +87,12 @@ def set_cookie(request: web.Request, response: web.StreamResponse, name: str, va
 
 
 def clear_cookie(response: web.StreamResponse, name: str) -> None:
+    """Delete a console cookie."""
     response.del_cookie(name, path="/console")
 
 
 def digest(token: str) -> bytes:
+    """The SHA-256 of a session token: what the database keeps instead of the token."""
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -97,25 +101,22 @@ async def start_session(request: web.Request, key: ConsoleKey) -> str:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     now = request.app[CLOCK]()
     expires = now + timedelta(hours=SESSION_HOURS)
-    await run(
-        request.app[POOL],
-        lambda conn: repository.insert_session(
-            conn,
-            token_sha256=digest(token),
-            key_name=key.name,
-            key_binding=key.binding,
-            csrf_token=csrf,
-            created_at=now,
-            expires_at=expires,
-        ),
+    await request.app[CONSOLE_READS].start_session(
+        token_sha256=digest(token),
+        key_name=key.name,
+        key_binding=key.binding,
+        csrf_token=csrf,
+        created_at=now,
+        expires_at=expires,
     )
     return token
 
 
 async def end_session(request: web.Request) -> None:
+    """End the request's session, if its cookie names one (for every worker and replica)."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await run(request.app[POOL], lambda conn: repository.delete_session(conn, digest(token)))
+        await request.app[CONSOLE_READS].end_session(digest(token))
 
 
 async def current_session(request: web.Request) -> Session | None:
@@ -124,7 +125,7 @@ async def current_session(request: web.Request) -> Session | None:
     if not token:
         return None
     now = request.app[CLOCK]()
-    found = await run(request.app[POOL], lambda conn: repository.session(conn, digest(token), now))
+    found = await request.app[CONSOLE_READS].session(digest(token), now)
     if found is None:
         return None
     if not request.app[CONSOLE_KEYS].console_session_valid(found.key_name, found.key_binding):
@@ -155,6 +156,7 @@ def signed_in(handler: Handler) -> Handler:
 
 
 def refused(request: web.Request, message: str, status: int) -> web.Response:
+    """The page that says why a request was refused, with `status`."""
     return render(request, "refused.html", {"message": message}, status=status)
 
 

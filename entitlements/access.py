@@ -22,9 +22,11 @@ class Catalog:
     products_by_entitlement: Mapping[str, frozenset[str]]
 
     def names(self) -> list[str]:
+        """The configured entitlement names, sorted."""
         return sorted(self.products_by_entitlement)
 
     def defines(self, name: str) -> bool:
+        """Whether an entitlement named `name` is configured."""
         return name in self.products_by_entitlement
 
 

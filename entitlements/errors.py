@@ -28,6 +28,7 @@ class EntitlementError(Exception):
 
     @property
     def message(self) -> str:
+        """The message for the error object: the one given, else the class's docstring."""
         return str(self.args[0])
 
 

@@ -29,16 +29,22 @@ class Principal:
         return f"user:{self.user_id}" if self.user_id is not None else self.name
 
     def has(self, scope: str) -> bool:
+        """Whether the caller's key has `scope` (admin implies every scope)."""
         return ADMIN in self.scopes or scope in self.scopes
 
     def require_read(self, app_user_id: str) -> None:
+        """Forbidden unless the caller may read this customer (customers:read, or its own
+        user token)."""
         if not (self.has(READ) or self.user_id == app_user_id):
             raise Forbidden
 
     def require_write(self, app_user_id: str) -> None:
+        """Forbidden unless the caller may submit purchases for this customer
+        (purchases:write, or its own user token)."""
         if not (self.has(WRITE) or self.user_id == app_user_id):
             raise Forbidden
 
     def require_admin(self) -> None:
+        """Forbidden unless the caller's key has the admin scope."""
         if ADMIN not in self.scopes:
             raise Forbidden

@@ -41,6 +41,7 @@ class Counts:
     def plus(
         self, *, checked: int = 0, missing: int = 0, corrected: int = 0, failed: int = 0
     ) -> Counts:
+        """These counts with the given numbers added."""
         return Counts(
             self.checked + checked,
             self.missing + missing,
@@ -59,10 +60,12 @@ class Position:
     done: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The position as the run stores it (JSON)."""
         return {"step": self.step, "cursor": self.cursor, "done": self.done}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any] | None) -> Position:
+        """The inverse of `to_json`; a missing or malformed field reads as the start."""
         doc = doc or {}
         step, cursor, done = doc.get("step"), doc.get("cursor"), doc.get("done")
         return cls(

@@ -76,6 +76,7 @@ class StoredPurchase:
 
     @property
     def key(self) -> Key:
+        """(store, purchase id): the purchase's identity."""
         return (self.store, self.purchase_id)
 
 
@@ -89,6 +90,7 @@ class MissingPurchase:
 
     @property
     def key(self) -> Key:
+        """(store, purchase id): the purchase's identity."""
         return (self.store, self.purchase_id)
 
 
@@ -111,6 +113,7 @@ class JournalEntry:
 
     @property
     def is_checkpoint(self) -> bool:
+        """Whether this is an ERASURE entry holding a checkpoint state."""
         return self.notification_type == ERASURE and self.checkpoint is not None
 
 
@@ -171,6 +174,8 @@ class Finding:
 
     @property
     def differs(self) -> bool:
+        """Whether the journal gives something else than what is stored (a missing row
+        included); never for a purchase that could not be re-derived."""
         return self.not_rederivable is None and (self.missing or bool(self.differences))
 
 

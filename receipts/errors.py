@@ -35,6 +35,7 @@ class ReceiptError(Exception):
 
     @property
     def message(self) -> str:
+        """The message for the error object: the one given, else the class's docstring."""
         return str(self.args[0])
 
 

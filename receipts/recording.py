@@ -48,6 +48,7 @@ class StoreRead:
     failure: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The read as the journal keeps it: call, request and `answer` or `failure`."""
         out: dict[str, Any] = {"call": self.call, "request": dict(self.request)}
         if self.failure is not None:
             out["failure"] = self.failure
@@ -57,6 +58,7 @@ class StoreRead:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> StoreRead:
+        """The inverse of `to_json`."""
         return cls(
             call=str(doc["call"]),
             request=dict(doc["request"]),

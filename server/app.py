@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,11 +22,15 @@ from api import reads as entitlements_api
 from api import webhooks as webhooks_api
 from api.auth import ApiAuthenticator
 from api.keys import (
+    APPLE,
     AUTHENTICATOR,
     CACHE,
     CLOCK,
     CONSOLE_KEYS,
+    CONSOLE_READS,
+    CONSOLE_STORE,
     EXECUTOR,
+    GOOGLE,
     HTTP,
     LOCAL_READS,
     OPERATIONS,
@@ -36,6 +38,7 @@ from api.keys import (
     REGISTRY,
     SERVICE,
     SETTINGS,
+    STORE_MESSAGES,
 )
 from api.middleware import HttpMetrics, build_middleware
 from api.rate_limit import FailureLimiter
@@ -45,14 +48,18 @@ from cache.local import LocalReads
 from config.logging import quiet_malformed_requests
 from config.settings import Settings
 from entitlements.access import Catalog
-from entitlements.model import Clock
+from entitlements.model import Clock, Store
+from receipts.port import Reconciling
+from runtime.background import BackgroundTask
 from server.embedded import EmbeddedRedis, database_url
 from server.outbound_ctx import outbound_ctx
 from server.retention_ctx import retention_ctx
-from server.stores import apple_ctx, google_ctx
+from server.stores import apple_ctx, google_ctx, replay_stores
+from services.console_reads import ConsoleReads
 from services.ingest import EntitlementService
 from services.operations import CustomerOperations
-from services.store_actions import console_store_ctx
+from services.store_actions import ConsoleStore
+from services.store_messages import StoreMessages
 from storage.database import reset_session
 from storage.migrations import migrate
 
@@ -62,6 +69,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def utc_now() -> datetime:
+    """The serving clock (tests inject their own into `create_app`)."""
     return datetime.now(UTC)
 
 
@@ -93,10 +101,12 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
 
 
 def catalog_from(settings: Settings) -> Catalog:
+    """The entitlement catalog of the `[entitlements.*]` settings."""
     return Catalog({name: frozenset(e.products) for name, e in settings.entitlements.items()})
 
 
 async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The thread pool for the synchronous store libraries."""
     # Bounded pool for the few synchronous library calls (OCSP checks, credential refresh).
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="receiptd-sync")
     app[EXECUTOR] = executor
@@ -105,6 +115,7 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one shared aiohttp client session, with explicit timeouts."""
     timeout = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
     session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
     app[HTTP] = session
@@ -113,6 +124,7 @@ async def http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The PostgreSQL pool (the embedded server when none is configured), migrated."""
     settings = app[SETTINGS]
     configured = settings.database.url.get_secret_value()
     async with database_url(configured, settings.server.data_dir) as url:
@@ -133,6 +145,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Redis answer cache, the per-process cache and its invalidation listener (or no
+    cache with `url = "off"`)."""
     settings = app[SETTINGS]
     url = settings.redis.url.get_secret_value()
     if url.lower() == "off":
@@ -155,14 +169,17 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds, local=local)
     app[CACHE] = cache
     app[LOCAL_READS] = local if settings.redis.local_cache else None
+
     # Keys of earlier versions named customers (and some never expired): removed once.
-    sweep = asyncio.get_running_loop().create_task(cache.sweep_legacy_keys())
+    async def sweep_legacy_keys() -> None:
+        await cache.sweep_legacy_keys()
+
+    sweep = BackgroundTask("cache-legacy-sweep", sweep_legacy_keys)
+    sweep.start()
     try:
         yield
     finally:
-        sweep.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweep
+        await sweep.stop()
         await listener.aclose()
         await cache.aclose()
         await channel.aclose()
@@ -172,6 +189,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The use cases over the pool and the cache, and the authenticator."""
     settings = app[SETTINGS]
     app[SERVICE] = EntitlementService(
         pool=app[POOL],
@@ -180,6 +198,8 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
         transfer_policy=settings.customers.transfer_policy,
     )
+    app[STORE_MESSAGES] = StoreMessages(app[SERVICE], app[CLOCK])
+    app[CONSOLE_READS] = ConsoleReads(app[POOL])
     app[OPERATIONS] = CustomerOperations(
         pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )
@@ -193,6 +213,27 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await limiter.aclose()
+
+
+async def console_store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """After the store adapters: the console's store actions over those configured."""
+    adapters: dict[Store, Reconciling] = {}
+    if APPLE in app:
+        adapters[Store.APP_STORE] = app[APPLE]
+    if GOOGLE in app:
+        adapters[Store.PLAY_STORE] = app[GOOGLE]
+    settings, pool, clock, catalog = app[SETTINGS], app[POOL], app[CLOCK], app[SERVICE].catalog
+    app[CONSOLE_STORE] = ConsoleStore(
+        pool=pool,
+        messages=app[STORE_MESSAGES],
+        catalog=catalog,
+        operations=app[OPERATIONS],
+        adapters=adapters,
+        replay_stores=lambda: replay_stores(settings, pool, clock, catalog),
+        cache=app[CACHE],
+        clock=app[CLOCK],
+    )
+    yield
 
 
 def failure_limiter(settings: Settings) -> FailureLimiter:

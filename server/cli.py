@@ -17,6 +17,7 @@ from config.logging import configure_logging
 from config.settings import ConfigError, Settings, load_settings
 from entitlements.errors import DatabaseUnavailable
 from entitlements.replay import Finding
+from server.bootstrap import cache_for_fixes, command
 from server.embedded import database_url
 from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
@@ -185,17 +186,10 @@ async def _prune(settings: Settings) -> int:
     def progress(done: int, total: int) -> None:
         bar.update(f"pruned {done} of {total} raw payloads", done, total)
 
-    configured = settings.database.url.get_secret_value()
     try:
-        async with database_url(configured, settings.server.data_dir) as url:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    await migrate(conn)  # as serve does: the pass needs this version's schema
-                # wait: a replica's periodic pass holds the lock only while it prunes
-                pruned = await prune(pool, now, days, progress=progress, wait=True)
-            finally:
-                await pool.close()
+        async with command(settings) as started:
+            # wait: a replica's periodic pass holds the lock only while it prunes
+            pruned = await prune(started.pool, now, days, progress=progress, wait=True)
     except UNREACHABLE as exc:
         print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
         return 1
@@ -207,9 +201,8 @@ async def _prune(settings: Settings) -> int:
 
 
 async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int:
-    from server.app import catalog_from
     from server.stores import replay_stores
-    from services.replay import Replayer, cache_for_fixes, describe, summary_line
+    from services.replay import Replayer, describe, summary_line
 
     bar = Progress(sys.stderr)
 
@@ -220,26 +213,17 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
         bar.clear()
         print(describe(finding, outcome), flush=True)
 
-    catalog = catalog_from(settings)
-    configured = settings.database.url.get_secret_value()
     try:
-        async with database_url(configured, settings.server.data_dir) as url:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
-            try:
-                async with pool.acquire() as conn:
-                    await migrate(conn)  # as serve does: replay needs this version's journal
-                no_cache: tuple[CustomerCache, str] = (NoCache(), "")
-                caching = cache_for_fixes(settings) if fix else contextlib.nullcontext(no_cache)
-                async with (
-                    replay_stores(settings, pool, _utc_now, catalog) as adapters,
-                    caching as (cache, cache_note),
-                ):
-                    replayer = Replayer(pool, adapters, catalog, _utc_now, cache)
-                    summary = await replayer.run(
-                        selection, fix=fix, report=report, progress=progress
-                    )
-            finally:
-                await pool.close()
+        async with command(settings) as started:
+            pool, catalog, clock = started.pool, started.catalog, started.clock
+            no_cache: tuple[CustomerCache, str] = (NoCache(), "")
+            caching = cache_for_fixes(settings) if fix else contextlib.nullcontext(no_cache)
+            async with (
+                replay_stores(settings, pool, clock, catalog) as adapters,
+                caching as (cache, cache_note),
+            ):
+                replayer = Replayer(pool, adapters, catalog, clock, cache)
+                summary = await replayer.run(selection, fix=fix, report=report, progress=progress)
     except UNREACHABLE as exc:
         print(f"receiptd: the database is not reachable ({type(exc).__name__})", file=sys.stderr)
         return 1
@@ -247,7 +231,3 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
         bar.close()
     print(summary_line(summary, fix=fix, cache=cache_note))
     return 0 if summary.clean else 1
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -64,6 +64,7 @@ class EmbeddedRedis:
 
     @property
     def socket_path(self) -> Path:
+        """The unix socket redis-server listens on, under `data_dir/redis`."""
         return self.data_dir / "redis" / "redis.sock"
 
     async def start(self) -> str:

@@ -37,14 +37,17 @@ class PrometheusDeliveryMetrics:
         )
 
     def attempted(self, endpoint: str, result: str) -> None:
+        """Count one delivery attempt and its result."""
         self._attempts.labels(endpoint=endpoint, result=result).inc()
 
     def observed(self, endpoint: str, pending: int, oldest_pending_seconds: float) -> None:
+        """Set the endpoint's backlog gauges."""
         self._pending.labels(endpoint=endpoint).set(pending)
         self._oldest.labels(endpoint=endpoint).set(oldest_pending_seconds)
 
 
 def endpoints_from(settings: WebhookSettings) -> list[Endpoint]:
+    """The configured `[[webhooks.outbound]]` endpoints with their signing secrets."""
     return [
         Endpoint.configure(o.url.get_secret_value(), [s.get_secret_value() for s in o.secrets])
         for o in settings.outbound

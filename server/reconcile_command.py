@@ -9,24 +9,19 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-
-import asyncpg
+from datetime import datetime, timedelta
 
 from config.settings import Settings
 from entitlements.errors import DatabaseUnavailable
 from entitlements.model import Store
 from entitlements.reconcile import Counts
 from receipts.rate_limit import RateLimiter
-from server.app import catalog_from
-from server.embedded import database_url
+from server.bootstrap import cache_for_fixes, command
 from server.progress import Progress
 from server.stores import reconcile_store
-from services.ingest import EntitlementService
 from services.reconcile import AlreadyRunning, Options, Outcome, Reconciler, summary_line
-from services.replay import cache_for_fixes
+from services.store_messages import StoreMessages
 from storage.database import DB_DOWN_ERRORS
-from storage.migrations import migrate
 
 # Store API requests per second, well inside the stores' quotas, which the serving processes
 # share: Apple allows 50 per second per endpoint in Production and a tenth of that in
@@ -139,36 +134,30 @@ async def _reconcile(settings: Settings, name: str, options: Options, rate: floa
     store = STORES[name]
     bar = Progress(sys.stderr)
     console = _Console(name, store, bar)
-    catalog = catalog_from(settings)
-    configured = settings.database.url.get_secret_value()
     try:
-        async with database_url(configured, settings.server.data_dir) as url:
-            # One connection holds the run's lock and position; ingest takes the others.
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-            try:
-                async with pool.acquire() as conn:
-                    await migrate(conn)  # as serve does: the run needs this version's tables
-                async with (
-                    cache_for_fixes(settings, "corrected") as (cache, cache_note),
-                    reconcile_store(
-                        settings, store, pool, _utc_now, catalog, limiter=RateLimiter(rate)
-                    ) as source,
-                ):
-                    service = EntitlementService(
-                        pool, cache, catalog, _utc_now, settings.customers.transfer_policy
-                    )
-                    pages = RateLimiter(VOIDED_PAGES_PER_SECOND)
-                    reconciler = Reconciler(
-                        pool,
-                        service,
-                        source,
-                        _utc_now,
-                        console,
-                        list_limiter=pages if store is Store.PLAY_STORE else None,
-                    )
-                    outcome = await reconciler.run(options)
-            finally:
-                await pool.close()
+        # One connection holds the run's lock and position; ingest takes the others.
+        async with (
+            command(settings, connections=3) as started,
+            cache_for_fixes(settings, "corrected") as (cache, cache_note),
+            reconcile_store(
+                settings,
+                store,
+                started.pool,
+                started.clock,
+                started.catalog,
+                limiter=RateLimiter(rate),
+            ) as source,
+        ):
+            pages = RateLimiter(VOIDED_PAGES_PER_SECOND)
+            reconciler = Reconciler(
+                started.pool,
+                StoreMessages(started.service(cache), started.clock),
+                source,
+                started.clock,
+                console,
+                list_limiter=pages if store is Store.PLAY_STORE else None,
+            )
+            outcome = await reconciler.run(options)
     except AlreadyRunning:
         bar.close()
         print(f"receiptd: another reconcile {name} is running", file=sys.stderr)
@@ -215,7 +204,3 @@ def _rate(text: str) -> float:
     if not 0 < rate <= 1000:
         raise argparse.ArgumentTypeError(f"a rate is between 0 and 1000 per second: {text!r}")
     return rate
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -84,6 +84,8 @@ async def apple_store(
 
 
 async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the App Store adapter on `app[APPLE]` when [apple] is configured
+    (else none: the store is disabled)."""
     settings = app[SETTINGS].apple
     if settings is None:
         yield
@@ -137,6 +139,8 @@ async def google_store(
 
 
 async def google_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the Google Play adapter on `app[GOOGLE]` when [google] is configured,
+    its acknowledgements running until the app stops (else none: the store is disabled)."""
     settings = app[SETTINGS].google
     if settings is None:
         yield

@@ -21,12 +21,14 @@ from cache import render
 from cache.answers import CustomerCache
 from cache.local import Rendered
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
-from entitlements.model import Clock, Store, StoreEvent
+from entitlements.audit import Actor, AuditEntry
+from entitlements.journal import JournalEntry
+from entitlements.model import Clock, PurchaseState, Store, StoreEvent
 from entitlements.ownership import Held, Transfer, TransferPolicy, decide, keys_to_lock
 from entitlements.state import view
-from storage import customers as crepo
-from storage import purchases as repo
-from storage.customers import Actor, AuditEntry
+from storage import customers as customers_db
+from storage import purchases as purchases_db
+from storage import reconcile as reconcile_db
 from storage.database import TransactionWrite, run
 
 log = structlog.get_logger(__name__)
@@ -62,12 +64,13 @@ class EntitlementService:
 
     @property
     def catalog(self) -> Catalog:
+        """The configured entitlements and the product ids that give each."""
         return self._catalog
 
     async def customer_record(self, app_user_id: str) -> CustomerRecord:
         """The stored record of a customer, from PostgreSQL (reads are served from the cached
         answers, `customer_answer`); unknown ids read as empty."""
-        return await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
+        return await self._db(lambda conn: purchases_db.fetch_customer(conn, app_user_id))
 
     async def customer_answer(self, app_user_id: str, now: datetime) -> Rendered:
         """The rendered customer object at `now`: Redis's precomputed answer (one MGET, no
@@ -77,7 +80,7 @@ class EntitlementService:
             cached = render.decode(raw, app_user_id)
             if render.holds_at(cached, now):
                 return cached
-        record = await self._db(lambda conn: repo.fetch_customer(conn, app_user_id))
+        record = await self._db(lambda conn: purchases_db.fetch_customer(conn, app_user_id))
         rendered = render.render(record, self._catalog, now)
         if version is not None:
             await self._cache.put_answer(app_user_id, render.encode(rendered, app_user_id), version)
@@ -85,7 +88,7 @@ class EntitlementService:
 
     async def ingest(
         self,
-        note: repo.NotificationRow | None,
+        note: JournalEntry | None,
         events: Sequence[StoreEvent],
         *,
         submitted_by: str | None = None,
@@ -107,25 +110,25 @@ class EntitlementService:
 
         async def work(conn: asyncpg.Connection) -> tuple[IngestOutcome, list[str]]:
             async with conn.transaction():
-                locked: dict[tuple[Store, str], repo.LockedPurchase] = {}
+                locked: dict[tuple[Store, str], purchases_db.LockedPurchase] = {}
                 entry: int | None = None  # the journal entry: its writes record their owners
                 if note is not None and len(keys) == 1:
                     # the common case: journal and lock its one purchase in one round trip
-                    row = await repo.insert_notification_lock_purchase(
+                    row = await purchases_db.insert_notification_lock_purchase(
                         conn, note, now, touched, keys[0]
                     )
                     if row is None:
                         return IngestOutcome(status="duplicate"), []
                     entry, locked[keys[0]] = row
                 elif note is not None:
-                    entry = await repo.insert_notification(conn, note, now, touched)
+                    entry = await purchases_db.insert_notification(conn, note, now, touched)
                     if entry is None:
                         return IngestOutcome(status="duplicate"), []
                 if also is not None:
                     await also(conn)
                 for key in keys:
                     if key not in locked:
-                        locked[key] = await repo.lock_purchase(conn, *key)
+                        locked[key] = await purchases_db.lock_purchase(conn, *key)
                 changed, owners, aliases = await self._apply_all(
                     conn,
                     events,
@@ -149,7 +152,7 @@ class EntitlementService:
         self,
         conn: asyncpg.Connection,
         events: Sequence[StoreEvent],
-        locked: dict[tuple[Store, str], repo.LockedPurchase],
+        locked: dict[tuple[Store, str], purchases_db.LockedPurchase],
         *,
         submitted_by: str | None,
         proven: bool,
@@ -162,7 +165,7 @@ class EntitlementService:
         decided for journal entry `entry` (replay recreates a lost row from it), in the same
         statement: no round trip of its own."""
         owners_now = {row.app_user_id for row in locked.values() if row.app_user_id}
-        erased = await repo.erased_among(conn, owners_now)
+        erased = await purchases_db.erased_among(conn, owners_now)
         held = {
             key: Held(row.state, row.app_user_id, row.app_user_id in erased)
             for key, row in locked.items()
@@ -170,7 +173,7 @@ class EntitlementService:
         named = {e.app_user_id for e in events if e.app_user_id}
         if submitted_by is not None:
             named.add(submitted_by)
-        aliases = await repo.resolve_aliases(conn, named) if named else {}
+        aliases = await purchases_db.resolve_aliases(conn, named) if named else {}
         decision = decide(
             held,
             events,
@@ -187,15 +190,15 @@ class EntitlementService:
         if len(new_customers) == 1 and len(writes) == 1:
             # the common case: its one new customer and its one write in one round trip
             write = writes[0]
-            if await repo.ensure_customer_save_purchase(
+            if await purchases_db.ensure_customer_save_purchase(
                 conn, new_customers[0], write.state, view(write.state), write.owner, entry=entry
             ):
                 created.add(new_customers[0])
         else:
             for user in new_customers:
-                await repo.ensure_customer(conn, user)
+                await purchases_db.ensure_customer(conn, user)
             for write in writes:
-                await repo.save_purchase(
+                await purchases_db.save_purchase(
                     conn, write.state, view(write.state), write.owner, entry=entry
                 )
         moved: set[str] = set()
@@ -203,7 +206,7 @@ class EntitlementService:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
             await self._audit_transfer(conn, transfer, actor, now)
             moved |= {transfer.from_user, *([transfer.to_user] if transfer.to_user else [])}
-        sequences, changed_aliases = await repo.record_changes(
+        sequences, changed_aliases = await purchases_db.record_changes(
             conn,
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
@@ -236,12 +239,19 @@ class EntitlementService:
                 actor.request_id if actor else None,
                 details | {"why": why},
             )
-            await crepo.audit(conn, entry, now)
+            await customers_db.audit(conn, entry, now)
 
     async def journal_seen(self, store: Store, message_id: str) -> bool:
         """True when the journal already holds this store message id (a cheap dedupe
         before a store API call; the journal insert in `ingest` stays the real guard)."""
-        return await self._db(lambda conn: repo.notification_seen(conn, store, message_id))
+        return await self._db(lambda conn: purchases_db.notification_seen(conn, store, message_id))
+
+    async def states_of(
+        self, store: Store, events: Sequence[StoreEvent]
+    ) -> dict[tuple[Store, str], PurchaseState]:
+        """The stored state of the purchases `events` touch (those that have one)."""
+        ids = [purchase_id for _store, purchase_id in keys_to_lock(events)]
+        return await self._db(lambda conn: reconcile_db.states_of(conn, store, ids))
 
     async def _db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await run(self._pool, work)

@@ -19,20 +19,16 @@ import structlog
 
 from cache.answers import CustomerCache
 from entitlements.access import Catalog, entitlements_of, rfc3339
+from entitlements.audit import Actor, AuditEntry
 from entitlements.errors import AliasConflict, InvalidRequest
 from entitlements.model import Clock
-from storage import customers as crepo
-from storage import purchases as repo
-from storage.customers import Actor, AuditEntry
+from storage import customers as customers_db
+from storage import purchases as purchases_db
 from storage.database import run
 
 log = structlog.get_logger(__name__)
 
 PSEUDONYM_PREFIX = "erased:"
-LOCK_PURCHASES_OF = """
-SELECT id FROM purchases WHERE app_user_id = ANY($1::text[]) ORDER BY store, purchase_id
-FOR UPDATE
-"""
 
 
 Work = Callable[[asyncpg.Connection, str, datetime], Awaitable[dict[str, Any] | None]]
@@ -62,7 +58,7 @@ class CustomerOperations:
         """Give `entitlement` from now until `expires_at` (None: lifetime); the customer id."""
 
         async def work(conn: asyncpg.Connection, customer: str, now: datetime) -> dict[str, Any]:
-            await crepo.add_grant(conn, customer, entitlement, now, expires_at)
+            await customers_db.add_grant(conn, customer, entitlement, now, expires_at)
             return {"entitlement": entitlement, "expires_at": rfc3339(expires_at)}
 
         return await self._act(
@@ -75,7 +71,7 @@ class CustomerOperations:
         """End the customer's running grants of `entitlement` (store purchases untouched)."""
 
         async def work(conn: asyncpg.Connection, customer: str, now: datetime) -> dict[str, Any]:
-            ended = await crepo.end_grants(conn, customer, entitlement, now)
+            ended = await customers_db.end_grants(conn, customer, entitlement, now)
             return {"entitlement": entitlement, "ended": ended}
 
         return await self._act(
@@ -86,7 +82,7 @@ class CustomerOperations:
         """Every entitlement reads inactive until `unsuspend`; store data keeps flowing."""
 
         async def work(conn: asyncpg.Connection, customer: str, now: datetime) -> None:
-            await crepo.suspend(conn, customer, now)
+            await customers_db.suspend(conn, customer, now)
 
         return await self._act(
             app_user_id, "suspend", "suspended", work, actor=actor, reason=reason
@@ -96,7 +92,7 @@ class CustomerOperations:
         """Entitlements read what the stores say now."""
 
         async def work(conn: asyncpg.Connection, customer: str, now: datetime) -> None:
-            await crepo.unsuspend(conn, customer, now)
+            await customers_db.unsuspend(conn, customer, now)
 
         return await self._act(
             app_user_id, "unsuspend", "unsuspended", work, actor=actor, reason=reason
@@ -116,16 +112,16 @@ class CustomerOperations:
 
         async def tx(conn: asyncpg.Connection) -> tuple[str, list[str]]:
             async with conn.transaction():
-                customer = await crepo.alias_owner(conn, requested) or requested
-                await repo.ensure_customer(conn, customer)
-                await crepo.lock_customer_row(conn, customer)
+                customer = await customers_db.alias_owner(conn, requested) or requested
+                await purchases_db.ensure_customer(conn, customer)
+                await customers_db.lock_customer_row(conn, customer)
                 details = dict(await work(conn, customer, now) or {})
                 if reason is not None:
                     details["reason"] = reason
                 entry = AuditEntry(actor.name, action, customer, actor.request_id, details)
-                await crepo.audit(conn, entry, now)
+                await customers_db.audit(conn, entry, now)
                 await self._record(conn, [(customer, event_type)], now)
-                return customer, await repo.aliases_of(conn, [customer])
+                return customer, await purchases_db.aliases_of(conn, [customer])
 
         customer, aliases = await run(self._pool, tx)
         await self._cache.invalidate({requested, customer, *aliases})
@@ -140,9 +136,9 @@ class CustomerOperations:
         now = self._clock()
 
         async def tx(conn: asyncpg.Connection) -> str:
-            customer = await crepo.alias_owner(conn, app_user_id) or app_user_id
+            customer = await customers_db.alias_owner(conn, app_user_id) or app_user_id
             entry = AuditEntry(actor.name, action, customer, actor.request_id, details)
-            await crepo.audit(conn, entry, now)
+            await customers_db.audit(conn, entry, now)
             return customer
 
         customer = await run(self._pool, tx)
@@ -160,29 +156,29 @@ class CustomerOperations:
 
         async def tx(conn: asyncpg.Connection) -> list[str]:
             async with conn.transaction():
-                if await crepo.alias_owner(conn, app_user_id) is not None:
+                if await customers_db.alias_owner(conn, app_user_id) is not None:
                     raise AliasConflict(f"{app_user_id!r} is itself an alias of a customer")
-                owner = await crepo.alias_owner(conn, alias)
+                owner = await customers_db.alias_owner(conn, alias)
                 if owner == app_user_id:
                     return []  # already merged: nothing to do
                 if owner is not None:
                     raise AliasConflict("this alias belongs to another customer")
-                erased = await repo.erased_among(conn, [app_user_id, alias])
+                erased = await purchases_db.erased_among(conn, [app_user_id, alias])
                 if erased:
                     raise AliasConflict("an erased customer cannot take part in a merge")
-                await conn.fetch(LOCK_PURCHASES_OF, [alias])
-                await repo.ensure_customer(conn, app_user_id)
-                alias_known = await crepo.customer_exists(conn, alias)
-                await crepo.move_to(conn, app_user_id, alias, now)
+                await customers_db.lock_purchases_of(conn, [alias])
+                await purchases_db.ensure_customer(conn, app_user_id)
+                alias_known = await customers_db.customer_exists(conn, alias)
+                await customers_db.move_to(conn, app_user_id, alias, now)
                 for customer, role in ((app_user_id, "target"), (alias, "alias")):
                     entry = AuditEntry(actor.name, "alias", customer, actor.request_id)
-                    await crepo.audit(conn, _with(entry, {"role": role}), now)
+                    await customers_db.audit(conn, _with(entry, {"role": role}), now)
                 changed = [(app_user_id, "alias_merged")]
                 if alias_known:
                     changed.append((alias, "alias_merged"))
                 await self._record(conn, changed, now)
-                await crepo.retire(conn, alias, app_user_id, now)
-                return await repo.aliases_of(conn, [app_user_id])
+                await customers_db.retire(conn, alias, app_user_id, now)
+                return await purchases_db.aliases_of(conn, [app_user_id])
 
         aliases = await run(self._pool, tx)
         await self._cache.invalidate({app_user_id, alias, *aliases})
@@ -197,11 +193,11 @@ class CustomerOperations:
 
         async def tx(conn: asyncpg.Connection) -> dict[str, Any]:
             async with conn.transaction():
-                customer = await crepo.alias_owner(conn, app_user_id) or app_user_id
-                if await crepo.customer_exists(conn, customer):
+                customer = await customers_db.alias_owner(conn, app_user_id) or app_user_id
+                if await customers_db.customer_exists(conn, customer):
                     entry = AuditEntry(actor.name, "export", customer, actor.request_id)
-                    await crepo.audit(conn, entry, now)
-                document = await crepo.export(conn, customer)
+                    await customers_db.audit(conn, entry, now)
+                document = await customers_db.export(conn, customer)
             return {"app_user_id": customer, "exported_at": rfc3339(now), **document}
 
         return await run(self._pool, tx)
@@ -216,20 +212,20 @@ class CustomerOperations:
 
         async def tx(conn: asyncpg.Connection) -> list[str]:
             async with conn.transaction():
-                customer = await crepo.alias_owner(conn, app_user_id) or app_user_id
-                aliases = await repo.aliases_of(conn, [customer])
+                customer = await customers_db.alias_owner(conn, app_user_id) or app_user_id
+                aliases = await purchases_db.aliases_of(conn, [customer])
                 ids = [customer, *aliases]
                 if app_user_id not in ids:
                     ids.append(app_user_id)
                 pseudonyms = {i: PSEUDONYM_PREFIX + uuid.uuid4().hex for i in ids}
-                await conn.fetch(LOCK_PURCHASES_OF, [customer])
-                known = await crepo.lock_customer_row(conn, customer)
+                await customers_db.lock_purchases_of(conn, [customer])
+                known = await customers_db.lock_customer_row(conn, customer)
                 if known:
-                    await crepo.erase(conn, customer, pseudonyms[customer], now)
-                await crepo.scrub(conn, pseudonyms)
+                    await customers_db.erase(conn, customer, pseudonyms[customer], now)
+                await customers_db.scrub(conn, pseudonyms)
                 pseudonym = pseudonyms[customer]
                 entry = AuditEntry(actor.name, "erase", pseudonym, actor.request_id)
-                await crepo.audit(conn, entry, now)
+                await customers_db.audit(conn, entry, now)
                 if known:
                     await self._record(conn, [(pseudonym, "erased")], now)
                 return ids
@@ -243,7 +239,7 @@ class CustomerOperations:
     async def _record(
         self, conn: asyncpg.Connection, changes: list[tuple[str, str]], now: datetime
     ) -> None:
-        await repo.record_changes(
+        await purchases_db.record_changes(
             conn,
             changes,
             lambda record: entitlements_of(record, self._catalog, now),

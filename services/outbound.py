@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -32,7 +33,8 @@ from entitlements.access import rfc3339
 from entitlements.errors import DatabaseUnavailable
 from entitlements.model import Clock
 from entitlements.outbox_signature import HEADER, SigningKey, parse_key, sign
-from storage import outbox as repo
+from runtime.background import Periodic
+from storage import outbox as outbox_db
 from storage.database import run
 from storage.feed import encode_cursor, event_object
 from storage.outbox import Claimed, EndpointState
@@ -80,6 +82,7 @@ class Endpoint:
 
     @property
     def signing_key(self) -> SigningKey:
+        """The first configured secret's key (see `entitlements.outbox_signature`)."""
         return self.keys[0]
 
 
@@ -110,6 +113,8 @@ class DeliveryMetrics(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How one delivery attempt ended."""
+
     result: str  # success, http_error, timeout, connection_error
     error: str | None = None  # a short cause for the record; never a body or a secret
     status: int | None = None
@@ -144,7 +149,17 @@ class OutboundDelivery:
         self._jitter = jitter
         self._batch = batch
         self._poll = poll_seconds
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = [
+            Periodic(
+                f"webhook-{e.key}",
+                functools.partial(self._pass, e),
+                first=poll_seconds,  # the first pass once the process is serving
+                idle=poll_seconds,
+                failed="webhook_pass_failed",
+                endpoint=e.key,
+            )
+            for e in self.endpoints
+        ]
 
     async def register(self) -> None:
         """Make sure every configured endpoint has its row; a new one starts at the end of
@@ -153,7 +168,7 @@ class OutboundDelivery:
 
         async def work(conn: asyncpg.Connection) -> None:
             for endpoint in self.endpoints:
-                await repo.register(conn, endpoint.key, now)
+                await outbox_db.register(conn, endpoint.key, now)
 
         await run(self._pool, work)
         for endpoint in self.endpoints:
@@ -175,14 +190,14 @@ class OutboundDelivery:
         concurrently, then report its backlog. Returns how many were attempted."""
 
         def hand(conn: asyncpg.Connection) -> Awaitable[int]:
-            return repo.hand(conn, endpoint.key, self._clock(), HAND_BATCH)
+            return outbox_db.hand(conn, endpoint.key, self._clock(), HAND_BATCH)
 
         while await run(self._pool, hand) == HAND_BATCH:
             pass  # a long backlog (the first pass after downtime) is handed in steps
         now = self._clock()
         claimed = await run(
             self._pool,
-            lambda c: repo.claim(c, endpoint.key, now, now + self._lease, self._batch),
+            lambda c: outbox_db.claim(c, endpoint.key, now, now + self._lease, self._batch),
         )
         await asyncio.gather(*(self._attempt(endpoint, c) for c in claimed))
         await self._observe(endpoint)
@@ -192,40 +207,25 @@ class OutboundDelivery:
         """Every configured endpoint with its stored state (None before it is registered)."""
         now = self._clock()
         keys = [e.key for e in self.endpoints]
-        found = await run(self._pool, lambda c: repo.states(c, keys, now))
+        found = await run(self._pool, lambda c: outbox_db.states(c, keys, now))
         return [(e, found.get(e.key)) for e in self.endpoints]
 
     # --- the background loops ------------------------------------------------------------
 
     def start(self) -> None:
         """One loop per endpoint (idempotent), so a slow receiver delays no other."""
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._loop(e), name=f"webhook-{e.key}") for e in self.endpoints
-            ]
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
         """Stop the loops; an attempt in flight is cancelled and runs again once its lease
         has lapsed (the receiver may then see that event twice)."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(loop.stop() for loop in self._loops))
 
-    async def _loop(self, endpoint: Endpoint) -> None:
-        await asyncio.sleep(self._poll)  # the first pass once the process is serving
-        while True:
-            attempted = 0
-            try:
-                attempted = await self.run_endpoint(endpoint)
-            except DatabaseUnavailable:
-                pass  # logged by storage.database.run; try again at the next poll
-            except Exception:  # keep the loop alive whatever one pass hit
-                log.exception("webhook_pass_failed", endpoint=endpoint.key)
-            if attempted == 0:  # otherwise successors of what was delivered may be due now
-                await asyncio.sleep(self._poll)
+    async def _pass(self, endpoint: Endpoint) -> float:
+        """One pass of an endpoint's loop; the wait before the next: none after deliveries
+        (their successors may be due now), else a poll."""
+        return 0 if await self.run_endpoint(endpoint) else self._poll
 
     # --- one attempt ---------------------------------------------------------------------
 
@@ -246,7 +246,7 @@ class OutboundDelivery:
             log.info("webhook_delivered", status=outcome.status, **fields)
             with contextlib.suppress(DatabaseUnavailable):  # the lease lapses: sent again
                 await run(
-                    self._pool, lambda c: repo.delivered(c, endpoint.key, claimed.feed_id, now)
+                    self._pool, lambda c: outbox_db.delivered(c, endpoint.key, claimed.feed_id, now)
                 )
             return
         error = outcome.error
@@ -260,7 +260,7 @@ class OutboundDelivery:
         with contextlib.suppress(DatabaseUnavailable):  # the lease lapses: tried again
             await run(
                 self._pool,
-                lambda c: repo.failed(
+                lambda c: outbox_db.failed(
                     c, endpoint.key, claimed, next_attempt_at=next_at, error=error, now=now
                 ),
             )
@@ -293,7 +293,7 @@ class OutboundDelivery:
         if self._metrics is None:
             return
         now = self._clock()
-        found = await run(self._pool, lambda c: repo.states(c, [endpoint.key], now))
+        found = await run(self._pool, lambda c: outbox_db.states(c, [endpoint.key], now))
         state = found.get(endpoint.key)
         if state is not None:
             self._metrics.observed(endpoint.key, state.pending, pending_age(state, now))

@@ -1,6 +1,7 @@
 """`receiptd reconcile apple|google`: ask a store what it sent or changed and apply what the
-service missed, through the same adapters, `EntitlementService.ingest` and journal as the
-webhooks (with the store answers each change came from), so `receiptd replay` re-derives it.
+service missed, through the store message use case of the webhooks (services/store_messages.py:
+the same adapters, journal and ingest, with the store answers each change came from), so
+`receiptd replay` re-derives it.
 
     one run per store at a time (a session advisory lock); its arguments, window, position
     and counts live in `reconcile_runs`, saved with every item (a change commits together
@@ -21,8 +22,6 @@ webhooks (with the store answers each change came from), so `receiptd replay` re
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,18 +29,16 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from api.webhooks import journal_row
-from entitlements.model import Clock, Store, StoreEvent
+from entitlements.journal import JournalEntry
+from entitlements.model import Clock, StoreEvent
 from entitlements.ownership import Key, keys_to_lock
 from entitlements.reconcile import Counts, Position, corrections, default_since
-from receipts.errors import PurchaseNotFound, ReceiptError, StoreRequestRejected, StoreUnavailable
-from receipts.port import RECONCILE, Listed, Listing, Reconciling, Resolution
+from receipts.errors import ReceiptError, StoreRequestRejected, StoreUnavailable
+from receipts.port import Listed, Listing, Reconciling, Resolution
 from receipts.rate_limit import RateLimiter
-from receipts.recording import reads_document
-from services.ingest import EntitlementService
 from services.replay import purchase_ref
-from storage import reconcile as rrepo
-from storage.purchases import NotificationRow
+from services.store_messages import Source, StoreMessages, entry
+from storage import reconcile as reconcile_db
 from storage.reconcile import Run, StalePurchase
 
 BATCH = 100  # held purchases per page of re-reads
@@ -60,6 +57,8 @@ class Options:
     restart: bool = False
 
     def arguments(self) -> dict[str, Any]:
+        """The options as the run stores them (JSON), to tell whether a run was asked the
+        same (`restart` is not part of it)."""
         since = self.since.isoformat() if self.since is not None else None
         return {"since": since, "stale_after_seconds": self.stale_after.total_seconds()}
 
@@ -100,7 +99,7 @@ class Reconciler:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        service: EntitlementService,
+        messages: StoreMessages,
         source: Reconciling,
         clock: Clock,
         observer: Observer,
@@ -109,7 +108,7 @@ class Reconciler:
         list_limiter: RateLimiter | None = None,
     ) -> None:
         self._pool = pool
-        self._service = service
+        self._messages = messages
         self._source = source
         self._store = source.store
         self._clock = clock
@@ -123,10 +122,10 @@ class Reconciler:
         """One run, or the rest of an interrupted one (AlreadyRunning: another holds it)."""
         async with self._pool.acquire() as conn:
             # Released by the pool's reset too, should this connection end mid-run.
-            if not await rrepo.try_lock(conn, self._store):
+            if not await reconcile_db.try_lock(conn, self._store):
                 raise AlreadyRunning
             outcome = await self._run(conn, options)
-            await rrepo.unlock(conn, self._store)
+            await reconcile_db.unlock(conn, self._store)
         return outcome
 
     async def _run(self, conn: asyncpg.Connection, options: Options) -> Outcome:
@@ -155,26 +154,26 @@ class Reconciler:
             return Outcome(self._counts, f"{exc.code}: {exc.message}")
         except _Interrupted as exc:
             return Outcome(self._counts, str(exc))
-        await rrepo.close(conn, run.id, self._clock(), finished=True)
+        await reconcile_db.close(conn, run.id, self._clock(), finished=True)
         return Outcome(self._counts)
 
     async def _open(self, options: Options) -> Run:
         """The interrupted run asked the same (resumed), else a new one."""
         now = self._clock()
         arguments = options.arguments()
-        run = await rrepo.open_run(self._conn, self._store)
+        run = await reconcile_db.open_run(self._conn, self._store)
         if run is not None:
             started = run.started_at.isoformat(timespec="seconds").replace("+00:00", "Z")
             if not options.restart and dict(run.arguments) == arguments:
                 self._observer.note(f"resuming the run started {started} (--restart starts over)")
                 return run
-            await rrepo.close(self._conn, run.id, now, finished=False)
+            await reconcile_db.close(self._conn, run.id, now, finished=False)
             why = "--restart" if options.restart else "asked otherwise"
             self._observer.note(f"abandoned the interrupted run started {started} ({why})")
         since = options.since
         if since is None:
-            since = default_since(await rrepo.last_clean_until(self._conn, self._store))
-        return await rrepo.start_run(
+            since = default_since(await reconcile_db.last_clean_until(self._conn, self._store))
+        return await reconcile_db.start_run(
             self._conn, self._store, arguments, since=since, until=now, now=now
         )
 
@@ -238,16 +237,13 @@ class Reconciler:
         """A notification the store sent: exactly the webhook's path (receive, the journal's
         dedupe, resolve, ingest). True when it was missing (and is applied now)."""
         inbound = await self._source.receive(None, body)
-        if await self._service.journal_seen(self._store, inbound.message_id):
+        if await self._messages.seen(inbound):
             return False
-        if inbound.settled is not None:
-            resolution = Resolution([], result=inbound.settled, reason=inbound.reason)
-        else:
-            resolution = await self._source.resolve(inbound, now)
+        resolution = await self._messages.resolve(self._source, inbound, now)
         resolution = replace(resolution, reason=resolution.reason or RECOVERED)
         changed = await self._corrections(resolution.events)
         return await self._apply(
-            journal_row(inbound, resolution, now), resolution, changed, position
+            entry(Source.of_inbound(inbound), resolution, now), resolution, changed, position
         )
 
     async def _statement(
@@ -264,29 +260,27 @@ class Reconciler:
         changed = await self._corrections(resolution.events)
         if not changed:
             return False
-        row = statement_row(
-            self._store, request, resolution, now, message_id=message_id, stated_at=stated_at
+        source = Source.of_statement(
+            self._store, request, resolution, message_id=message_id, stated_at=stated_at
         )
-        return await self._apply(row, resolution, changed, position)
+        return await self._apply(entry(source, resolution, now), resolution, changed, position)
 
     async def _apply(
-        self, row: NotificationRow, resolution: Resolution, changed: list[Key], position: Position
+        self, row: JournalEntry, resolution: Resolution, changed: list[Key], position: Position
     ) -> bool:
         """Ingest with the run's position and counts in the same transaction. False when the
         journal already had the message (a webhook or another run got there first)."""
         counts = self._counts.plus(checked=1, missing=1, corrected=1 if changed else 0)
-        write = resolution.write
 
-        async def also(conn: asyncpg.Connection) -> None:
-            if write is not None:
-                await write(conn)
-            await rrepo.save(conn, self._run_id, position, counts, self._clock())
+        async def position_saved(conn: asyncpg.Connection) -> None:
+            await reconcile_db.save(conn, self._run_id, position, counts, self._clock())
 
-        outcome = await self._service.ingest(row, resolution.events, also=also)
+        outcome = await self._messages.record(
+            row, resolution, also=position_saved, follow_up="stored"
+        )
         if outcome.status == "duplicate":
             return False
         self._counts = counts
-        await resolution.after_commit()
         return True
 
     # --- re-reads ------------------------------------------------------------------------
@@ -294,10 +288,12 @@ class Reconciler:
     async def _rereads(self, here: Position, before: datetime) -> None:
         """Re-read every held subscription whose state is older than `before`."""
         after = int(here.cursor) if here.cursor and here.cursor.isdigit() else 0
-        total = await rrepo.count_stale(self._conn, self._store, before, after)
+        total = await reconcile_db.count_stale(self._conn, self._store, before, after)
         done = 0
         self._progress("re-reading held subscriptions", done, total)
-        while page := await rrepo.stale_page(self._conn, self._store, before, after, self._batch):
+        while page := await reconcile_db.stale_page(
+            self._conn, self._store, before, after, self._batch
+        ):
             for stale in page:
                 position = Position(REREAD, str(stale.row_id))
                 if (self._store, stale.purchase_id) in self._covered:
@@ -310,7 +306,9 @@ class Reconciler:
     async def _reread(self, stale: StalePurchase, position: Position) -> None:
         now = self._clock()
         try:
-            request, resolution = await self._refreshed(stale)
+            request, resolution = await self._messages.refreshed(
+                self._source, stale.purchase_id, stale.environment
+            )
             self._covered.update(keys_to_lock(resolution.events))
             applied = await self._statement(request, resolution, position, now)
         except StoreUnavailable:
@@ -321,28 +319,18 @@ class Reconciler:
         if not applied:
             await self._save(position, self._counts.plus(checked=1))
 
-    async def _refreshed(self, stale: StalePurchase) -> tuple[dict[str, Any], Resolution]:
-        """The first of the purchase's re-read requests the store answers."""
-        missing: PurchaseNotFound = PurchaseNotFound()
-        for request in self._source.reread_requests(stale.purchase_id, stale.environment):
-            try:
-                return request, await self._source.refresh(request, self._clock())
-            except PurchaseNotFound as exc:
-                missing = exc
-        raise missing
-
     # --- bookkeeping ---------------------------------------------------------------------
 
     async def _held(self, purchase_id: str | None) -> bool:
         if purchase_id is None:
             return False
-        return await rrepo.is_held(self._conn, self._store, purchase_id)
+        return await reconcile_db.is_held(self._conn, self._store, purchase_id)
 
     async def _corrections(self, events: Sequence[StoreEvent]) -> list[Key]:
         if not events:
             return []
         ids = [purchase_id for _store, purchase_id in keys_to_lock(events)]
-        return corrections(await rrepo.states_of(self._conn, self._store, ids), events)
+        return corrections(await reconcile_db.states_of(self._conn, self._store, ids), events)
 
     async def _failed(self, label: str, exc: ReceiptError, position: Position) -> None:
         self._observer.failed(label, f"{exc.code}: {exc.message}")
@@ -351,35 +339,10 @@ class Reconciler:
     async def _save(self, position: Position, counts: Counts | None = None) -> None:
         if counts is not None:
             self._counts = counts
-        await rrepo.save(self._conn, self._run_id, position, self._counts, self._clock())
+        await reconcile_db.save(self._conn, self._run_id, position, self._counts, self._clock())
 
     def _progress(self, where: str, done: int | None = None, total: int | None = None) -> None:
         self._observer.progress(self._counts, where, done, total)
-
-
-def statement_row(
-    store: Store,
-    request: Mapping[str, Any],
-    resolution: Resolution,
-    now: datetime,
-    *,
-    message_id: str | None = None,
-    stated_at: datetime | None = None,
-) -> NotificationRow:
-    """The journal entry of a store statement read with `refresh` (type RECONCILE, its
-    request as the payload), so that `receiptd replay` re-derives it."""
-    return NotificationRow(
-        store=store,
-        message_id=message_id or f"reconcile:{uuid.uuid4()}",
-        notification_type=RECONCILE,
-        subtype=str(request.get("read")),
-        signed_at=stated_at,
-        purchase_id=resolution.events[0].purchase_id,
-        result=resolution.result,
-        reason=resolution.reason,
-        payload=json.dumps(dict(request), sort_keys=True),
-        reads=reads_document(now, resolution.reads),
-    )
 
 
 def summary_line(store: str, counts: Counts) -> str:

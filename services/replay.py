@@ -22,7 +22,6 @@ re-derived state (recreating a lost row).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -32,9 +31,9 @@ from typing import Any
 
 import asyncpg
 
-from cache.answers import CustomerCache, NoCache, RedisCustomerCache
-from config.settings import Settings
+from cache.answers import CustomerCache
 from entitlements.access import Catalog, entitlements_of
+from entitlements.audit import AuditEntry
 from entitlements.codec import from_jsonable
 from entitlements.model import Clock, PurchaseState, Store
 from entitlements.ownership import keys_to_lock
@@ -59,10 +58,9 @@ from receipts.errors import ReceiptError
 from receipts.port import RECONCILE, SUBMISSION, Resolution, StoreAdapter
 from receipts.recording import parse_reads_document, same_reads
 from services.operations import PSEUDONYM_PREFIX
-from storage import customers as crepo
-from storage import purchases as repo
-from storage import replay as rrepo
-from storage.customers import AuditEntry
+from storage import customers as customers_db
+from storage import purchases as purchases_db
+from storage import replay as replay_db
 from storage.replay import Selection
 
 BATCH = 200  # purchases per page: their entries are read and re-derived together
@@ -71,7 +69,7 @@ CORRECTED = "corrected"  # the change-feed type of a fix
 # may read as before the loss), and a consumer can tell a lost row from a corrected one.
 RESTORED = "restored"
 ACTOR = "receiptd replay"  # the audit log's actor of a fix
-__all__ = ["Replayer", "Summary", "cache_for_fixes", "describe", "purchase_ref", "summary_line"]
+__all__ = ["Replayer", "Summary", "describe", "purchase_ref", "summary_line"]
 
 # (purchases checked so far, purchases selected) after each page.
 Progress = Callable[[int, int], None]
@@ -147,17 +145,17 @@ class Replayer:
         summary = Summary()
         self._rederived = {}
         async with self._pool.acquire() as conn:
-            since = await rrepo.journal_complete_since(conn)
+            since = await replay_db.journal_complete_since(conn)
             if selection.customer is not None:
                 selection = replace(
-                    selection, customer=await rrepo.customer_of(conn, selection.customer)
+                    selection, customer=await replay_db.customer_of(conn, selection.customer)
                 )
-            total = await rrepo.count_selected(conn, selection)
-            total += await rrepo.count_missing(conn, selection)
+            total = await replay_db.count_selected(conn, selection)
+            total += await replay_db.count_missing(conn, selection)
             sources: list[tuple[Fetch, Any]] = [
-                (lambda c, after, n: rrepo.selected_page(c, selection, after, n), 0),
-                (lambda c, after, n: rrepo.missing_page(c, selection, after, n), (0, "")),
-                (lambda c, after, n: rrepo.unjournaled_page(c, selection, after, n), ("", "")),
+                (lambda c, after, n: replay_db.selected_page(c, selection, after, n), 0),
+                (lambda c, after, n: replay_db.missing_page(c, selection, after, n), (0, "")),
+                (lambda c, after, n: replay_db.unjournaled_page(c, selection, after, n), ("", "")),
             ]
             for fetch, start in sources:
                 async for subjects, entries in self._pages(conn, fetch, start):
@@ -201,7 +199,7 @@ class Replayer:
         while new := wanted - asked:
             for store in sorted({key[0] for key in new}):
                 ids = [purchase_id for key_store, purchase_id in new if key_store is store]
-                for entry in await rrepo.entries_touching(conn, store, ids):
+                for entry in await replay_db.entries_touching(conn, store, ids):
                     found[entry.id] = entry
             asked |= new
             for entry in found.values():
@@ -243,7 +241,7 @@ class Replayer:
         # Owners by the store's statements count only where none was recorded: their link
         # hints then stand for today's customers.
         hints = link_hints(batches) if any(s.recorded is None for s in subjects) else set()
-        folded = fold(batches, await repo.resolve_aliases(conn, hints) if hints else {})
+        folded = fold(batches, await purchases_db.resolve_aliases(conn, hints) if hints else {})
         touching: dict[tuple[Store, str], list[JournalEntry]] = {}
         for entry in entries:
             for purchase_id in entry.purchase_ids:
@@ -358,7 +356,7 @@ class Replayer:
         owner = finding.replayed_owner.app_user_id if moved else stored.owner
         now = self._clock()
         async with conn.transaction():
-            locked = await rrepo.lock_for_fix(conn, stored.store, stored.purchase_id)
+            locked = await replay_db.lock_for_fix(conn, stored.store, stored.purchase_id)
             if (
                 locked is None
                 or locked.state != stored.state
@@ -368,11 +366,11 @@ class Replayer:
                 raise _Changed
             if owner is not None and not await _ensure_owner(conn, owner):
                 raise _Changed  # a pseudonym without its row: never re-created
-            await repo.save_purchase(conn, replayed, view(replayed), owner)
+            await purchases_db.save_purchase(conn, replayed, view(replayed), owner)
             owners = sorted({o for o in (stored.owner, owner) if o is not None})
             # An event even when the entitlements read as before the damage: whoever read
             # the damaged record (or cached it) should read again.
-            await repo.record_changes(
+            await purchases_db.record_changes(
                 conn,
                 [(o, CORRECTED) for o in owners],
                 lambda record: entitlements_of(record, self._catalog, now),
@@ -385,8 +383,10 @@ class Replayer:
                 "fields": [d.field for d in finding.differences],
             }
             for o in owners:
-                await crepo.audit(conn, AuditEntry(ACTOR, "replay_fix", o, None, details), now)
-            users = {*owners, *await repo.aliases_of(conn, owners)} if owners else set()
+                await customers_db.audit(
+                    conn, AuditEntry(ACTOR, "replay_fix", o, None, details), now
+                )
+            users = {*owners, *await purchases_db.aliases_of(conn, owners)} if owners else set()
         await self._cache.invalidate(users)
         return users
 
@@ -403,20 +403,22 @@ class Replayer:
         owner = source.app_user_id
         now = self._clock()
         async with conn.transaction():
-            locked = await repo.lock_purchase(conn, missing.store, missing.purchase_id)
-            latest = await rrepo.latest_entry(conn, missing.store, missing.purchase_id)
+            locked = await purchases_db.lock_purchase(conn, missing.store, missing.purchase_id)
+            latest = await replay_db.latest_entry(conn, missing.store, missing.purchase_id)
             if locked.state is not None or latest != max(finding.entry_ids):
                 raise _Changed  # rolls back the row lock_purchase created
             if owner is not None and not await _ensure_owner(conn, owner):
                 owner, source = None, Owner(None, "unknown")
                 finding = dataclasses.replace(finding, replayed_owner=source)
-            await repo.save_purchase(conn, replayed, view(replayed), owner)
+            await purchases_db.save_purchase(conn, replayed, view(replayed), owner)
             if missing.recorded is not None:
                 created_at = missing.recorded.purchase_created_at
-                await rrepo.restore_created_at(conn, missing.store, missing.purchase_id, created_at)
+                await replay_db.restore_created_at(
+                    conn, missing.store, missing.purchase_id, created_at
+                )
             if owner is None:
                 return set(), finding
-            await repo.record_changes(
+            await purchases_db.record_changes(
                 conn,
                 [(owner, RESTORED)],
                 lambda record: entitlements_of(record, self._catalog, now),
@@ -429,8 +431,8 @@ class Replayer:
                 "owner": source.source,
             }
             entry = AuditEntry(ACTOR, "replay_restore", owner, None, details)
-            await crepo.audit(conn, entry, now)
-            users = {owner, *await repo.aliases_of(conn, [owner])}
+            await customers_db.audit(conn, entry, now)
+            users = {owner, *await purchases_db.aliases_of(conn, [owner])}
         await self._cache.invalidate(users)
         return users, finding
 
@@ -447,11 +449,11 @@ def _checkpoint(entry: JournalEntry) -> Rederived:
 async def _ensure_owner(conn: asyncpg.Connection, owner: str) -> bool:
     """Make sure the owner's customer row exists, as ingest does when it links one; False for
     an erasure's pseudonym whose row is gone (never re-created as a customer)."""
-    if await crepo.customer_exists(conn, owner):
+    if await customers_db.customer_exists(conn, owner):
         return True
     if owner.startswith(PSEUDONYM_PREFIX):
         return False
-    await repo.ensure_customer(conn, owner)
+    await purchases_db.ensure_customer(conn, owner)
     return True
 
 
@@ -467,33 +469,3 @@ def summary_line(summary: Summary, *, fix: bool, cache: str) -> str:
     if fix and summary.fixed:
         line += f"; cache: {cache}"
     return line
-
-
-@contextlib.asynccontextmanager
-async def cache_for_fixes(
-    settings: Settings, done: str = "fixed"
-) -> AsyncIterator[tuple[CustomerCache, str]]:
-    """The serving processes' cache, to invalidate what a fix (or a reconciliation: `done`)
-    changes, and a phrase for the summary. Not reachable: a cached record lives at most
-    `redis.cache_ttl_seconds`."""
-    from redis import asyncio as aredis
-
-    from server.embedded import EmbeddedRedis, redis_answers
-
-    ttl = settings.redis.cache_ttl_seconds
-    url = settings.redis.url.get_secret_value()
-    if url.lower() == "off":
-        yield NoCache(), "none configured"
-        return
-    if not url:  # embedded: the serving process's Redis on this data dir, if it runs
-        url = f"unix://{EmbeddedRedis(settings.server.data_dir).socket_path}"
-    if not await redis_answers(url):
-        yield NoCache(), f"not reachable; cached reads may be stale for up to {ttl} s"
-        return
-    client = aredis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    cache = RedisCustomerCache(client, ttl)
-    try:
-        yield cache, f"invalidated for the customers {done}"
-    finally:
-        await cache.aclose()
-        await client.aclose()

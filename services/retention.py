@@ -11,16 +11,14 @@ received exactly at that instant is `days` old, not older, and stays until the n
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 
-from entitlements.errors import DatabaseUnavailable
 from entitlements.model import Clock
+from runtime.background import Periodic
 from storage import journal
 from storage.database import run
 
@@ -112,7 +110,13 @@ class PayloadPruner:
         self._batch = batch
         self._first = first_pass_seconds
         self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "raw-payload-retention",
+            self._pass,
+            first=first_pass_seconds,
+            idle=interval_seconds,
+            failed="raw_payload_prune_failed",
+        )
 
     async def run_once(self) -> int | None:
         """One pass; returns how many payloads it pruned, None when another replica was
@@ -130,24 +134,12 @@ class PayloadPruner:
 
     def start(self) -> None:
         """Start the periodic loop (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="raw-payload-retention")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the loop; a batch in flight is cancelled and rolls back, nothing half-done."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        await asyncio.sleep(self._first)
-        while True:
-            try:
-                await self.run_once()
-            except DatabaseUnavailable:
-                pass  # logged by storage.database.run; the next pass retries
-            except Exception:  # keep the loop alive whatever one pass hit
-                log.exception("raw_payload_prune_failed")
-            await asyncio.sleep(self._interval)
+    async def _pass(self) -> float:
+        await self.run_once()
+        return self._interval

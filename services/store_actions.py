@@ -11,44 +11,33 @@ Each leaves an audit row with its counts (CustomerOperations.note).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 import structlog
-from aiohttp import web
 
-from api.keys import (
-    APPLE,
-    CACHE,
-    CLOCK,
-    CONSOLE_STORE,
-    GOOGLE,
-    OPERATIONS,
-    POOL,
-    SERVICE,
-    SETTINGS,
-)
 from cache.answers import CustomerCache
-from config.settings import Settings
 from entitlements.access import Catalog
+from entitlements.audit import Actor
 from entitlements.model import Clock, Store
-from entitlements.reconcile import corrections
-from receipts.errors import PurchaseNotFound, ReceiptError
-from receipts.port import Reconciling, Resolution
-from server.stores import replay_stores
-from services.ingest import EntitlementService
+from receipts.errors import ReceiptError
+from receipts.port import Reconciling, StoreAdapter
 from services.operations import CustomerOperations
-from services.reconcile import statement_row
 from services.replay import Replayer
-from storage import reconcile as rrepo
-from storage import replay as replay_repository
-from storage.customers import Actor
+from services.store_messages import StoreMessages
+from storage import reconcile as reconcile_db
+from storage import replay as replay_db
 from storage.database import run
 from storage.reconcile import StalePurchase
 from storage.replay import Selection
 
 log = structlog.get_logger(__name__)
+
+
+# The configured stores' adapters as `receiptd replay` builds them (offline: answers come from
+# the journal); the composition root binds its settings.
+ReplayStores = Callable[[], AbstractAsyncContextManager[Mapping[Store, StoreAdapter]]]
 
 
 class ConsoleStore:
@@ -57,31 +46,29 @@ class ConsoleStore:
     def __init__(
         self,
         *,
-        settings: Settings,
         pool: asyncpg.Pool,
-        service: EntitlementService,
+        messages: StoreMessages,
+        catalog: Catalog,
         operations: CustomerOperations,
         adapters: Mapping[Store, Reconciling],
+        replay_stores: ReplayStores,
         cache: CustomerCache,
         clock: Clock,
     ) -> None:
-        self._settings = settings
         self._pool = pool
-        self._service = service
+        self._messages = messages
+        self._catalog = catalog
         self._operations = operations
+        self._replay_stores = replay_stores
         self._adapters = adapters
         self._cache = cache
         self._clock = clock
 
-    @property
-    def _catalog(self) -> Catalog:
-        return self._service.catalog
-
     async def reread(self, app_user_id: str, actor: Actor) -> str:
-        customer = await run(
-            self._pool, lambda conn: replay_repository.customer_of(conn, app_user_id)
-        )
-        held = await run(self._pool, lambda conn: rrepo.customer_purchases(conn, customer))
+        """Re-read each of the customer's purchases from its store and apply what changed
+        (noted in the audit log); a sentence saying how many changed and failed."""
+        customer = await run(self._pool, lambda conn: replay_db.customer_of(conn, app_user_id))
+        held = await run(self._pool, lambda conn: reconcile_db.customer_purchases(conn, customer))
         changed = failed = 0
         for store, purchase in held:
             adapter = self._adapters.get(store)
@@ -101,33 +88,16 @@ class ConsoleStore:
 
     async def _reread_one(self, adapter: Reconciling, purchase: StalePurchase) -> int:
         now = self._clock()
-        request, resolution = await self._refreshed(adapter, purchase)
-        if not resolution.events:
-            return 0
-        ids = [e.purchase_id for e in resolution.events]
-        stored = await run(self._pool, lambda conn: rrepo.states_of(conn, adapter.store, ids))
-        if not corrections(stored, resolution.events):
-            return 0  # the store says what we hold: nothing to journal
-        row = statement_row(adapter.store, request, resolution, now)
-        outcome = await self._service.ingest(row, resolution.events, also=resolution.write)
-        if outcome.status != "duplicate":
-            await resolution.after_commit()
-        return 1
-
-    async def _refreshed(
-        self, adapter: Reconciling, purchase: StalePurchase
-    ) -> tuple[dict[str, Any], Resolution]:
-        missing = PurchaseNotFound()
-        for request in adapter.reread_requests(purchase.purchase_id, purchase.environment):
-            try:
-                return request, await adapter.refresh(request, self._clock())
-            except PurchaseNotFound as exc:
-                missing = exc
-        raise missing
+        request, resolution = await self._messages.refreshed(
+            adapter, purchase.purchase_id, purchase.environment
+        )
+        return int(await self._messages.statement(adapter.store, request, resolution, now))
 
     async def replay(self, app_user_id: str, actor: Actor) -> str:
+        """Replay the customer's purchases from the journal and fix those that differ (noted
+        in the audit log); a sentence with the counts."""
         outcomes: list[str] = []
-        async with replay_stores(self._settings, self._pool, self._clock, self._catalog) as stores:
+        async with self._replay_stores() as stores:
             replayer = Replayer(self._pool, stores, self._catalog, self._clock, self._cache)
             summary = await replayer.run(
                 Selection(customer=app_user_id),
@@ -145,22 +115,3 @@ class ConsoleStore:
             f"Replayed {summary.checked} purchase(s) from the journal: {summary.differing} "
             f"differed, {summary.fixed} fixed, {summary.not_rederivable} not re-derivable."
         )
-
-
-async def console_store_ctx(app: web.Application) -> AsyncIterator[None]:
-    """After the store adapters: the console's store actions over those configured."""
-    adapters: dict[Store, Reconciling] = {}
-    if APPLE in app:
-        adapters[Store.APP_STORE] = app[APPLE]
-    if GOOGLE in app:
-        adapters[Store.PLAY_STORE] = app[GOOGLE]
-    app[CONSOLE_STORE] = ConsoleStore(
-        settings=app[SETTINGS],
-        pool=app[POOL],
-        service=app[SERVICE],
-        operations=app[OPERATIONS],
-        adapters=adapters,
-        cache=app[CACHE],
-        clock=app[CLOCK],
-    )
-    yield

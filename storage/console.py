@@ -125,6 +125,7 @@ async def insert_session(
     created_at: datetime,
     expires_at: datetime,
 ) -> None:
+    """Store a new console session (by its token's SHA-256), dropping expired ones first."""
     await conn.execute(DELETE_EXPIRED_SESSIONS, created_at)
     await conn.execute(
         INSERT_SESSION, token_sha256, key_name, key_binding, csrf_token, created_at, expires_at
@@ -141,6 +142,7 @@ async def session(conn: asyncpg.Connection, token_sha256: bytes, now: datetime) 
 
 
 async def delete_session(conn: asyncpg.Connection, token_sha256: bytes) -> None:
+    """End the session of this token (signing out)."""
     await conn.execute(DELETE_SESSION, token_sha256)
 
 
@@ -209,6 +211,8 @@ async def journal_types(conn: asyncpg.Connection) -> list[str]:
 
 
 async def journal_entry(conn: asyncpg.Connection, entry_id: int) -> dict[str, Any] | None:
+    """One journal entry with its payload, store reads (decoded) and the owner of its
+    purchase; None when there is no such entry."""
     row = await conn.fetchrow(JOURNAL_ENTRY, entry_id)
     if row is None:
         return None

@@ -74,16 +74,21 @@ GROUP BY 1, 2
 
 
 async def active_by_day(conn: asyncpg.Connection, days: list[datetime]) -> list[dict[str, Any]]:
+    """Store purchases giving access at each of `days`: (day, entitlement, store, active)."""
     return [dict(r) for r in await conn.fetch(ACTIVE_BY_DAY, days)]
 
 
 async def transitions_by_day(
     conn: asyncpg.Connection, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
+    """Per day from `since` to `until`: trial starts, conversions, refunds and billing issues
+    seen in the change feed."""
     return [dict(r) for r in await conn.fetch(TRANSITIONS_BY_DAY, since, until)]
 
 
 async def latency_by_day(
     conn: asyncpg.Connection, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
+    """Per day and store from `since` to `until`: the median seconds from a pushed
+    notification's store time to its arrival, and how many there were."""
     return [dict(r) for r in await conn.fetch(LATENCY_BY_DAY, since, until)]

@@ -5,11 +5,12 @@ decides the transaction) and return our types or plain JSON-ready values."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from entitlements.audit import AuditEntry
 
 ALIAS_OWNER = "SELECT app_user_id FROM customer_aliases WHERE alias = $1"
 CUSTOMER_EXISTS = "SELECT EXISTS (SELECT 1 FROM customers WHERE app_user_id = $1)"
@@ -133,23 +134,16 @@ RENAME_RECORDED_OWNERS = "UPDATE purchase_owners SET app_user_id = $2 WHERE app_
 DELETE_ALIASES = "DELETE FROM customer_aliases WHERE app_user_id = $1"
 
 
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who asks, for the audit log: an API key's name or "user:<id>", and the request id."""
-
-    name: str
-    request_id: str | None = None
+LOCK_PURCHASES_OF = """
+SELECT id FROM purchases WHERE app_user_id = ANY($1::text[]) ORDER BY store, purchase_id
+FOR UPDATE
+"""
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One operator action: who (API key name or "user:<id>"), what, on whom, and why."""
-
-    actor: str
-    action: str
-    app_user_id: str
-    request_id: str | None = None
-    details: dict[str, Any] | None = None
+async def lock_purchases_of(conn: asyncpg.Connection, app_user_ids: list[str]) -> None:
+    """Lock the purchase rows of these customers (in the order ingest locks them), so a
+    merge or an erasure and a store message about one of them never interleave."""
+    await conn.fetch(LOCK_PURCHASES_OF, app_user_ids)
 
 
 async def alias_owner(conn: asyncpg.Connection, alias: str) -> str | None:
@@ -159,6 +153,7 @@ async def alias_owner(conn: asyncpg.Connection, alias: str) -> str | None:
 
 
 async def customer_exists(conn: asyncpg.Connection, app_user_id: str) -> bool:
+    """Whether a customer row with this id exists (an alias is no customer row)."""
     return bool(await conn.fetchval(CUSTOMER_EXISTS, app_user_id))
 
 
@@ -187,6 +182,8 @@ async def add_grant(
     starts_at: datetime,
     expires_at: datetime | None,
 ) -> int:
+    """Store a grant of `entitlement` from `starts_at` to `expires_at` (None: lifetime); its
+    id."""
     grant_id: int = await conn.fetchval(
         INSERT_GRANT, app_user_id, entitlement, starts_at, expires_at
     )
@@ -202,10 +199,12 @@ async def end_grants(
 
 
 async def suspend(conn: asyncpg.Connection, app_user_id: str, at: datetime) -> None:
+    """Suspend the customer from `at` (an earlier suspension keeps its start)."""
     await conn.execute(SUSPEND, app_user_id, at)
 
 
 async def unsuspend(conn: asyncpg.Connection, app_user_id: str, at: datetime) -> None:
+    """Lift the customer's suspension (as of `at`)."""
     await conn.execute(UNSUSPEND, app_user_id, at)
 
 

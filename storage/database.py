@@ -7,6 +7,7 @@ or the app retries). A bug (a constraint violation, bad SQL) is not caught here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -57,6 +58,13 @@ async def reset_session(conn: asyncpg.Connection) -> None:
     if pid in _SESSION_STATE:
         _SESSION_STATE.discard(pid)
         await conn.execute(conn.get_reset_query())
+
+
+async def ping(pool: asyncpg.Pool, seconds: float) -> None:
+    """Ask the database for an answer within `seconds` (readiness); raises when it has none."""
+    async with asyncio.timeout(seconds):
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
 
 async def run(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

@@ -37,6 +37,8 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One migration file: `NNNN_name.sql`, its version, name and SQL."""
+
     version: int
     name: str
     sql: str

@@ -93,12 +93,14 @@ async def claim_due(
 
 
 async def delete_ack(conn: asyncpg.Connection, ack_id: int) -> None:
+    """Remove a pending acknowledgement (done, or abandoned past the window)."""
     await conn.execute(DELETE_ACK, ack_id)
 
 
 async def reschedule_ack(
     conn: asyncpg.Connection, ack_id: int, next_attempt_at: datetime, error: str
 ) -> None:
+    """Try this acknowledgement again at `next_attempt_at`, noting the error (500 chars)."""
     await conn.execute(RESCHEDULE_ACK, ack_id, next_attempt_at, error[:500])
 
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 
 from entitlements.access import CustomerRecord, Grant
 from entitlements.codec import from_jsonable, to_jsonable
+from entitlements.journal import JournalEntry
 from entitlements.model import (
     Ownership,
     PeriodType,
@@ -209,24 +210,10 @@ RETURNING sequence
 
 
 @dataclass(frozen=True, slots=True)
-class NotificationRow:
-    """One raw store notification (or app submission) for the journal; `reads` is what the
-    store API answered while it was processed (JSON-ready, see receipts.recording)."""
-
-    store: Store
-    message_id: str
-    notification_type: str | None
-    subtype: str | None
-    signed_at: datetime | None
-    purchase_id: str | None
-    result: Literal["processed", "ignored", "rejected"]
-    reason: str | None
-    payload: str
-    reads: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class LockedPurchase:
+    """A purchase row under its lock: its stored state (None for a row just created) and
+    owner."""
+
     state: PurchaseState | None
     app_user_id: str | None
 
@@ -297,7 +284,7 @@ async def notification_seen(conn: asyncpg.Connection, store: Store, message_id: 
 
 async def insert_notification(
     conn: asyncpg.Connection,
-    row: NotificationRow,
+    row: JournalEntry,
     received_at: datetime,
     purchase_ids: Sequence[str] = (),
 ) -> int | None:
@@ -311,7 +298,7 @@ async def insert_notification(
 
 
 def _notification_args(
-    row: NotificationRow, received_at: datetime, purchase_ids: Sequence[str]
+    row: JournalEntry, received_at: datetime, purchase_ids: Sequence[str]
 ) -> tuple[Any, ...]:
     return (
         row.store.value,
@@ -338,7 +325,7 @@ async def lock_purchase(conn: asyncpg.Connection, store: Store, purchase_id: str
 
 async def insert_notification_lock_purchase(
     conn: asyncpg.Connection,
-    row: NotificationRow,
+    row: JournalEntry,
     received_at: datetime,
     purchase_ids: Sequence[str],
     purchase: tuple[Store, str],
@@ -427,6 +414,7 @@ def _purchase_args(
 
 
 async def ensure_customer(conn: asyncpg.Connection, app_user_id: str) -> None:
+    """Create the customer row unless it exists."""
     await conn.execute(ENSURE_CUSTOMER, app_user_id)
 
 

@@ -104,6 +104,7 @@ async def try_lock(conn: asyncpg.Connection, store: Store) -> bool:
 
 
 async def unlock(conn: asyncpg.Connection, store: Store) -> None:
+    """Release the store's reconciliation lock taken by `try_lock` on this session."""
     await conn.execute(UNLOCK, LOCK_KEYS[store])
 
 
@@ -122,6 +123,8 @@ async def start_run(
     until: datetime,
     now: datetime,
 ) -> Run:
+    """Record a new run of the store, started `now`, with its `arguments` and its window
+    from `since` (None: all the store keeps) to `until`."""
     row = await conn.fetchrow(
         START_RUN, store.value, json.dumps(arguments, sort_keys=True), since, until, now
     )
@@ -188,6 +191,8 @@ async def is_held(conn: asyncpg.Connection, store: Store, purchase_id: str) -> b
 async def count_stale(
     conn: asyncpg.Connection, store: Store, before: datetime, after_id: int
 ) -> int:
+    """How many subscriptions after row id `after_id` are due for a re-read (still able to
+    change, stored state older than `before`)."""
     return int(await conn.fetchval(COUNT_STALE, store.value, before, after_id))
 
 

@@ -178,6 +178,7 @@ async def customer_of(conn: asyncpg.Connection, app_user_id: str) -> str:
 
 
 async def count_selected(conn: asyncpg.Connection, selection: Selection) -> int:
+    """How many stored purchases `selection` takes in."""
     return int(await conn.fetchval(COUNT_SELECTED, selection.customer, selection.since))
 
 

@@ -30,7 +30,10 @@ class ChainVerifier(Protocol):
 
     def verify_chain(
         self, certificates: list[str], perform_online_checks: bool, effective_date: int
-    ) -> str: ...
+    ) -> str:
+        """The leaf's public key once the x5c chain verifies against the trusted roots at
+        `effective_date` (seconds since the epoch); raises otherwise."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from entitlements.model import Clock
 from receipts.errors import ReceiptError
 from receipts.google.play import PlayClient
 from receipts.google.translate import needs_acknowledgement
+from runtime.background import Periodic
 from storage import play_acknowledgements as repo
 from storage.database import TransactionWrite, run
 from storage.play_acknowledgements import AckRequest, PendingAck
@@ -65,7 +66,13 @@ class PlayAcknowledgements:
         self._clock = clock
         self._batch = batch
         self._poll = poll_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(
+            "play-ack-retry",
+            self._pass,
+            first=0,
+            idle=poll_seconds,
+            failed="play_ack_retry_pass_failed",
+        )
 
     # --- the request path ----------------------------------------------------------------
 
@@ -106,28 +113,15 @@ class PlayAcknowledgements:
 
     def start(self) -> None:
         """Start the background retry loop (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="play-ack-retry")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the loop; an attempt in flight is cancelled and its lease makes it retry."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            claimed = 0
-            try:
-                claimed = await self.retry_due()
-            except DatabaseUnavailable:
-                pass  # logged by storage.database.run; try again at the next poll
-            except Exception:  # keep the loop alive whatever one pass hit
-                log.exception("play_ack_retry_pass_failed")
-            if claimed < self._batch:  # a full batch: more are due, no wait
-                await asyncio.sleep(self._poll)
+    async def _pass(self) -> float:
+        """One retry pass; after a full batch more are due: no wait."""
+        return 0 if await self.retry_due() >= self._batch else self._poll
 
     # --- one attempt ---------------------------------------------------------------------
 

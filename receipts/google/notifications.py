@@ -271,6 +271,8 @@ def _int(value: Any) -> int | None:
 
 
 def parse_millis(value: Any) -> datetime | None:
+    """Milliseconds since the epoch (a number or a string) as an aware UTC datetime; None
+    when absent or not a valid instant."""
     millis = _int(value)
     if millis is None:
         return None

@@ -36,9 +36,13 @@ _RECORDED_FAILURES: Failures = {
 class PlayReader(Protocol):
     """The reads of the Play Developer API the adapter makes (`receipts.google.play`)."""
 
-    async def get_subscription(self, package: str, token: str) -> dict[str, Any]: ...
+    async def get_subscription(self, package: str, token: str) -> dict[str, Any]:
+        """purchases.subscriptionsv2.get: the subscription of `token` (SubscriptionPurchaseV2)."""
+        ...
 
-    async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]: ...
+    async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]:
+        """purchases.products.get: the one-time purchase of `token` (ProductPurchase, v1)."""
+        ...
 
 
 class PlayApi(PlayReader, Protocol):
@@ -53,7 +57,10 @@ class PlayApi(PlayReader, Protocol):
         end: datetime,
         page_token: str | None = None,
         max_results: int = 1000,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """purchases.voidedpurchases.list: one page of the purchases voided between `start`
+        and `end` (or the page after `page_token`)."""
+        ...
 
 
 class RecordingPlay:
@@ -64,6 +71,7 @@ class RecordingPlay:
         self._recorder = recorder
 
     async def get_subscription(self, package: str, token: str) -> dict[str, Any]:
+        """`play.get_subscription`, recorded as `play.subscriptionsv2.get`."""
         return await self._recorder.read(
             "play.subscriptionsv2.get",
             {"package": package, "token": token},
@@ -72,6 +80,7 @@ class RecordingPlay:
         )
 
     async def get_product(self, package: str, product_id: str, token: str) -> dict[str, Any]:
+        """`play.get_product`, recorded as `play.products.get`."""
         return await self._recorder.read(
             "play.products.get",
             {"package": package, "product": product_id, "token": token},

@@ -14,10 +14,11 @@ from entitlements.model import Store
 from entitlements.reconcile import Counts
 from receipts.rate_limit import RateLimiter
 from server.app import catalog_from
+from server.bootstrap import cache_for_fixes
 from server.stores import reconcile_store
 from services.ingest import EntitlementService
 from services.reconcile import Options, Outcome, Reconciler
-from services.replay import cache_for_fixes
+from services.store_messages import StoreMessages
 from simulators.play_purchases import voided_purchase as voided_item
 from tests.e2e.replay_helpers import Stores, replay
 
@@ -68,7 +69,8 @@ async def reconcile(
             if voided_page_size is not None:
                 source = dataclasses.replace(built, voided_page_size=voided_page_size)
             service = EntitlementService(pool, cache, catalog, s.clock)
-            reconciler = Reconciler(pool, service, source, s.clock, observed, batch=batch)
+            messages = StoreMessages(service, s.clock)
+            reconciler = Reconciler(pool, messages, source, s.clock, observed, batch=batch)
             options = Options(since=since, stale_after=stale_after, restart=restart)
             outcome = await reconciler.run(options)
     finally:

@@ -11,7 +11,6 @@ import json
 import re
 from typing import Any
 
-import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
@@ -27,6 +26,7 @@ from tests.e2e.google_helpers import (
     notify,
     push,
 )
+from tests.e2e.replay_helpers import query as fetch
 from tests.e2e.test_console_http import cookies_of, csrf_in, page, sign_in
 from tests.e2e.test_outbound_webhooks import webhook_config
 from tests.factories import subscription_event
@@ -42,12 +42,8 @@ def when(at) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-async def rows(database_url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return [tuple(r) for r in await conn.fetch(query, *args)]
-    finally:
-        await conn.close()
+async def rows(database_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await fetch(database_url, sql, *args)]
 
 
 async def audit(database_url: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -13,6 +13,7 @@ import asyncpg
 
 from api.reads import SERVICE
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
+from tests.e2e.replay_helpers import query
 from tests.factories import subscription_event
 
 PREMIUM = "/v1/customers/{}/entitlements/premium/grants"
@@ -34,12 +35,8 @@ async def merge(client, customer: str, alias: str) -> None:
     assert (status, body["app_user_id"]) == (200, customer)
 
 
-async def rows(database_url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return [tuple(r) for r in await conn.fetch(query, *args)]
-    finally:
-        await conn.close()
+async def rows(database_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await query(database_url, sql, *args)]
 
 
 async def test_an_action_on_an_alias_acts_on_its_customer(client, database_url) -> None:

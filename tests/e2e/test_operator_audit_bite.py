@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
 from structlog.testing import capture_logs
 
 from api.reads import SERVICE
 from entitlements.duration import parse_duration
 from tests.conftest import ADMIN_KEY, auth, user_token
+from tests.e2e.replay_helpers import query
 from tests.factories import subscription_event
 
 PREMIUM = "/v1/customers/{}/entitlements/premium/grants"
@@ -32,12 +32,8 @@ async def call(
     return resp.status, await resp.json()
 
 
-async def rows(database_url: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return [tuple(r) for r in await conn.fetch(query, *args)]
-    finally:
-        await conn.close()
+async def rows(database_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await query(database_url, sql, *args)]
 
 
 async def audit(database_url: str) -> list[tuple[Any, ...]]:

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from entitlements.model import Store
-from server import cli, progress, reconcile_command
+from server import bootstrap, cli, progress
 from storage.reconcile import LOCK_KEYS
 from tests.e2e import replay_helpers
 from tests.e2e.apple_helpers import scenario
@@ -62,7 +62,7 @@ def command(stores, monkeypatch) -> Command:
     run = Command(stores.settings)
     monkeypatch.setattr(cli, "configure_logging", lambda **_: None)
     monkeypatch.setattr(cli, "load_settings", lambda _path: run.settings)
-    monkeypatch.setattr(reconcile_command, "_utc_now", stores.clock)  # store data's clock
+    monkeypatch.setattr(bootstrap, "utc_now", stores.clock)  # store data's clock
     return run
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 import asyncpg
 
 from entitlements.replay import Difference
-from services.replay import cache_for_fixes
+from server.bootstrap import cache_for_fixes
 from services.retention import prune
 from storage.replay import Selection
 from tests.conftest import ADMIN_KEY, auth

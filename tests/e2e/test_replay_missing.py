@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from api.keys import CACHE
 from entitlements.replay import Owner
-from services.replay import cache_for_fixes
+from server.bootstrap import cache_for_fixes
 from storage.replay import Selection
 from tests.e2e import replay_helpers
 from tests.e2e.google_helpers import USER, customer, notify

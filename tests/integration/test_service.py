@@ -10,13 +10,13 @@ import pytest
 
 from api.reads import SERVICE
 from entitlements.errors import PurchaseOwnedByAnotherUser
+from entitlements.journal import JournalEntry
 from entitlements.model import Status, Store
-from storage.purchases import NotificationRow
 from tests.factories import subscription_event
 
 
-def note(message_id: str, result: str = "processed") -> NotificationRow:
-    return NotificationRow(
+def note(message_id: str, result: str = "processed") -> JournalEntry:
+    return JournalEntry(
         store=Store.APP_STORE,
         message_id=message_id,
         notification_type="SUBSCRIBED",

@@ -21,6 +21,7 @@ SERVING = (
     "console",
     "receiptd",
     "receipts",
+    "runtime",
     "services",
     "storage",
     "entitlements",

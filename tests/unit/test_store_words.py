@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE = ("api", "cache", "services", "storage", "entitlements", "config", "server", "console")
+OUTSIDE = (
+    "api",
+    "cache",
+    "runtime",
+    "services",
+    "storage",
+    "entitlements",
+    "config",
+    "server",
+    "console",
+)
 # Store JSON field names and RTDN/App Store codes that must not appear in code out there.
 STORE_WORDS = {
     "lineItems",

@@ -1,0 +1,1 @@
+"""Process machinery every layer may use: background tasks with one lifecycle."""
