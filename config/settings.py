@@ -79,11 +79,20 @@ class RedisSettings(_Section):
     local_cache: bool = True
 
 
-class AppleSettings(_Section):
-    """[apple]: the App Store (absent: disabled): the app, accepted environments, trusted
-    roots and the App Store Server API credentials."""
+class AppleApp(_Section):
+    """[[apple.apps]]: one app of the team (several apps share one deployment)."""
 
     bundle_id: str = Field(min_length=1)
+    app_apple_id: int | None = None
+
+
+class AppleSettings(_Section):
+    """[apple]: the App Store (absent: disabled): the app (`bundle_id`, `app_apple_id`) or
+    the apps (`[[apple.apps]]`), accepted environments, trusted roots and the App Store
+    Server API credentials (one team key serves every app)."""
+
+    # One app (the shorthand); several: `apps` instead. Exactly one of the two forms.
+    bundle_id: str | None = Field(default=None, min_length=1)
     # Apple non-renewing subscriptions carry no expiry: access lasts this ISO 8601 duration
     # from the purchase. A product without one reads as lifetime (and is logged once).
     non_renewing_durations: dict[str, str] = Field(default_factory=dict)
@@ -99,6 +108,7 @@ class AppleSettings(_Section):
     key_id: str = ""
     private_key_file: Path | None = None
     api_base_url: str = ""
+    apps: tuple[AppleApp, ...] = ()
 
     @field_validator("environments")
     @classmethod
@@ -142,10 +152,31 @@ class AppleSettings(_Section):
             product: parse_duration(text) for product, text in self.non_renewing_durations.items()
         }
 
+    @property
+    def configured_apps(self) -> tuple[AppleApp, ...]:
+        """Every app of the deployment: `[[apple.apps]]`, or the one app of the shorthand."""
+        if self.apps:
+            return self.apps
+        assert self.bundle_id is not None  # the validator below guarantees one form
+        return (AppleApp(bundle_id=self.bundle_id, app_apple_id=self.app_apple_id),)
+
     @model_validator(mode="after")
     def _production_needs_app_id(self) -> AppleSettings:
-        if "Production" in self.environments and self.app_apple_id is None:
-            raise ValueError("app_apple_id is required when Production is accepted")
+        if self.apps and (self.bundle_id is not None or self.app_apple_id is not None):
+            raise ValueError(
+                "apple.bundle_id / apple.app_apple_id (one app) and [[apple.apps]] (several) "
+                "are exclusive: list every app under [[apple.apps]]"
+            )
+        if not self.apps and self.bundle_id is None:
+            raise ValueError("apple.bundle_id is required (or [[apple.apps]] for several apps)")
+        bundles = [a.bundle_id for a in self.configured_apps]
+        repeated = sorted({b for b in bundles if bundles.count(b) > 1})
+        if repeated:
+            raise ValueError(f"[[apple.apps]] names {', '.join(repeated)} more than once")
+        missing = [a.bundle_id for a in self.configured_apps if a.app_apple_id is None]
+        if "Production" in self.environments and missing:
+            where = "" if not self.apps else f" (apps {', '.join(missing)})"
+            raise ValueError(f"app_apple_id is required when Production is accepted{where}")
         if self.allow_xcode and "Production" in self.environments:
             raise ValueError(
                 "allow_xcode = true (unsigned Xcode data) is refused together with Production"

@@ -91,6 +91,7 @@ def purchase_fields(p: PurchaseView, now: datetime) -> dict[str, Any]:
         "billing_issue_detected_at": rfc3339(p.billing_issue_detected_at),
         "revoked_at": rfc3339(p.revoked_at),
         "ownership": p.ownership.value,
+        "app": p.app,
     }
     key = "original_transaction_id" if p.store is Store.APP_STORE else "purchase_token"
     out[key] = p.purchase_id

@@ -214,6 +214,7 @@ class StoreEvent:
     supersedes: str | None = None  # Google's linked purchase token: the purchase it replaces
     environment: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # store extras kept for inspection
+    app: str | None = None  # the app it was bought in: Apple's bundle id, Google's package name
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ class PurchaseState:
     environment: str | None = None
     unsubscribe: FlagHistory = FlagHistory()
     billing_issue: FlagHistory = FlagHistory()
+    app: str | None = None  # bundle id or package name; the first statement naming it decides
 
     MAX_TRANSACTIONS = 16
 
@@ -273,3 +275,4 @@ class PurchaseView:
     revoked_at: datetime | None
     ownership: Ownership = Ownership.PURCHASED
     superseded: bool = False
+    app: str | None = None

@@ -146,6 +146,7 @@ def decide(
             purchase_id=old_key[1],
             is_sandbox=replacing.is_sandbox,  # a test purchase replaces a test purchase
             updated_at=replacing.occurred_at,
+            app=replacing.app,  # a purchase is replaced within its app
         )
         marked = mark_superseded(base, new_key[1], replacing.occurred_at)
         writes.append(Write(marked, previous.owner))

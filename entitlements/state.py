@@ -46,6 +46,7 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
             is_sandbox=event.is_sandbox,
             updated_at=event.occurred_at,
             environment=event.environment,
+            app=event.app,
         )
     state = current
     if event.transaction is not None and not state.transactions:
@@ -78,6 +79,7 @@ def apply(current: PurchaseState | None, event: StoreEvent) -> PurchaseState:
         state,
         updated_at=max(state.updated_at, event.occurred_at),
         environment=state.environment or event.environment,
+        app=state.app or event.app,
     )
 
 
@@ -137,6 +139,7 @@ def view(state: PurchaseState) -> PurchaseView:
         revoked_at=revoked_at if status is Status.REVOKED else None,
         ownership=latest.ownership if latest is not None else Ownership.PURCHASED,
         superseded=state.superseded_by is not None,
+        app=state.app,
     )
 
 

@@ -82,6 +82,7 @@ purchases.state_updated_at timestamp with time zone NOT NULL
 purchases.linked_at timestamp with time zone
 purchases.created_at timestamp with time zone NOT NULL DEFAULT now()
 purchases.updated_at timestamp with time zone NOT NULL DEFAULT now()
+purchases.app text
 -- table reconcile_runs
 reconcile_runs.id bigint NOT NULL DEFAULT nextval('reconcile_runs_id_seq'::regclass)
 reconcile_runs.store text NOT NULL
@@ -184,6 +185,7 @@ CREATE UNIQUE INDEX play_acknowledgements_kind_package_name_product_id_purchase_
 CREATE UNIQUE INDEX play_acknowledgements_pkey ON public.play_acknowledgements USING btree (id)
 CREATE UNIQUE INDEX purchase_owners_pkey ON public.purchase_owners USING btree (store, purchase_id, id)
 CREATE INDEX purchase_owners_user_idx ON public.purchase_owners USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
+CREATE INDEX purchases_app ON public.purchases USING btree (app) WHERE (app IS NOT NULL)
 CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)

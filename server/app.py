@@ -55,6 +55,7 @@ from server.embedded import EmbeddedRedis, database_url
 from server.outbound_ctx import outbound_ctx
 from server.retention_ctx import retention_ctx
 from server.stores import apple_ctx, google_ctx, replay_stores
+from services.apps import fill_missing_apps
 from services.console_reads import ConsoleReads
 from services.ingest import EntitlementService
 from services.operations import CustomerOperations
@@ -138,6 +139,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
+                await fill_missing_apps(conn, settings)
             app[POOL] = pool
             yield
         finally:

@@ -19,6 +19,7 @@ from entitlements.access import Catalog
 from entitlements.model import Clock
 from server.app import catalog_from
 from server.embedded import EmbeddedRedis, database_url, redis_answers
+from services.apps import fill_missing_apps
 from services.ingest import EntitlementService
 from storage.migrations import migrate
 
@@ -60,6 +61,7 @@ async def command(
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)  # as serve does: every command needs this version's schema
+                await fill_missing_apps(conn, settings)
             yield Command(settings, pool, catalog_from(settings), clock or utc_now)
         finally:
             await pool.close()

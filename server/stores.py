@@ -47,14 +47,16 @@ log = structlog.get_logger(__name__)
 def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> AppleVerifier:
     """The verifier for the configured roots and environments."""
     roots = [Path(p).read_bytes() for p in settings.root_certificates]
+    first, *others = settings.configured_apps
     return AppleVerifier(
-        settings.bundle_id,
-        settings.app_apple_id,
+        first.bundle_id,
+        first.app_apple_id,
         list(settings.environments),
         roots,
         settings.online_checks,
         executor,
         allow_unsigned=settings.allow_xcode,
+        other_apps=[(a.bundle_id, a.app_apple_id) for a in others],
     )
 
 
@@ -75,7 +77,7 @@ async def apple_store(
             issuer_id=settings.issuer_id,
             key_id=settings.key_id,
             private_key=await asyncio.to_thread(Path(settings.private_key_file).read_bytes),
-            bundle_id=settings.bundle_id,
+            bundle_id=settings.configured_apps[0].bundle_id,
             production_url=base or PRODUCTION_URL,
             sandbox_url=base or SANDBOX_URL,
             limiter=limiter,

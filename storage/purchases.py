@@ -58,7 +58,7 @@ _RECORD_ARRAYS = """
     ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
                      expires_at, grace_period_expires_at, purchased_at, is_sandbox,
                      unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
-                     superseded)
+                     superseded, app)
           FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
           ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
     ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
@@ -118,7 +118,7 @@ UPDATE purchases SET
     expires_at = $8, grace_period_expires_at = $9, purchased_at = $10, is_sandbox = $11,
     unsubscribe_detected_at = $12, billing_issue_detected_at = $13, revoked_at = $14,
     ownership = $15, superseded = $16, state = $17::jsonb, state_updated_at = $18,
-    app_user_id = $19,
+    app_user_id = $19, app = $17::jsonb ->> 'app',
     linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
     updated_at = now()
 WHERE store = $1 AND purchase_id = $2
@@ -209,6 +209,16 @@ RETURNING sequence
 """
 
 
+# Purchases stored before apps were recorded (migration 0010), given the store's one app.
+FILL_APPS = """
+UPDATE purchases SET app = $2, state = jsonb_set(state, '{app}', to_jsonb($2::text))
+WHERE store = $1 AND app IS NULL AND jsonb_typeof(state) = 'object'
+"""
+COUNT_WITHOUT_APP = """
+SELECT count(*) FROM purchases WHERE store = $1 AND app IS NULL AND jsonb_typeof(state) = 'object'
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class LockedPurchase:
     """A purchase row under its lock: its stored state (None for a row just created) and
@@ -255,6 +265,7 @@ def _view_of(p: tuple[Any, ...]) -> PurchaseView:
         p[13],
         Ownership(p[14]),
         p[15],
+        p[16],
     )
 
 
@@ -413,6 +424,17 @@ def _purchase_args(
     )
 
 
+async def fill_apps(conn: asyncpg.Connection, store: Store, app: str) -> int:
+    """Name `app` as the app of every purchase of `store` stored without one; how many."""
+    done = await conn.execute(FILL_APPS, store.value, app)
+    return int(done.split()[-1])
+
+
+async def count_without_app(conn: asyncpg.Connection, store: Store) -> int:
+    """How many purchases of `store` name no app."""
+    return int(await conn.fetchval(COUNT_WITHOUT_APP, store.value))
+
+
 async def ensure_customer(conn: asyncpg.Connection, app_user_id: str) -> None:
     """Create the customer row unless it exists."""
     await conn.execute(ENSURE_CUSTOMER, app_user_id)
@@ -493,4 +515,5 @@ def purchase_view(r: asyncpg.Record) -> PurchaseView:
         revoked_at=r["revoked_at"],
         ownership=Ownership(r["ownership"]),
         superseded=r["superseded"],
+        app=r["app"],
     )

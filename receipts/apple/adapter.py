@@ -40,6 +40,7 @@ from receipts.apple.verifier import AppleNotification, AppleVerifier
 from receipts.errors import (
     InvalidSubmission,
     MalformedPayload,
+    PurchaseNotFound,
     SubmissionNotSupported,
     VerificationFailed,
 )
@@ -109,7 +110,8 @@ class AppleStore:
         if not events:
             return Resolution([], result="ignored")
         recorder = ReadRecorder(self.reads_from)
-        events = await self._with_grace_period_end(events, self._api(recorder))
+        api = self._api(recorder, events[0].app)
+        events = await self._with_grace_period_end(events, api)
         return Resolution(
             self.terms.apply(events), log={"events": len(events)}, reads=tuple(recorder.reads)
         )
@@ -122,8 +124,12 @@ class AppleStore:
         """This adapter with its App Store Server API answered from `reads`."""
         return replace(self, reads_from=RecordedReads(reads))
 
-    def _api(self, recorder: ReadRecorder) -> AppStoreServerClient | None:
-        return self.api.recording(recorder) if self.api is not None else None
+    def _api(self, recorder: ReadRecorder, app: object) -> AppStoreServerClient | None:
+        """The API client asking about `app` (a bundle id; else the first app), recorded."""
+        if self.api is None:
+            return None
+        bundle = app if isinstance(app, str) and app in self.verifier.bundle_ids else None
+        return self.api.for_app(bundle).recording(recorder)
 
     async def _with_grace_period_end(
         self, events: list[StoreEvent], api: AppStoreServerClient | None
@@ -199,7 +205,7 @@ class AppleStore:
         if request.get("read") != STATUSES or not isinstance(original, str):
             raise MalformedPayload("not an App Store refresh request")
         recorder = ReadRecorder(self.reads_from)
-        api = self._api(recorder)
+        api = self._api(recorder, request.get("app"))
         if api is None:
             raise SubmissionNotSupported("App Store Server API credentials are not configured")
         statuses = await api.get_all_subscription_statuses(
@@ -223,6 +229,7 @@ class AppleStore:
         proof = given[0]
         events: list[StoreEvent] = []
         environment = None
+        apps: tuple[str, ...] = self.verifier.bundle_ids  # a bare id names no app: ask each
         if proof == "signed_transaction":
             try:
                 verified = await self.verifier.verify_transaction(body[proof])
@@ -232,6 +239,7 @@ class AppleStore:
             events.append(transaction_event(verified))
             transaction_id = str(verified.raw.get("transactionId"))
             environment = verified.raw.get("environment")
+            apps = (str(verified.raw.get("bundleId")),)
         elif proof == "receipt":
             transaction_id = transaction_id_from_receipt(body[proof])
         else:
@@ -241,14 +249,23 @@ class AppleStore:
         # signature is not checked) only names one (contract §3, proof of ownership).
         holds = proof == "signed_transaction"
         recorder = ReadRecorder(self.reads_from)
-        api = self._api(recorder)
-        if api is None:
+        if self.api is None:
             if proof != "signed_transaction":
                 raise SubmissionNotSupported(
                     "App Store Server API credentials are not configured; submit signed_transaction"
                 )
             return Resolution(self.terms.apply(events), proves_holding=holds)
-        events += await api.fetch_purchase_events(transaction_id, environment_hint=environment)
+        for index, app in enumerate(apps):
+            api = self._api(recorder, app)
+            assert api is not None
+            try:
+                events += await api.fetch_purchase_events(
+                    transaction_id, environment_hint=environment
+                )
+                break
+            except PurchaseNotFound:
+                if index + 1 == len(apps):
+                    raise  # no app of the team knows it
         return Resolution(
             self.terms.apply(events), reads=tuple(recorder.reads), proves_holding=holds
         )

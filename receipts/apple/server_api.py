@@ -142,12 +142,32 @@ class AppStoreServerClient:
         self._backoff = backoff
         self._limiter = limiter
         self._token: tuple[str, float] | None = None
+        self._per_app: dict[str, AppStoreServerClient] = {bundle_id: self}  # shared by clones
         self._fetch: _Get = self._get
 
     @property
     def environment_urls(self) -> Mapping[str, str]:
         """The base URL of each environment ("Production", "Sandbox")."""
         return dict(self._urls)
+
+    @property
+    def bundle_id(self) -> str:
+        """The app this client asks about (the `bid` claim of its tokens)."""
+        return self._bundle_id
+
+    def for_app(self, bundle_id: str | None) -> AppStoreServerClient:
+        """This client asking about the app `bundle_id` (None: this client's app): the same
+        session and team key, tokens with that app's `bid` (each app has its own token)."""
+        if bundle_id is None or bundle_id == self._bundle_id:
+            return self
+        clone = self._per_app.get(bundle_id)
+        if clone is None:
+            clone = copy.copy(self)
+            clone._bundle_id = bundle_id
+            clone._token = None
+            clone._fetch = clone._get
+            self._per_app[bundle_id] = clone
+        return clone
 
     def recording(self, recorder: ReadRecorder) -> AppStoreServerClient:
         """This client with every GET asked through `recorder` (one resolve or submit). It

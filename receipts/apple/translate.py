@@ -195,10 +195,12 @@ def purchase_event(
     status: int | None = None,
     environment: str | None = None,
     details: dict[str, Any] | None = None,
+    app: str | None = None,
 ) -> StoreEvent:
     """One StoreEvent from a signed transaction and/or renewal info of the same purchase.
 
-    `occurred_at` defaults to the latest signedDate of the items given.
+    `occurred_at` defaults to the latest signedDate of the items given; `app` (the bundle
+    id) to the transaction's.
     """
     tx = transaction_facts(transaction) if transaction is not None else None
     rn = renewal_facts(renewal) if renewal is not None else None
@@ -250,6 +252,7 @@ def purchase_event(
         app_user_id=token or None,
         environment=env,
         details=info,
+        app=app or (transaction.payload.bundleId if transaction is not None else None),
     )
 
 
@@ -292,6 +295,7 @@ def notification_events(notification: AppleNotification) -> list[StoreEvent]:
             status=data.rawStatus if data is not None else None,
             environment=notification.environment,
             details=details,
+            app=data.bundleId if data is not None else None,
         )
     ]
 

@@ -152,6 +152,16 @@ def notification_environment(decoded: dict[str, Any]) -> str | None:
     return None
 
 
+def notification_bundle(decoded: dict[str, Any]) -> str | None:
+    """The app (bundle id) a notification claims, read where the library reads it."""
+    for block in ("data", "summary", "externalPurchaseToken", "appData"):
+        inner = decoded.get(block)
+        if isinstance(inner, dict):
+            bundle = inner.get("bundleId")
+            return bundle if isinstance(bundle, str) else None
+    return None
+
+
 def peek(jws: str) -> dict[str, Any]:
     """Decode a compact JWS payload *without* verifying it (to route it).
 
@@ -181,7 +191,10 @@ def _to_der(cert: bytes) -> bytes:
 
 
 class AppleVerifier:
-    """Verifies Apple JWS for one app against the configured roots and environments."""
+    """Verifies Apple JWS against the configured roots and environments, for the app the
+    signed data names: `bundle_id` (with `app_apple_id`) and any `other_apps` of the team.
+    Data naming another bundle id is checked against the first app, so the library refuses
+    it (422, invalid app identifier)."""
 
     def __init__(  # noqa: PLR0917 - the documented constructor is positional
         self,
@@ -194,6 +207,7 @@ class AppleVerifier:
         *,
         chain_cache_size: int = 64,
         allow_unsigned: bool = False,
+        other_apps: Sequence[tuple[str, int | None]] = (),
     ) -> None:
         unknown = set(environments) - ENVIRONMENTS
         if unknown or not environments:
@@ -213,30 +227,36 @@ class AppleVerifier:
                 "apple.allow_xcode: unsigned Xcode / LocalTesting data is never accepted "
                 "together with Production"
             )
-        if "Production" in environments and app_apple_id is None:
+        apps = [(bundle_id, app_apple_id), *other_apps]
+        if "Production" in environments and any(app_id is None for _b, app_id in apps):
             raise ValueError("apple.app_apple_id is required when Production is accepted")
         roots = [_to_der(c) for c in root_certificates]
         if not roots and not set(environments) <= UNSIGNED_ENVIRONMENTS:
             raise ValueError("apple.root_certificates must name at least one root certificate")
         self.bundle_id = bundle_id
+        self.bundle_ids = tuple(b for b, _app_id in apps)
         self.environments = tuple(environments)
         self.online_checks = online_checks
         self._executor = executor
-        self._verifiers: dict[str, SignedDataVerifier] = {}
+        # Per app, per environment: the library checks one bundle id and one environment.
+        self._apps: dict[str, dict[str, SignedDataVerifier]] = {}
         self.chain_cache: CachingChainVerifier | None = None
         verifier_cls = verifier_class()
-        for env in environments:
-            verifier = verifier_cls(roots, online_checks, Environment(env), bundle_id, app_apple_id)
-            if self.chain_cache is None:
-                self.chain_cache = CachingChainVerifier(
-                    verifier._chain_verifier, roots, chain_cache_size
-                )
-            verifier._chain_verifier = self.chain_cache  # type: ignore[assignment]
-            self._verifiers[env] = verifier
+        for bundle, app_id in apps:
+            verifiers = self._apps.setdefault(bundle, {})
+            for env in environments:
+                verifier = verifier_cls(roots, online_checks, Environment(env), bundle, app_id)
+                if self.chain_cache is None:
+                    self.chain_cache = CachingChainVerifier(
+                        verifier._chain_verifier, roots, chain_cache_size
+                    )
+                verifier._chain_verifier = self.chain_cache  # type: ignore[assignment]
+                verifiers[env] = verifier
+        self._verifiers = self._apps[bundle_id]  # the first app's
         signed = [e for e in self.environments if e not in UNSIGNED_ENVIRONMENTS]
         # A claim of an environment we do not accept is checked by a real verifier, so that
         # the answer is "bad signature" or "wrong environment" only after verification.
-        self._fallback = self._verifiers[signed[0] if signed else self.environments[0]]
+        self._fallback_environment = signed[0] if signed else self.environments[0]
 
     # --- async API ---------------------------------------------------------------------
 
@@ -265,7 +285,7 @@ class AppleVerifier:
     def verify_notification_sync(self, signed_payload: str) -> AppleNotification:
         """Blocking form of `verify_notification`."""
         raw = peek(signed_payload)
-        verifier = self._pick(notification_environment(raw))
+        verifier = self._pick(notification_environment(raw), notification_bundle(raw))
         payload = self._call(verifier.verify_and_decode_notification, signed_payload)
         transaction = renewal = None
         data = payload.data
@@ -285,20 +305,23 @@ class AppleVerifier:
 
     def _transaction(self, verifier: SignedDataVerifier | None, jws: str) -> VerifiedTransaction:
         raw = peek(jws)
-        verifier = verifier or self._pick(raw.get("environment"))
+        verifier = verifier or self._pick(raw.get("environment"), raw.get("bundleId"))
         return VerifiedTransaction(
             self._call(verifier.verify_and_decode_signed_transaction, jws), raw
         )
 
     def _renewal(self, verifier: SignedDataVerifier | None, jws: str) -> VerifiedRenewalInfo:
         raw = peek(jws)
-        verifier = verifier or self._pick(raw.get("environment"))
+        # Renewal info names no app: the library checks its environment only.
+        verifier = verifier or self._pick(raw.get("environment"), None)
         return VerifiedRenewalInfo(self._call(verifier.verify_and_decode_renewal_info, jws), raw)
 
-    def _pick(self, claimed: object) -> SignedDataVerifier:
-        if isinstance(claimed, str) and claimed in self._verifiers:
-            return self._verifiers[claimed]
-        return self._fallback
+    def _pick(self, environment: object, bundle: object) -> SignedDataVerifier:
+        verifiers = self._apps.get(bundle) if isinstance(bundle, str) else None
+        verifiers = verifiers or self._verifiers  # another app: the library refuses it
+        if isinstance(environment, str) and environment in verifiers:
+            return verifiers[environment]
+        return verifiers[self._fallback_environment]
 
     @staticmethod
     def _call(method: Callable[[str], T], jws: str) -> T:

@@ -38,6 +38,7 @@ def product_events(
     now: datetime,
     *,
     consumable_products: Collection[str] = frozenset(),
+    package: str | None = None,
 ) -> list[StoreEvent]:
     """Translate one products.get (ProductPurchase v1) read, made at `now` (this host's
     clock: it only orders reads), into StoreEvents.
@@ -100,6 +101,7 @@ def product_events(
             status=status,
             app_user_id=user if isinstance(user, str) and user else None,
             details={k: v for k, v in details.items() if v is not None},
+            app=package or details["package_name"],
         )
     ]
 
@@ -124,6 +126,7 @@ def voided_event(notification: Notification, now: datetime) -> StoreEvent | None
         occurred_at=now,
         is_sandbox=False,
         revoked_at=notification.event_time,
+        app=notification.package_name,
         details={
             "package_name": notification.package_name,
             "order_id": notification.order_id,
@@ -162,5 +165,6 @@ def voided_purchase_event(
         occurred_at=now,
         is_sandbox=False,
         revoked_at=voided_at,
+        app=package,
         details={k: v for k, v in details.items() if v is not None},
     )

@@ -150,6 +150,7 @@ async def read_product(
         product_id,
         now,
         consumable_products=consumable_products,
+        package=package,
     )
     acks = []
     if needs_acknowledgement(purchase):

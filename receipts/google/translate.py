@@ -196,6 +196,7 @@ def subscription_events(
         "revoked_at": revoked_at,
         "flags": _flags(notification_type, event_time, purchase, never_paid),
         "app_user_id": user if isinstance(user, str) and user else None,
+        "app": package,
     }
     items = [i for i in purchase.get("lineItems") or [] if isinstance(i, dict)]
     if not items:

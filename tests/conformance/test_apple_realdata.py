@@ -452,6 +452,31 @@ async def test_signed_data_of_other_apps_is_422_and_changes_nothing(
     assert await stored(database_url) == NOTHING
 
 
+async def test_real_data_verifies_with_its_app_among_others(
+    make_client, config, clock, realdata
+) -> None:
+    """Several apps in one deployment (issue 20): the real notifications verify against the
+    app their bundleId names, listed after another app; the purchase names its app."""
+    config = realdata_config(config, realdata)
+    section = config["apple"]
+    real = {"bundle_id": section.pop("bundle_id"), "app_apple_id": section.pop("app_apple_id")}
+    section["apps"] = [{"bundle_id": "com.example.another", "app_apple_id": 1}, real]
+    client = await make_client(config)
+    lifecycle = session_notifications(realdata)[1:]
+    clock.now = just_after(lifecycle[0].signed_ms)
+    status, body = await submit_transaction(client, USER, lifecycle[0].signed_transaction)
+    assert status == 200, body
+    for note in lifecycle[:3]:
+        clock.now = just_after(note.signed_ms)
+        assert await post_notification(client, note.jws) == (200, {"status": "processed"})
+    [sub] = (await customer(client))["subscriptions"]
+    assert sub["app"] == BUNDLE_ID
+    for name in OTHER_APPS:  # an app no [[apple.apps]] names is still refused
+        note = load_notification(realdata, name)
+        clock.now = just_after(note.signed_ms)
+        assert error_code(*await post_notification(client, note.jws)) == (422, "wrong_app")
+
+
 # --- 5. Apple's own library vectors --------------------------------------------------------
 
 TEST_NOTIFICATION = "mock_signed_data/testNotification"

@@ -61,15 +61,23 @@ def _claims(jws: str) -> dict[str, Any]:
     return decoded
 
 
+_BID = web.RequestKey("bid", str)  # the app a request asks about
+
+
 @dataclass
 class FakeAppStore:
-    """One environment of the App Store Server API; run two for production + sandbox."""
+    """One environment of the App Store Server API; run two for production + sandbox.
+
+    Like Apple, it answers about one app per request: the `bid` of the request's token
+    (`bundle_id` or one of `other_bundles`, the other apps of the team) — another app's
+    transactions, statuses and notifications are not found."""
 
     public_key: Any  # EC public key (or PEM bytes) matching the client's private key
     key_id: str
     issuer_id: str
     bundle_id: str
     environment: str = "Production"
+    other_bundles: tuple[str, ...] = ()
     app_apple_id: int = 1234567890
     delay: float = 0.0
     clock: Callable[[], datetime] | None = None  # "now" for the history window's limit
@@ -173,6 +181,7 @@ class FakeAppStore:
         self.requests.append(
             LoggedRequest(request.method, request.path, dict(request.query), claims, status)
         )
+        request[_BID] = str(claims.get("bid")) if claims is not None else ""
         if self.delay:
             await asyncio.sleep(self.delay)
         return answer
@@ -195,29 +204,35 @@ class FakeAppStore:
             )
         except jwt.PyJWTError:
             return None
-        if claims.get("bid") != self.bundle_id or claims["exp"] - claims["iat"] > 3600:
+        bundles = (self.bundle_id, *self.other_bundles)
+        if claims.get("bid") not in bundles or claims["exp"] - claims["iat"] > 3600:
             return None
         return claims
 
-    def _known(self, any_id: str) -> bool:
-        return any_id in self._transactions or any(
-            _claims(t)["originalTransactionId"] == any_id for t in self._transactions.values()
+    def _mine(self, request: web.Request, signed: str) -> bool:
+        """Whether a signed item belongs to the app the request asks about."""
+        return bool(_claims(signed).get("bundleId", self.bundle_id) == request[_BID])
+
+    def _known(self, request: web.Request, any_id: str) -> bool:
+        return any(
+            self._mine(request, t) and any_id in {tid, _claims(t)["originalTransactionId"]}
+            for tid, t in self._transactions.items()
         )
 
     async def _transaction(self, request: web.Request) -> web.Response:
         if (failed := await self._guard(request)) is not None:
             return failed
         signed = self._transactions.get(request.match_info["id"])
-        if signed is None:
+        if signed is None or not self._mine(request, signed):
             return web.json_response(NOT_FOUND, status=404)
         return web.json_response({"signedTransactionInfo": signed})
 
     async def _history_page(self, request: web.Request) -> web.Response:
         if (failed := await self._guard(request)) is not None:
             return failed
-        if not self._known(request.match_info["id"]):
+        if not self._known(request, request.match_info["id"]):
             return web.json_response(NOT_FOUND, status=404)
-        items = list(self._history)
+        items = [t for t in self._history if self._mine(request, t)]
         if request.query.get("sort") == "DESCENDING":
             items.reverse()
         start = 0
@@ -233,7 +248,7 @@ class FakeAppStore:
             {
                 "revision": base64.b64encode(str(end).encode()).decode(),
                 "hasMore": end < len(items),
-                "bundleId": self.bundle_id,
+                "bundleId": request[_BID],
                 "appAppleId": self.app_apple_id,
                 "environment": self.environment,
                 "signedTransactions": items[start:end],
@@ -243,10 +258,12 @@ class FakeAppStore:
     async def _subscriptions(self, request: web.Request) -> web.Response:
         if (failed := await self._guard(request)) is not None:
             return failed
-        if not self._known(request.match_info["id"]):
+        if not self._known(request, request.match_info["id"]):
             return web.json_response(NOT_FOUND, status=404)
         groups: dict[str, list[dict[str, Any]]] = {}
         for original_id, (status, tx, renewal) in self._statuses.items():
+            if not self._mine(request, tx):
+                continue
             group = str(_claims(tx).get("subscriptionGroupIdentifier", "0"))
             item: dict[str, Any] = {
                 "originalTransactionId": original_id,
@@ -259,7 +276,7 @@ class FakeAppStore:
         return web.json_response(
             {
                 "environment": self.environment,
-                "bundleId": self.bundle_id,
+                "bundleId": request[_BID],
                 "appAppleId": self.app_apple_id,
                 "data": [
                     {"subscriptionGroupIdentifier": g, "lastTransactions": items}

@@ -197,6 +197,7 @@ def test_purchase_fields_field_by_field() -> None:
         billing_issue_detected_at=NOW - timedelta(hours=1),
         revoked_at=NOW - timedelta(minutes=1),
         ownership=Ownership.FAMILY_SHARED,
+        app="com.example.app.lite",
     )
     assert purchase_fields(p, NOW) == {
         "active": True,
@@ -213,6 +214,7 @@ def test_purchase_fields_field_by_field() -> None:
         "billing_issue_detected_at": "2026-11-25T09:00:00Z",
         "revoked_at": "2026-11-25T09:59:00Z",
         "ownership": "family_shared",
+        "app": "com.example.app.lite",
         "original_transaction_id": "otx-1",
     }
     google = purchase_fields(view("tok-1", "m", Status.ACTIVE, FUTURE, store=Store.PLAY_STORE), NOW)

@@ -155,6 +155,7 @@ def test_scenario_event_translates(ca: TestCA, verifier: AppleVerifier, event: s
     assert ev.is_sandbox is True
     assert ev.environment == "Sandbox"
     assert ev.app_user_id == USER
+    assert ev.app == BUNDLE  # the notification's bundleId: the app it was bought in
     assert ev.details["notification_uuid"] == note.notification_uuid
     assert ev.transaction is not None
     if event.startswith("one-time"):

@@ -27,6 +27,7 @@ from receipts.google.translate import (
     product_events,
     subscription_events,
     voided_event,
+    voided_purchase_event,
 )
 from simulators.google_signer import subscription_notification, voided_notification
 from simulators.play_purchases import (
@@ -722,3 +723,25 @@ def test_voided_event_facts_and_what_is_not_a_voided_purchase() -> None:
     assert voided_event(renewed, NOW) is None
     tokenless = replace(note, purchase_token=None)
     assert voided_event(tokenless, NOW) is None
+
+
+def test_every_play_statement_names_its_app() -> None:
+    """The package name is the app a Play purchase was bought in (issue 20)."""
+    other = "com.example.app.lite"
+    [sub] = subscription_events(4, "tok", subscription_purchase("active", now=NOW), other, NOW)
+    assert sub.app == other
+    product = product_purchase(purchase_time=NOW)
+    [given] = product_events(1, "pt", product, "p", NOW, package=other)
+    assert given.app == other
+    [read] = product_events(1, "pt", product | {"packageName": PKG}, "p", NOW)
+    assert read.app == PKG  # without the caller's package: the document's own
+    voided = voided_event(
+        classify(voided_notification(other, "tok", "GPA.1", event_time=EVENT_TIME), {other}), NOW
+    )
+    assert voided is not None
+    assert voided.app == other
+    listed = voided_purchase_event(
+        {"purchaseToken": "tok", "voidedTimeMillis": "1764064800000"}, other, NOW
+    )
+    assert listed is not None
+    assert listed.app == other
