@@ -186,7 +186,9 @@ class Reconciling(StoreAdapter, Protocol):
         store refuses the cursor or the window, StoreUnavailable when it cannot answer."""
         ...
 
-    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
+    def reread_requests(
+        self, purchase_id: str, environment: str | None, app: str | None = None
+    ) -> list[dict[str, Any]]:
         """`refresh` requests that re-read a purchase we hold, to try in order until one
         does not raise PurchaseNotFound (several Play packages: one each)."""
         ...

@@ -307,7 +307,7 @@ class Reconciler:
         now = self._clock()
         try:
             request, resolution = await self._messages.refreshed(
-                self._source, stale.purchase_id, stale.environment
+                self._source, stale.purchase_id, stale.environment, stale.app
             )
             self._covered.update(keys_to_lock(resolution.events))
             applied = await self._statement(request, resolution, position, now)

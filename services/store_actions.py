@@ -89,7 +89,7 @@ class ConsoleStore:
     async def _reread_one(self, adapter: Reconciling, purchase: StalePurchase) -> int:
         now = self._clock()
         request, resolution = await self._messages.refreshed(
-            adapter, purchase.purchase_id, purchase.environment
+            adapter, purchase.purchase_id, purchase.environment, purchase.app
         )
         return int(await self._messages.statement(adapter.store, request, resolution, now))
 

@@ -235,12 +235,16 @@ class StoreMessages:
         )
 
     async def refreshed(
-        self, adapter: Reconciling, purchase_id: str, environment: str | None
+        self,
+        adapter: Reconciling,
+        purchase_id: str,
+        environment: str | None,
+        app: str | None = None,
     ) -> tuple[dict[str, Any], Resolution]:
-        """The store's statement about a purchase we hold: the first of its re-read requests
-        the store answers (PurchaseNotFound when none does)."""
+        """The store's statement about a purchase we hold (bought in `app`, when known): the
+        first of its re-read requests the store answers (PurchaseNotFound when none does)."""
         missing = PurchaseNotFound()
-        for request in adapter.reread_requests(purchase_id, environment):
+        for request in adapter.reread_requests(purchase_id, environment, app):
             try:
                 return request, await adapter.refresh(request, self._clock())
             except PurchaseNotFound as exc:

@@ -53,7 +53,7 @@ SELECT purchase_id, state FROM purchases WHERE store = $1 AND purchase_id = ANY(
 """
 # A customer's purchases, for the console's re-read of one customer.
 CUSTOMER_PURCHASES = """
-SELECT id, store, purchase_id, state->>'environment' AS environment FROM purchases
+SELECT id, store, purchase_id, state->>'environment' AS environment, app FROM purchases
 WHERE app_user_id = $1 AND NOT superseded ORDER BY id
 """
 HELD = "SELECT EXISTS (SELECT 1 FROM purchases WHERE store = $1 AND purchase_id = $2)"
@@ -66,7 +66,7 @@ WHERE store = $1 AND kind = 'subscription' AND status NOT IN ('expired', 'revoke
 """
 COUNT_STALE = "SELECT count(*)" + _STALE
 STALE_PAGE = (
-    "SELECT id, purchase_id, state->>'environment' AS environment"
+    "SELECT id, purchase_id, state->>'environment' AS environment, app"
     + _STALE
     + """
 ORDER BY id
@@ -95,6 +95,7 @@ class StalePurchase:
     row_id: int
     purchase_id: str
     environment: str | None
+    app: str | None = None  # the app it was bought in (None: stored before apps were kept)
 
 
 async def try_lock(conn: asyncpg.Connection, store: Store) -> bool:
@@ -178,7 +179,10 @@ async def customer_purchases(
     """Every purchase of the customer that is not replaced, to re-read from its store."""
     rows = await conn.fetch(CUSTOMER_PURCHASES, app_user_id)
     return [
-        (Store(r["store"]), StalePurchase(r["id"], r["purchase_id"], r["environment"]))
+        (
+            Store(r["store"]),
+            StalePurchase(r["id"], r["purchase_id"], r["environment"], r["app"]),
+        )
         for r in rows
     ]
 
@@ -201,7 +205,9 @@ async def stale_page(
 ) -> list[StalePurchase]:
     """The next `limit` subscriptions to re-read after row id `after_id`."""
     rows = await conn.fetch(STALE_PAGE, store.value, before, after_id, limit)
-    return [StalePurchase(r["id"], r["purchase_id"], r["environment"]) for r in rows]
+    return [
+        StalePurchase(r["id"], r["purchase_id"], r["environment"], r["app"]) for r in rows
+    ]
 
 
 def _run(r: asyncpg.Record) -> Run:

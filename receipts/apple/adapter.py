@@ -157,28 +157,36 @@ class AppleStore:
     # --- reconciliation ------------------------------------------------------------------
 
     def listings(self, since: datetime | None, until: datetime, now: datetime) -> list[Listing]:
-        """Each accepted environment's notification history; an environment whose host is
-        another's (`api_base_url` replaces both) is asked once."""
+        """Each app's notification history in each accepted environment (Apple keeps it per
+        app); an environment whose host is another's (`api_base_url` replaces both) is asked
+        once. With one app a listing is named by its environment, else `<env>/<bundle id>`."""
         if self.api is None:
             return []
         urls = self.api.environment_urls
+        apps = self.verifier.bundle_ids
         out: list[Listing] = []
         for env, kept in HISTORY_KEPT.items():
-            if env not in self.verifier.environments or urls[env] in {urls[o.name] for o in out}:
+            asked = {urls[_environment_of(o.name)] for o in out}
+            if env not in self.verifier.environments or urls[env] in asked:
                 continue
             earliest = now - kept + HISTORY_MARGIN
             start = since if since is not None and since >= earliest else earliest
-            title = f"notification history ({env})"
             clamped = since is not None and since < earliest
-            out.append(Listing(env, title, start, until, clamped))
+            for app in apps:
+                name = env if len(apps) == 1 else f"{env}/{app}"
+                title = f"notification history ({env})"
+                if len(apps) > 1:
+                    title = f"notification history ({app}, {env})"
+                out.append(Listing(name, title, start, until, clamped))
         return out
 
     async def list_page(self, listing: Listing, cursor: str | None) -> ListedPage:
         """One page of Get Notification History: each notification as Apple POSTs it."""
         if self.api is None:
             raise SubmissionNotSupported("App Store Server API credentials are not configured")
-        body = await self.api.notification_history(
-            listing.name, listing.since, listing.until, cursor
+        env, _, app = listing.name.partition("/")
+        body = await self.api.for_app(app or None).notification_history(
+            env, listing.since, listing.until, cursor
         )
         items = []
         for entry in body.get("notificationHistory") or []:
@@ -191,12 +199,18 @@ class AppleStore:
         more = bool(body.get("hasMore")) and isinstance(token, str) and bool(token)
         return ListedPage(items, token if more else None)
 
-    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
-        """Get All Subscription Statuses of the original transaction (its environment first)."""
+    def reread_requests(
+        self, purchase_id: str, environment: str | None, app: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Get All Subscription Statuses of the original transaction (its environment first),
+        asked of its app; of each app in turn when the purchase names none."""
         request: dict[str, Any] = {"read": STATUSES, "original_transaction_id": purchase_id}
         if environment is not None:
             request["environment"] = environment
-        return [request]
+        if len(self.verifier.bundle_ids) == 1:
+            return [request]  # one app: the request as it always was (replay reads it back)
+        apps = [app] if app in self.verifier.bundle_ids else list(self.verifier.bundle_ids)
+        return [request | {"app": a} for a in apps]
 
     async def refresh(self, request: Mapping[str, Any], now: datetime) -> Resolution:
         """The current status of every subscription of the account (all its groups)."""
@@ -269,6 +283,11 @@ class AppleStore:
         return Resolution(
             self.terms.apply(events), reads=tuple(recorder.reads), proves_holding=holds
         )
+
+
+def _environment_of(listing_name: str) -> str:
+    """The environment of a listing named `<env>` or `<env>/<bundle id>`."""
+    return listing_name.partition("/")[0]
 
 
 def _original_transaction_id(notification: AppleNotification) -> str | None:

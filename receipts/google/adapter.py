@@ -248,13 +248,16 @@ class GooglePlayStore:
         token = pagination.get("nextPageToken") if isinstance(pagination, dict) else None
         return ListedPage(items, token if isinstance(token, str) and token else None)
 
-    def reread_requests(self, purchase_id: str, environment: str | None) -> list[dict[str, Any]]:
+    def reread_requests(
+        self, purchase_id: str, environment: str | None, app: str | None = None
+    ) -> list[dict[str, Any]]:
         """subscriptionsv2.get of the token (an add-on line item's row `token|product` is
-        its token's), in each configured package: the purchase does not say which."""
+        its token's), in its package (`app`); in each configured package when it names none."""
         token = purchase_id.split("|", 1)[0]
+        packages = [app] if app in self.package_names else sorted(self.package_names)
         return [
             {"read": SUBSCRIPTION, "package_name": package, "purchase_token": token}
-            for package in sorted(self.package_names)
+            for package in packages
         ]
 
     async def refresh(self, request: Mapping[str, Any], now: datetime) -> Resolution:

@@ -11,6 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from api.keys import SETTINGS
+from entitlements.model import Store
 from simulators.apple_ca import TestCA, transaction_payload
 from simulators.google_signer import subscription_notification
 from tests.conftest import READER_KEY, WRITER_KEY, auth
@@ -22,6 +24,8 @@ from tests.e2e.google_helpers import (
     push,
     sub,
 )
+from tests.e2e.reconcile_helpers import reconcile
+from tests.e2e.replay_helpers import Stores
 from tests.e2e.test_console_http import page, sign_in
 from tests.fakes.fake_appstore import FakeAppStore
 
@@ -181,3 +185,45 @@ async def test_each_play_package_names_its_purchases(
         ("tok-lite", PACKAGE_LITE),
         ("tok-main", PACKAGE),
     ]
+
+
+async def test_reconciliation_reads_each_apps_history_and_reports_per_app(
+    client,
+    ca_dir,
+    clock,
+    fake_api,
+    fake_play,
+    google_keys,
+    database_url,  # noqa: F811
+) -> None:
+    lost = {}
+    for bundle, app_id in ((APP, APP_APPLE_ID), (LITE, APP_APPLE_ID + 1)):
+        user = str(uuid.uuid4())
+        body = scenario(ca_dir[0], user=user, bundle_id=bundle, app_apple_id=app_id).body(
+            "subscribe", clock.now
+        )
+        fake_api.add_notification(body["signedPayload"], result="TIMED_OUT")  # never received
+        lost[bundle] = user
+    clock.advance(hours=1)
+    stores = Stores(
+        client,
+        client.app[SETTINGS],
+        {},
+        ca_dir[0],
+        fake_api,
+        fake_play,
+        google_keys,
+        clock,
+        database_url,
+    )
+    outcome, observed = await reconcile(stores, Store.APP_STORE)
+    assert (outcome.interrupted, observed.failures) == (None, [])
+    assert outcome.counts.missing == 2
+    # one host answers both environments here (api_base_url), so one listing per app
+    assert "notification history (com.example.app, Production)" in " ".join(observed.steps)
+    assert "notification history (com.example.app.lite, Production)" in " ".join(observed.steps)
+    for bundle, user in lost.items():  # each app's lost purchase, recovered in its own app
+        [got] = (await customer(client, user))["subscriptions"]
+        assert got["app"] == bundle
+    history = [r for r in fake_api.requests if r.path == "/inApps/v1/notifications/history"]
+    assert {r.claims["bid"] for r in history if r.claims is not None} == {APP, LITE}

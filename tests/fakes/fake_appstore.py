@@ -213,6 +213,14 @@ class FakeAppStore:
         """Whether a signed item belongs to the app the request asks about."""
         return bool(_claims(signed).get("bundleId", self.bundle_id) == request[_BID])
 
+    def _notification_of_app(self, request: web.Request, item: dict[str, Any]) -> bool:
+        """Whether a history item is a notification about the app the request asks about."""
+        claims = _claims(item["signedPayload"])
+        block: dict[str, Any] = next(
+            (claims[b] for b in ("data", "summary") if isinstance(claims.get(b), dict)), {}
+        )
+        return bool(block.get("bundleId", self.bundle_id) == request[_BID])
+
     def _known(self, request: web.Request, any_id: str) -> bool:
         return any(
             self._mine(request, t) and any_id in {tid, _claims(t)["originalTransactionId"]}
@@ -318,7 +326,7 @@ class FakeAppStore:
         items = [
             item
             for (sent, item) in sorted(self._notifications, key=lambda n: n[0])
-            if start <= sent < end
+            if start <= sent < end and self._notification_of_app(request, item)
         ]
         page = items[offset : offset + PAGE_SIZE]
         more = offset + PAGE_SIZE < len(items)

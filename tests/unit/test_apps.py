@@ -13,9 +13,12 @@ from config.settings import ConfigError, load_settings
 from entitlements.model import EventKind, Store, StoreEvent
 from entitlements.ownership import Held, decide, keys_to_lock
 from entitlements.state import apply, view
+from receipts.apple.adapter import AppleStore
+from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.translate import notification_events
 from receipts.apple.verifier import AppleVerifier
 from receipts.errors import VerificationFailed
+from receipts.google.adapter import GooglePlayStore
 from simulators.apple_ca import TestCA
 from simulators.apple_scenarios import AppleScenario, Lifecycle
 
@@ -127,3 +130,28 @@ def test_a_replaced_purchase_seen_first_through_its_replacement_is_in_the_same_a
     assert states["tok-old"].app == LITE  # the placeholder of the replaced token
     assert states["tok-old"].superseded_by == "tok-new"
     assert states["tok-new"].app == LITE
+
+
+def test_a_held_purchase_is_read_again_in_its_own_app(ca: TestCA) -> None:
+    """Reconciliation's and the console's re-reads ask the purchase's app; a purchase stored
+    before apps were kept is asked of each app in turn."""
+    google = GooglePlayStore(
+        None,  # type: ignore[arg-type] - re-read requests touch no dependency
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        frozenset({APP, LITE}),
+        frozenset(),
+        frozenset(),
+    )
+    assert [r["package_name"] for r in google.reread_requests("tok|p", None, LITE)] == [LITE]
+    assert [r["package_name"] for r in google.reread_requests("tok", None, None)] == [APP, LITE]
+    verifier = AppleVerifier(APP, 1, ["Sandbox"], [ca.root_der], False, other_apps=[(LITE, 2)])
+    apple = AppleStore(verifier, None, NonRenewingTerms({}))
+    assert [r["app"] for r in apple.reread_requests("otx", "Sandbox", LITE)] == [LITE]
+    assert [r["app"] for r in apple.reread_requests("otx", "Sandbox", None)] == [APP, LITE]
+    one = AppleStore(
+        AppleVerifier(APP, 1, ["Sandbox"], [ca.root_der], False), None, NonRenewingTerms({})
+    )
+    assert one.reread_requests("otx", "Sandbox", APP) == [
+        {"read": "statuses", "original_transaction_id": "otx", "environment": "Sandbox"}
+    ]  # one app: the request as before, so journaled requests replay unchanged
