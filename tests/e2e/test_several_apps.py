@@ -16,14 +16,9 @@ from entitlements.model import Store
 from simulators.apple_ca import TestCA, transaction_payload
 from simulators.google_signer import subscription_notification
 from tests.conftest import READER_KEY, WRITER_KEY, auth
+from tests.e2e import google_helpers
 from tests.e2e.apple_helpers import APP_APPLE_ID, PRODUCT, apple_config, scenario
-from tests.e2e.google_helpers import (
-    fake_play,  # noqa: F401 - fixture
-    google_config,
-    google_keys,  # noqa: F401 - fixture
-    push,
-    sub,
-)
+from tests.e2e.google_helpers import google_config, push, sub
 from tests.e2e.reconcile_helpers import reconcile
 from tests.e2e.replay_helpers import Stores
 from tests.e2e.test_console_http import page, sign_in
@@ -31,6 +26,8 @@ from tests.fakes.fake_appstore import FakeAppStore
 
 APP, LITE, STRANGER = "com.example.app", "com.example.app.lite", "com.example.stranger"
 PACKAGE, PACKAGE_LITE = "com.example.app", "com.example.app.lite"
+fake_play = google_helpers.fake_play
+google_keys = google_helpers.google_keys
 KEY_ID = "TESTKEY123"
 ISSUER_ID = "57246542-96fe-1a63-e053-0824d011072a"
 
@@ -70,7 +67,7 @@ async def fake_api(api_key):
 
 
 @pytest.fixture
-async def client(make_client, config, ca_dir, api_key, fake_api, fake_play, tmp_path):  # noqa: F811
+async def client(make_client, config, ca_dir, api_key, fake_api, fake_play, tmp_path):
     config = apple_config(
         config,
         ca_dir[1],
@@ -170,8 +167,8 @@ async def test_a_signed_transaction_asks_only_its_own_app(client, ca_dir, clock,
 
 async def test_each_play_package_names_its_purchases(
     client,
-    fake_play,  # noqa: F811
-    google_keys,  # noqa: F811
+    fake_play,
+    google_keys,
     clock,
 ) -> None:
     for package, token in ((PACKAGE, "tok-main"), (PACKAGE_LITE, "tok-lite")):
@@ -194,7 +191,7 @@ async def test_reconciliation_reads_each_apps_history_and_reports_per_app(
     fake_api,
     fake_play,
     google_keys,
-    database_url,  # noqa: F811
+    database_url,
 ) -> None:
     lost = {}
     for bundle, app_id in ((APP, APP_APPLE_ID), (LITE, APP_APPLE_ID + 1)):
