@@ -205,9 +205,7 @@ async def stale_page(
 ) -> list[StalePurchase]:
     """The next `limit` subscriptions to re-read after row id `after_id`."""
     rows = await conn.fetch(STALE_PAGE, store.value, before, after_id, limit)
-    return [
-        StalePurchase(r["id"], r["purchase_id"], r["environment"], r["app"]) for r in rows
-    ]
+    return [StalePurchase(r["id"], r["purchase_id"], r["environment"], r["app"]) for r in rows]
 
 
 def _run(r: asyncpg.Record) -> Run:
