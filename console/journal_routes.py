@@ -30,16 +30,20 @@ async def get_journal(request: web.Request) -> web.StreamResponse:
     store = _choice(request.query.get("store"), STORES)
     result = _choice(request.query.get("result"), RESULTS)
     kind = request.query.get("type", "").strip() or None
+    app = request.query.get("app", "").strip() or None
     page = max(_int(request.query.get("page"), 1), 1)
 
-    total, rows, types = await request.app[CONSOLE_READS].journal(
+    journal = await request.app[CONSOLE_READS].journal(
         store=store,
         notification_type=kind,
         result=result,
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
+        app=app,
     )
-    filters = {k: v for k, v in (("store", store), ("type", kind), ("result", result)) if v}
+    total, rows, types = journal.total, journal.rows, journal.types
+    chosen = (("store", store), ("app", app), ("type", kind), ("result", result))
+    filters = {k: v for k, v in chosen if v}
     pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
     context = {
         "rows": rows,
@@ -48,6 +52,7 @@ async def get_journal(request: web.Request) -> web.StreamResponse:
         "pages": pages,
         "filters": filters,
         "types": types,
+        "apps": journal.apps,
         "stores": STORES,
         "results": RESULTS,
         "prev_url": _page_url(filters, page - 1) if page > 1 else None,

@@ -28,3 +28,4 @@ class JournalEntry:
     reason: str | None
     payload: str
     reads: Mapping[str, Any] | None = None
+    app: str | None = None  # the app it is about: bundle id or package name

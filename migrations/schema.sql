@@ -118,6 +118,7 @@ store_notifications.payload_pruned_at timestamp with time zone
 store_notifications.reads jsonb
 store_notifications.purchase_ids ARRAY NOT NULL DEFAULT '{}'::text[]
 store_notifications.checkpoint jsonb
+store_notifications.app text
 -- table webhook_deliveries
 webhook_deliveries.endpoint_key text NOT NULL
 webhook_deliveries.feed_id bigint NOT NULL
@@ -190,14 +191,17 @@ CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)
 CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
+CREATE INDEX purchases_without_app ON public.purchases USING btree (store) WHERE (app IS NULL)
 CREATE UNIQUE INDEX reconcile_runs_open_idx ON public.reconcile_runs USING btree (store) WHERE (finished_at IS NULL)
 CREATE UNIQUE INDEX reconcile_runs_pkey ON public.reconcile_runs USING btree (id)
 CREATE INDEX reconcile_runs_store_idx ON public.reconcile_runs USING btree (store, id)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+CREATE INDEX store_notifications_app ON public.store_notifications USING btree (app, id) WHERE (app IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
 CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)
 CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)
+CREATE INDEX store_notifications_without_app ON public.store_notifications USING btree (store) WHERE (app IS NULL)
 CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (endpoint_key, feed_id)
 CREATE UNIQUE INDEX webhook_endpoints_pkey ON public.webhook_endpoints USING btree (endpoint_key)

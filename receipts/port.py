@@ -85,6 +85,7 @@ class Inbound:
     settled: Result | None = None
     reason: str | None = None
     verified: Any = None
+    app: str | None = None  # the app the message names (bundle id, package name)
 
 
 @dataclass(frozen=True, slots=True)

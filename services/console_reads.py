@@ -16,7 +16,14 @@ from storage import feed
 from storage.console import Session
 from storage.database import run
 
-__all__ = ["DAYS", "BusinessRows", "ConsoleReads", "Session", "window"]  # Session: console/web.py
+__all__ = [
+    "DAYS",
+    "BusinessRows",
+    "ConsoleReads",
+    "JournalPage",
+    "Session",
+    "window",
+]  # Session: console/web.py
 
 DAYS = 30  # the business page's window
 
@@ -29,6 +36,17 @@ class BusinessRows:
     active: list[dict[str, Any]]
     transitions: list[dict[str, Any]]
     latency: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalPage:
+    """One page of the journal: how many entries match, the page's rows, and every type
+    and app the journal holds (the filters' choices)."""
+
+    total: int
+    rows: list[dict[str, Any]]
+    types: list[str]
+    apps: list[str]
 
 
 def window(now: datetime, days: int = DAYS) -> list[datetime]:
@@ -75,10 +93,11 @@ class ConsoleReads:
         result: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[int, list[dict[str, Any]], list[str]]:
-        """One page of the journal under the filters: (total, rows, every type it holds)."""
+        app: str | None = None,
+    ) -> JournalPage:
+        """One page of the journal under the filters, with the choices of the filters."""
 
-        async def read(conn: asyncpg.Connection) -> tuple[int, list[dict[str, Any]], list[str]]:
+        async def read(conn: asyncpg.Connection) -> JournalPage:
             total, rows = await pages.journal_page(
                 conn,
                 store=store,
@@ -86,8 +105,10 @@ class ConsoleReads:
                 result=result,
                 limit=limit,
                 offset=offset,
+                app=app,
             )
-            return total, rows, await pages.journal_types(conn)
+            types, apps = await pages.journal_types(conn), await pages.journal_apps(conn)
+            return JournalPage(total, rows, types, apps)
 
         return await run(self._pool, read)
 

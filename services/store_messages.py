@@ -83,6 +83,7 @@ class Source:
     stated_at: datetime | None
     purchase_id: str | None
     payload: str
+    app: str | None = None
 
     @classmethod
     def of_inbound(cls, inbound: Inbound) -> Source:
@@ -95,6 +96,7 @@ class Source:
             inbound.stated_at,
             inbound.purchase_id,
             inbound.payload,
+            inbound.app,
         )
 
     @classmethod
@@ -113,6 +115,7 @@ class Source:
             None,
             resolution.events[0].purchase_id,
             json.dumps(body, sort_keys=True),
+            resolution.events[0].app,
         )
 
     @classmethod
@@ -135,6 +138,7 @@ class Source:
             stated_at,
             resolution.events[0].purchase_id,
             json.dumps(dict(request), sort_keys=True),
+            resolution.events[0].app,
         )
 
 
@@ -152,6 +156,7 @@ def entry(source: Source, resolution: Resolution, now: datetime) -> JournalEntry
         reason=resolution.reason,
         payload=source.payload,
         reads=reads_document(now, resolution.reads),
+        app=source.app or next((e.app for e in resolution.events if e.app), None),
     )
 
 

@@ -76,18 +76,23 @@ FROM store_notifications
 WHERE ($1::text IS NULL OR store = $1)
   AND ($2::text IS NULL OR notification_type = $2)
   AND ($3::text IS NULL OR result = $3)
+  AND ($6::text IS NULL OR app = $6)
 """
-JOURNAL_COUNT = "SELECT count(*)" + _JOURNAL_WHERE
+# The count's own parameters: the page's LIMIT ($4) and OFFSET ($5) are not in it.
+JOURNAL_COUNT = "SELECT count(*)" + _JOURNAL_WHERE.replace("$6", "$4")
 JOURNAL_PAGE = (
     """
 SELECT id, store, message_id, notification_type, subtype, signed_at, received_at, result,
-       reason, purchase_id, payload_pruned_at"""
+       reason, purchase_id, payload_pruned_at, app"""
     + _JOURNAL_WHERE
     + """
 ORDER BY CASE result WHEN 'rejected' THEN 0 WHEN 'ignored' THEN 1 ELSE 2 END, id DESC
 LIMIT $4 OFFSET $5
 """
 )
+JOURNAL_APPS = """
+SELECT DISTINCT app FROM store_notifications WHERE app IS NOT NULL ORDER BY 1 LIMIT 200
+"""
 JOURNAL_TYPES = """
 SELECT DISTINCT notification_type FROM store_notifications
 WHERE notification_type IS NOT NULL ORDER BY 1 LIMIT 200
@@ -96,7 +101,7 @@ WHERE notification_type IS NOT NULL ORDER BY 1 LIMIT 200
 JOURNAL_ENTRY = """
 SELECT n.id, n.store, n.message_id, n.notification_type, n.subtype, n.signed_at,
        n.received_at, n.result, n.reason, n.purchase_id, n.purchase_ids, n.payload, n.reads,
-       n.payload_pruned_at,
+       n.payload_pruned_at, n.app,
        (SELECT p.app_user_id FROM purchases p
         WHERE p.store = n.store AND p.purchase_id = n.purchase_id) AS owner
 FROM store_notifications n WHERE n.id = $1
@@ -197,12 +202,18 @@ async def journal_page(
     result: str | None,
     limit: int,
     offset: int,
+    app: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many match, one page of them)."""
     args = (store, notification_type, result)
-    total = int(await conn.fetchval(JOURNAL_COUNT, *args))
-    rows = await conn.fetch(JOURNAL_PAGE, *args, limit, offset)
+    total = int(await conn.fetchval(JOURNAL_COUNT, *args, app))
+    rows = await conn.fetch(JOURNAL_PAGE, *args, limit, offset, app)
     return total, [dict(r) for r in rows]
+
+
+async def journal_apps(conn: asyncpg.Connection) -> list[str]:
+    """The apps the journal names (the filter's choices)."""
+    return [r["app"] for r in await conn.fetch(JOURNAL_APPS)]
 
 
 async def journal_types(conn: asyncpg.Connection) -> list[str]:

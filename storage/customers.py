@@ -113,9 +113,9 @@ CHECKPOINT_PURCHASES = """
 WITH journaled AS (
     INSERT INTO store_notifications
         (store, message_id, notification_type, purchase_id, result, received_at,
-         purchase_ids, checkpoint)
+         purchase_ids, checkpoint, app)
     SELECT store, $1 || ':' || id, 'ERASURE', purchase_id, 'processed', $2,
-           ARRAY[purchase_id], state
+           ARRAY[purchase_id], state, app
     FROM purchases WHERE app_user_id = $1
     RETURNING id, store, purchase_id
 )

@@ -77,8 +77,8 @@ SELECT_CUSTOMER_RECORD_ALIASES = _RECORD_COLUMNS + _ALIASES_ARRAY + _RECORD_FROM
 INSERT_NOTIFICATION = """
 INSERT INTO store_notifications
     (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
-     payload, received_at, reads, purchase_ids)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[])
+     payload, received_at, reads, purchase_ids, app)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[], $13)
 ON CONFLICT (store, message_id) DO NOTHING
 RETURNING id
 """
@@ -99,15 +99,15 @@ INSERT_NOTIFICATION_LOCK_PURCHASE = """
 WITH journaled AS (
     INSERT INTO store_notifications
         (store, message_id, notification_type, subtype, signed_at, purchase_id, result, reason,
-         payload, received_at, reads, purchase_ids)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[])
+         payload, received_at, reads, purchase_ids, app)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::text[], $13)
     ON CONFLICT (store, message_id) DO NOTHING
     RETURNING id
 )
 INSERT INTO purchases
     (store, purchase_id, product_id, kind, status, period_type, will_renew, is_sandbox,
      state, state_updated_at)
-SELECT $13, $14, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now()
+SELECT $14, $15, '', 'subscription', 'pending', 'normal', false, false, 'null'::jsonb, now()
 FROM journaled
 ON CONFLICT (store, purchase_id) DO UPDATE SET store = EXCLUDED.store
 RETURNING state, app_user_id, (SELECT id FROM journaled) AS entry_id
@@ -214,6 +214,7 @@ FILL_APPS = """
 UPDATE purchases SET app = $2, state = jsonb_set(state, '{app}', to_jsonb($2::text))
 WHERE store = $1 AND app IS NULL AND jsonb_typeof(state) = 'object'
 """
+FILL_JOURNAL_APPS = """UPDATE store_notifications SET app = $2 WHERE store = $1 AND app IS NULL"""
 COUNT_WITHOUT_APP = """
 SELECT count(*) FROM purchases WHERE store = $1 AND app IS NULL AND jsonb_typeof(state) = 'object'
 """
@@ -324,6 +325,7 @@ def _notification_args(
         received_at,
         json.dumps(row.reads) if row.reads is not None else None,
         list(purchase_ids),
+        row.app,
     )
 
 
@@ -427,6 +429,7 @@ def _purchase_args(
 async def fill_apps(conn: asyncpg.Connection, store: Store, app: str) -> int:
     """Name `app` as the app of every purchase of `store` stored without one; how many."""
     done = await conn.execute(FILL_APPS, store.value, app)
+    await conn.execute(FILL_JOURNAL_APPS, store.value, app)
     return int(done.split()[-1])
 
 

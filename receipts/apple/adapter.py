@@ -36,7 +36,7 @@ from receipts.apple.server_api import (
 )
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.translate import notification_events, transaction_event
-from receipts.apple.verifier import AppleNotification, AppleVerifier
+from receipts.apple.verifier import AppleNotification, AppleVerifier, notification_bundle
 from receipts.errors import (
     InvalidSubmission,
     MalformedPayload,
@@ -101,6 +101,7 @@ class AppleStore:
             },
             settled="ignored" if ignored else None,
             verified=notification,
+            app=notification_bundle(notification.raw),
         )
 
     async def resolve(self, inbound: Inbound, now: datetime) -> Resolution:

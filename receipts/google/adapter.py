@@ -137,6 +137,7 @@ class GooglePlayStore:
             settled=settled,
             reason=reason,
             verified=n,
+            app=n.package_name if n.package_name in self.package_names else None,
         )
 
     async def resolve(self, inbound: Inbound, now: datetime) -> Resolution:

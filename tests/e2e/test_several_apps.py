@@ -20,7 +20,7 @@ from tests.e2e import google_helpers
 from tests.e2e.apple_helpers import APP_APPLE_ID, PRODUCT, apple_config, scenario
 from tests.e2e.google_helpers import google_config, push, sub
 from tests.e2e.reconcile_helpers import reconcile
-from tests.e2e.replay_helpers import Stores
+from tests.e2e.replay_helpers import Stores, query
 from tests.e2e.test_console_http import page, sign_in
 from tests.fakes.fake_appstore import FakeAppStore
 
@@ -167,6 +167,7 @@ async def test_a_signed_transaction_asks_only_its_own_app(client, ca_dir, clock,
 
 async def test_each_play_package_names_its_purchases(
     client,
+    database_url,
     fake_play,
     google_keys,
     clock,
@@ -182,6 +183,8 @@ async def test_each_play_package_names_its_purchases(
         ("tok-lite", PACKAGE_LITE),
         ("tok-main", PACKAGE),
     ]
+    journal = await query(database_url, "SELECT purchase_id, app FROM store_notifications")
+    assert sorted(tuple(r) for r in journal) == [("tok-lite", PACKAGE_LITE), ("tok-main", PACKAGE)]
 
 
 async def test_reconciliation_reads_each_apps_history_and_reports_per_app(
@@ -224,3 +227,22 @@ async def test_reconciliation_reads_each_apps_history_and_reports_per_app(
         assert got["app"] == bundle
     history = [r for r in fake_api.requests if r.path == "/inApps/v1/notifications/history"]
     assert {r.claims["bid"] for r in history if r.claims is not None} == {APP, LITE}
+
+
+async def test_the_journal_names_each_entrys_app_and_filters_by_it(client, ca_dir, clock) -> None:
+    for bundle, app_id in ((APP, APP_APPLE_ID), (LITE, APP_APPLE_ID + 1)):
+        body = scenario(
+            ca_dir[0], user=str(uuid.uuid4()), bundle_id=bundle, app_apple_id=app_id
+        ).body("subscribe", clock.now)
+        assert (await client.post("/webhooks/apple", json=body)).status == 200
+    _, cookie = await sign_in(client)
+    status, everything = await page(client, "/console/journal", cookie)
+    assert status == 200
+    assert everything.count(f"<td>{LITE}</td>") == 1
+    assert everything.count(f"<td>{APP}</td>") == 1
+    assert f'<option value="{LITE}" >' in everything  # the filter offers each app
+    status, lite = await page(client, f"/console/journal?app={LITE}", cookie)
+    assert status == 200
+    assert "1 notification(s)" in lite
+    assert f"<td>{APP}</td>" not in lite
+    assert f'<option value="{LITE}" selected>' in lite

@@ -15,11 +15,11 @@ from entitlements.ownership import Held, decide, keys_to_lock
 from entitlements.state import apply, view
 from receipts.apple.adapter import AppleStore
 from receipts.apple.terms import NonRenewingTerms
-from receipts.apple.translate import notification_events
+from receipts.apple.translate import notification_events, transaction_event
 from receipts.apple.verifier import AppleVerifier
 from receipts.errors import VerificationFailed
 from receipts.google.adapter import GooglePlayStore
-from simulators.apple_ca import TestCA
+from simulators.apple_ca import TestCA, notification_payload, renewal_payload
 from simulators.apple_scenarios import AppleScenario, Lifecycle
 
 NOW = dt.datetime(2026, 11, 25, 10, 0, tzinfo=dt.UTC)
@@ -155,3 +155,33 @@ def test_a_held_purchase_is_read_again_in_its_own_app(ca: TestCA) -> None:
     assert one.reread_requests("otx", "Sandbox", APP) == [
         {"read": "statuses", "original_transaction_id": "otx", "environment": "Sandbox"}
     ]  # one app: the request as before, so journaled requests replay unchanged
+
+
+def test_apple_statements_name_their_app_with_or_without_a_transaction(ca: TestCA) -> None:
+    verifier = AppleVerifier(APP, 1, ["Sandbox"], [ca.root_der], False, other_apps=[(LITE, 2)])
+    scenario = AppleScenario(ca, Lifecycle(user="u-1", product="m"), bundle_id=LITE)
+    signed = scenario.payload("renew", NOW)["data"]["signedTransactionInfo"]
+    # A bare transaction (a submission, an API read): the app is the transaction's bundleId.
+    assert transaction_event(verifier.verify_transaction_sync(signed)).app == LITE
+    # A notification carrying only renewal info: the app is the notification's bundleId.
+    renewal = ca.sign(
+        renewal_payload(
+            environment="Sandbox",
+            original_transaction_id="otx-9",
+            product_id="m",
+            signed_date=NOW,
+            auto_renew=False,
+        )
+    )
+    body = notification_payload(
+        notification_type="DID_CHANGE_RENEWAL_STATUS",
+        subtype="AUTO_RENEW_DISABLED",
+        bundle_id=LITE,
+        app_apple_id=2,
+        environment="Sandbox",
+        signed_date=NOW,
+        signed_renewal=renewal,
+    )
+    [event] = notification_events(verifier.verify_notification_sync(ca.sign(body)))
+    assert event.transaction is None
+    assert event.app == LITE
