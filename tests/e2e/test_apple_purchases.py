@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from simulators.apple_ca import (
     TestCA,
@@ -17,33 +15,26 @@ from simulators.apple_ca import (
     transaction_payload,
 )
 from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_token
-from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
+from tests.e2e.apple_helpers import (
+    BUNDLE_ID,
+    ISSUER_ID,
+    KEY_ID,
+    PRODUCT,
+    api_key_file,
+    apple_config,
+    saved_ca,
+)
 from tests.fakes.fake_appstore import FakeAppStore, app_receipt
-
-KEY_ID = "TESTKEY123"
-ISSUER_ID = "57246542-96fe-1a63-e053-0824d011072a"
 
 
 @pytest.fixture(scope="session")
 def ca_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("apple-ca-purchases")
-    ca = TestCA.generate()
-    ca.save(directory)
-    return ca, directory
+    return saved_ca(tmp_path_factory.mktemp("apple-ca-purchases"))
 
 
 @pytest.fixture(scope="session")
 def api_key(tmp_path_factory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    path = tmp_path_factory.mktemp("apple-key") / "AuthKey.p8"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return key, path
+    return api_key_file(tmp_path_factory.mktemp("apple-key"))
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from api.keys import SETTINGS
 from entitlements.model import Store
@@ -17,7 +15,16 @@ from simulators.apple_ca import TestCA, transaction_payload
 from simulators.google_signer import subscription_notification
 from tests.conftest import READER_KEY, WRITER_KEY, auth
 from tests.e2e import google_helpers
-from tests.e2e.apple_helpers import APP_APPLE_ID, PRODUCT, apple_config, scenario
+from tests.e2e.apple_helpers import (
+    APP_APPLE_ID,
+    ISSUER_ID,
+    KEY_ID,
+    PRODUCT,
+    api_key_file,
+    apple_config,
+    saved_ca,
+    scenario,
+)
 from tests.e2e.google_helpers import google_config, push, sub
 from tests.e2e.reconcile_helpers import reconcile
 from tests.e2e.replay_helpers import Stores, query
@@ -28,27 +35,16 @@ APP, LITE, STRANGER = "com.example.app", "com.example.app.lite", "com.example.st
 PACKAGE, PACKAGE_LITE = "com.example.app", "com.example.app.lite"
 fake_play = google_helpers.fake_play
 google_keys = google_helpers.google_keys
-KEY_ID = "TESTKEY123"
-ISSUER_ID = "57246542-96fe-1a63-e053-0824d011072a"
 
 
 @pytest.fixture(scope="module")
 def ca_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("apple-ca-apps")
-    ca = TestCA.generate()
-    ca.save(directory)
-    return ca, directory
+    return saved_ca(tmp_path_factory.mktemp("apple-ca-apps"))
 
 
 @pytest.fixture(scope="module")
 def api_key(tmp_path_factory):
-    key = ec.generate_private_key(ec.SECP256R1())
-    path = tmp_path_factory.mktemp("apple-key-apps") / "AuthKey.p8"
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.write_bytes(pem)
-    return key, path
+    return api_key_file(tmp_path_factory.mktemp("apple-key-apps"))
 
 
 @pytest.fixture
