@@ -60,9 +60,16 @@ class ServerSettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """[database]: the PostgreSQL URL (empty: the embedded one) and the asyncpg pool."""
+    """[database]: the PostgreSQL URL (empty: the embedded one), the migration role's URL,
+    whether to migrate at start, and the asyncpg pool."""
 
     url: SecretStr = SecretStr("")
+    # The role that may create tables, for `receiptd migrate` (and for migrations at start);
+    # empty: `url`. The runtime itself needs only DML on its tables.
+    migration_url: SecretStr = SecretStr("")
+    # false: serve and the other commands never migrate; they check the schema and refuse to
+    # start, in one line, when it is behind or ahead of the code.
+    migrate_on_start: bool = True
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
     command_timeout: float = Field(default=10.0, gt=0)

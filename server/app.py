@@ -54,6 +54,7 @@ from runtime.background import BackgroundTask
 from server.embedded import EmbeddedRedis, database_url
 from server.outbound_ctx import outbound_ctx
 from server.retention_ctx import retention_ctx
+from server.schema import prepare_schema
 from server.stores import apple_ctx, google_ctx, replay_stores
 from services.apps import fill_missing_apps
 from services.console_reads import ConsoleReads
@@ -62,7 +63,6 @@ from services.operations import CustomerOperations
 from services.store_actions import ConsoleStore
 from services.store_messages import StoreMessages
 from storage.database import reset_session
-from storage.migrations import migrate
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +138,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         try:
             async with pool.acquire() as conn:
-                await migrate(conn)
+                await prepare_schema(conn, settings)
                 await fill_missing_apps(conn, settings)
             app[POOL] = pool
             yield

@@ -19,9 +19,9 @@ from entitlements.access import Catalog
 from entitlements.model import Clock
 from server.app import catalog_from
 from server.embedded import EmbeddedRedis, database_url, redis_answers
+from server.schema import prepare_schema
 from services.apps import fill_missing_apps
 from services.ingest import EntitlementService
-from storage.migrations import migrate
 
 
 def utc_now() -> datetime:
@@ -60,7 +60,7 @@ async def command(
         pool = await asyncpg.create_pool(url, min_size=1, max_size=connections)
         try:
             async with pool.acquire() as conn:
-                await migrate(conn)  # as serve does: every command needs this version's schema
+                await prepare_schema(conn, settings)  # as serve does: this version's schema
                 await fill_missing_apps(conn, settings)
             yield Command(settings, pool, catalog_from(settings), clock or utc_now)
         finally:

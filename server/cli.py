@@ -23,7 +23,7 @@ from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
 from services.retention import cutoff_for, prune
 from storage.database import DB_DOWN_ERRORS
-from storage.migrations import migrate
+from storage.migrations import SchemaMismatch, migrate
 from storage.replay import Selection
 
 # The database is not there (refused, timed out, shut down): a message, not a traceback.
@@ -47,17 +47,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"receiptd: {exc}", file=sys.stderr)
             return 2
-        if args.command == "serve":
-            return _serve(settings, args)
-        if args.command == "prune":
-            return asyncio.run(_prune(settings))
-        if args.command == "replay":
-            selection = Selection(since=args.since, customer=args.customer)
-            return asyncio.run(_replay(settings, selection, fix=args.fix))
-        if args.command == "reconcile":
-            return reconcile_command(settings, args)
-        return asyncio.run(_migrate(settings))
+        try:
+            return _run(settings, args)
+        except SchemaMismatch as exc:
+            print(f"receiptd: {exc}", file=sys.stderr)
+            return 1
     return int(args.run(args))
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    """One of the commands that read the configuration."""
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "prune":
+        return asyncio.run(_prune(settings))
+    if args.command == "replay":
+        selection = Selection(since=args.since, customer=args.customer)
+        return asyncio.run(_replay(settings, selection, fix=args.fix))
+    if args.command == "reconcile":
+        return reconcile_command(settings, args)
+    return asyncio.run(_migrate(settings))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json-logs", action="store_true", help="JSON logs even on a terminal")
     sub = parser.add_subparsers(dest="command")
     for name, help_text in (
-        ("serve", "run the HTTP service (applies migrations first)"),
-        ("migrate", "apply database migrations and exit"),
+        ("serve", "run the HTTP service (migrates first unless database.migrate_on_start = false)"),
+        ("migrate", "apply database migrations (as database.migration_url) and exit"),
         ("prune", "delete raw store payloads older than retention.raw_payload_days"),
     ):
         cmd = sub.add_parser(name, help=help_text)
@@ -166,7 +175,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    configured = settings.database.url.get_secret_value()
+    # The migration role when one is configured (it may create tables), else the runtime URL.
+    configured = (
+        settings.database.migration_url.get_secret_value()
+        or settings.database.url.get_secret_value()
+    )
     async with database_url(configured, settings.server.data_dir) as url:
         conn = await asyncpg.connect(url)
         try:

@@ -1,7 +1,9 @@
 """Applies migrations/NNNN_slug.sql in order, each once, in a transaction, under a lock.
 
 Several replicas may start at once: a session advisory lock serialises them, and each
-migration is recorded in `schema_migrations` in the same transaction as its DDL.
+migration is recorded in `schema_migrations` in the same transaction as its DDL. With nothing
+pending, nothing is locked or created: a role with only DML rights starts on a current schema.
+`check_schema` is the start-up check of a runtime that does not migrate.
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 APPLIED = "SELECT version FROM schema_migrations"
+TABLE_EXISTS = "SELECT to_regclass('schema_migrations') IS NOT NULL"
 RECORD = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
 LOCK = "SELECT pg_advisory_lock($1)"
 UNLOCK = "SELECT pg_advisory_unlock($1)"
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaMismatch(Exception):
+    """The database schema is not the one this receiptd was built for; the message says which
+    way and what to run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +66,48 @@ def available() -> list[Migration]:
     return found
 
 
+async def applied_versions(conn: asyncpg.Connection) -> set[int] | None:
+    """The versions recorded in `schema_migrations` (None: the table does not exist)."""
+    if not await conn.fetchval(TABLE_EXISTS):
+        return None
+    return {r["version"] for r in await conn.fetch(APPLIED)}
+
+
+async def check_schema(conn: asyncpg.Connection) -> None:
+    """SchemaMismatch unless every migration this receiptd ships, and no other, is applied."""
+    applied = await applied_versions(conn) or set()
+    known = {m.version for m in available()}
+    ahead, behind = sorted(applied - known), sorted(known - applied)
+    if ahead:
+        raise SchemaMismatch(
+            f"the database schema is ahead of this receiptd (migration {ahead[-1]} is applied, "
+            f"this version knows up to {max(known)}): run the newer receiptd that migrated it"
+        )
+    if behind:
+        raise SchemaMismatch(
+            f"the database schema is behind this receiptd ({len(behind)} migration(s) pending, "
+            f"from {behind[0]}): run `receiptd migrate` with the migration role "
+            "(database.migration_url)"
+        )
+
+
 async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply every pending migration; returns the versions applied by this call."""
+    """Apply every pending migration; returns the versions applied by this call.
+    SchemaMismatch when some are pending and this role may not create them."""
+    applied = await applied_versions(conn)
+    if applied is not None and {m.version for m in available()} <= applied:
+        return []  # nothing to do: no lock, no DDL (a DML-only role gets here)
+    try:
+        return await _migrate_locked(conn)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise SchemaMismatch(
+            "migrations are pending and this database role may not apply them "
+            f"({type(exc).__name__}: {exc}): run `receiptd migrate` with the migration role "
+            "(database.migration_url), or give this role the rights"
+        ) from None
+
+
+async def _migrate_locked(conn: asyncpg.Connection) -> list[int]:
     applied_now: list[int] = []
     holds_session_state(conn)
     await conn.execute(LOCK, MIGRATION_LOCK_KEY)

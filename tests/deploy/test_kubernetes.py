@@ -250,10 +250,13 @@ def test_secrets_are_only_referenced(manifests) -> None:
                     continue
                 reference = variable["valueFrom"]["secretKeyRef"]
                 assert "value" not in variable
-                assert (reference["name"], reference["key"]) == (
-                    "receiptd-secrets",
-                    variable["name"],
+                # The migration role's URL has a Secret of its own, which only the Job reads.
+                secret = (
+                    "receiptd-migration-secrets"
+                    if workload["kind"] == "Job"
+                    else "receiptd-secrets"
                 )
+                assert (reference["name"], reference["key"]) == (secret, variable["name"])
 
 
 def test_database_and_redis_come_from_the_secret_never_the_embedded_default(manifests) -> None:
@@ -264,7 +267,8 @@ def test_database_and_redis_come_from_the_secret_never_the_embedded_default(mani
     }
     assert {"DATABASE_URL", "REDIS_URL", "RECEIPTD_AUTH__API_KEYS"} <= required
     (migrate,) = pod_spec(one(manifests, "Job"))["containers"]
-    assert [v["name"] for v in migrate["env"] if "valueFrom" in v] == ["DATABASE_URL"]
+    migration = [v["name"] for v in migrate["env"] if "valueFrom" in v]
+    assert migration == ["RECEIPTD_DATABASE__MIGRATION_URL"]
     settings = config(manifests)
     for section in ("database", "redis"):
         assert "url" not in settings.get(section, {})
