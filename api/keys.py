@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from api.auth import ApiAuthenticator, Authenticator
     from cache.answers import CustomerCache
+    from cache.health import CacheHealth
     from cache.local import LocalReads
     from console.actions import StoreActions
     from entitlements.model import Clock
@@ -40,6 +41,8 @@ HTTP = web.AppKey("http_session", aiohttp.ClientSession)
 EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
 POOL = web.AppKey("pool", asyncpg.Pool)
 CACHE: web.AppKey[CustomerCache] = web.AppKey("cache")
+# Whether Redis answers (absent: no Redis configured, `url = "off"`).
+CACHE_HEALTH: web.AppKey[CacheHealth] = web.AppKey("cache_health")
 # The per-process cache of rendered customer answers; None without Redis (no invalidation).
 LOCAL_READS: web.AppKey[LocalReads | None] = web.AppKey("local_reads")
 SERVICE: web.AppKey[EntitlementService] = web.AppKey("entitlement_service")

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.errors import error_body
-from api.keys import POOL, REGISTRY
+from api.keys import CACHE_HEALTH, POOL, REGISTRY, SETTINGS
 from services.health import database_ready
 
 routes = web.RouteTableDef()
@@ -27,12 +27,20 @@ async def get_health(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def get_ready(request: web.Request) -> web.Response:
     """GET /readyz (no credentials): `{"status": "ready"}` when the database answers within
-    2 s; 503 `database_unavailable` otherwise."""
+    2 s (503 `database_unavailable` otherwise). While Redis does not answer the body says so
+    (`"cache": "down"`, `cache_reason`), still 200 (reads fall back to PostgreSQL), or 503
+    `cache_unavailable` with `redis.required = true`."""
     if not await database_ready(request.app.get(POOL), seconds=2):
         return web.json_response(
             error_body("database_unavailable", "the database is not reachable"), status=503
         )
-    return web.json_response({"status": "ready"})
+    health = request.app.get(CACHE_HEALTH)
+    if health is None or health.up:  # no Redis configured (`off`), or it answers
+        return web.json_response({"status": "ready"})
+    if request.app[SETTINGS].redis.required:
+        message = f"Redis does not answer ({health.reason})"
+        return web.json_response(error_body("cache_unavailable", message), status=503)
+    return web.json_response({"status": "ready", "cache": "down", "cache_reason": health.reason})
 
 
 @routes.get("/metrics")

@@ -14,7 +14,8 @@ answer may be stale).
 down misses what is published meanwhile. So the local cache serves only while the
 subscription is confirmed and answering: this listener pings the channel every
 `PING_SECONDS` and, when the connection fails or no answer came for `STALE_SECONDS`, it
-disables and empties the local cache, then resubscribes (every `RETRY_SECONDS`) and empties
+disables and empties the local cache, then resubscribes (after `RETRY_SECONDS`, doubling up to
+`MAX_RETRY_SECONDS` while Redis refuses) and empties
 it again once subscribed. Reads meanwhile go to Redis / PostgreSQL as before, with that
 cache's own guarantees. The staleness a local entry can add is therefore bounded by about
 `STALE_SECONDS` for a silently dead connection, and by `redis.cache_ttl_seconds` in the
@@ -42,6 +43,7 @@ EVERYONE = "*"
 PING_SECONDS = 1.0
 STALE_SECONDS = 3.0
 RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
 
 
 def message_for(app_user_ids: Iterable[str]) -> str:
@@ -75,6 +77,7 @@ class InvalidationListener:
 
     async def _run(self) -> None:
         warned = False
+        delay = RETRY_SECONDS
         while True:
             try:
                 await self._listen()
@@ -84,8 +87,11 @@ class InvalidationListener:
                 warned = True
             else:
                 warned = False
+            # Back off while Redis refuses (a wrong password must not mean 2 reconnects a
+            # second for months); from the start again once a subscription held.
+            delay = RETRY_SECONDS if self._healthy.is_set() else min(delay * 2, MAX_RETRY_SECONDS)
             self._disable()
-            await asyncio.sleep(RETRY_SECONDS)
+            await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
         pubsub = self._redis.pubsub()

@@ -81,6 +81,8 @@ class RedisSettings(_Section):
 
     url: SecretStr = SecretStr("")
     cache_ttl_seconds: int = Field(default=300, ge=1)
+    # true: /readyz is 503 while Redis does not answer (else 200 with the reason in its body).
+    required: bool = False
     # Per-process cache of rendered answers, kept coherent over Redis pub/sub (docs/
     # operations.md). false: every read asks Redis (no window at all for a lost message).
     local_cache: bool = True

@@ -11,7 +11,7 @@ import asyncpg
 import redis.asyncio as aredis
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 import console
 from api import customers as customers_api
@@ -25,6 +25,7 @@ from api.keys import (
     APPLE,
     AUTHENTICATOR,
     CACHE,
+    CACHE_HEALTH,
     CLOCK,
     CONSOLE_KEYS,
     CONSOLE_READS,
@@ -43,6 +44,7 @@ from api.keys import (
 from api.middleware import HttpMetrics, build_middleware
 from api.rate_limit import FailureLimiter
 from cache.answers import NoCache, RedisCustomerCache
+from cache.health import CacheHealth
 from cache.invalidation import InvalidationListener
 from cache.local import LocalReads
 from config.logging import quiet_malformed_requests
@@ -170,6 +172,14 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         await listener.wait_subscribed(seconds=1.0)  # not required: reads work without it
     cache = RedisCustomerCache(client, settings.redis.cache_ttl_seconds, local=local)
     app[CACHE] = cache
+    app[CACHE_HEALTH] = health = CacheHealth(client)
+    Gauge(
+        "receiptd_cache_up",
+        "1 while Redis answers (checked every 2 s), 0 while reads fall back to PostgreSQL",
+        registry=app[REGISTRY],
+    ).set_function(lambda: 1.0 if health.up else 0.0)
+    await health.check()  # the first answer before serving: /readyz is right from the start
+    health.start()
     app[LOCAL_READS] = local if settings.redis.local_cache else None
 
     # Keys of earlier versions named customers (and some never expired): removed once.
@@ -182,6 +192,7 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await sweep.stop()
+        await health.stop()
         await listener.aclose()
         await cache.aclose()
         await channel.aclose()
