@@ -54,6 +54,7 @@ from entitlements.model import Clock, Store
 from receipts.port import Reconciling
 from runtime.background import BackgroundTask
 from server.embedded import EmbeddedRedis, database_url
+from server.failures import CONNECT_ERRORS, target, unreachable
 from server.outbound_ctx import outbound_ctx
 from server.retention_ctx import retention_ctx
 from server.schema import prepare_schema
@@ -131,13 +132,16 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     configured = settings.database.url.get_secret_value()
     async with database_url(configured, settings.server.data_dir) as url:
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=settings.database.pool_min_size,
-            max_size=settings.database.pool_max_size,
-            command_timeout=settings.database.command_timeout,
-            reset=reset_session,
-        )
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=settings.database.pool_min_size,
+                max_size=settings.database.pool_max_size,
+                command_timeout=settings.database.command_timeout,
+                reset=reset_session,
+            )
+        except CONNECT_ERRORS as exc:
+            raise unreachable("the database", url, exc) from None
         try:
             async with pool.acquire() as conn:
                 await prepare_schema(conn, settings)
@@ -178,7 +182,11 @@ async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
         "1 while Redis answers (checked every 2 s), 0 while reads fall back to PostgreSQL",
         registry=app[REGISTRY],
     ).set_function(lambda: 1.0 if health.up else 0.0)
-    await health.check()  # the first answer before serving: /readyz is right from the start
+    # The first answer before serving: /readyz is right from the start.
+    if not await health.check() and settings.redis.required:
+        await client.aclose()
+        await channel.aclose()
+        raise unreachable("Redis", url, ConnectionError(health.reason or "no answer"))
     health.start()
     app[LOCAL_READS] = local if settings.redis.local_cache else None
 
@@ -220,6 +228,10 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTHENTICATOR] = app[CONSOLE_KEYS] = ApiAuthenticator(settings.auth, app[HTTP], limiter)
     log.info(
         "service_ready",
+        listen=f"{settings.server.host}:{settings.server.port}",
+        workers=settings.server.workers,
+        database=_where(settings.database.url.get_secret_value()),
+        cache=_where(settings.redis.url.get_secret_value()),
         apple=settings.apple is not None,
         google=settings.google is not None,
         entitlements=sorted(settings.entitlements),
@@ -247,6 +259,13 @@ async def console_store_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=app[CLOCK],
     )
     yield
+
+
+def _where(url: str) -> str:
+    """A store's target for the start-up line, never its password."""
+    if not url:
+        return "embedded"
+    return "off" if url.lower() == "off" else target(url)
 
 
 def failure_limiter(settings: Settings) -> FailureLimiter:

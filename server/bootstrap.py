@@ -19,6 +19,7 @@ from entitlements.access import Catalog
 from entitlements.model import Clock
 from server.app import catalog_from
 from server.embedded import EmbeddedRedis, database_url, redis_answers
+from server.failures import CONNECT_ERRORS, unreachable
 from server.schema import prepare_schema
 from services.apps import fill_missing_apps
 from services.ingest import EntitlementService
@@ -57,7 +58,10 @@ async def command(
     The clock is `utc_now` unless given."""
     configured = settings.database.url.get_secret_value()
     async with database_url(configured, settings.server.data_dir) as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=connections)
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=connections)
+        except CONNECT_ERRORS as exc:
+            raise unreachable("the database", url, exc) from None
         try:
             async with pool.acquire() as conn:
                 await prepare_schema(conn, settings)  # as serve does: this version's schema

@@ -19,6 +19,7 @@ from entitlements.errors import DatabaseUnavailable
 from entitlements.replay import Finding
 from server.bootstrap import cache_for_fixes, command
 from server.embedded import database_url
+from server.failures import CONNECT_ERRORS, StartupFailure, unreachable
 from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
 from services.retention import cutoff_for, prune
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         try:
             return _run(settings, args)
-        except SchemaMismatch as exc:
+        except (SchemaMismatch, StartupFailure) as exc:
             print(f"receiptd: {exc}", file=sys.stderr)
             return 1
     return int(args.run(args))
@@ -181,7 +182,10 @@ async def _migrate(settings: Settings) -> int:
         or settings.database.url.get_secret_value()
     )
     async with database_url(configured, settings.server.data_dir) as url:
-        conn = await asyncpg.connect(url)
+        try:
+            conn = await asyncpg.connect(url)
+        except CONNECT_ERRORS as exc:
+            raise unreachable("the database", url, exc) from None
         try:
             applied = await migrate(conn)
         finally:

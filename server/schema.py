@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 
 from config.settings import Settings
+from server.failures import CONNECT_ERRORS, unreachable
 from storage.migrations import check_schema, migrate
 
 
@@ -19,7 +20,10 @@ async def prepare_schema(conn: asyncpg.Connection, settings: Settings) -> None:
     if not migration_url:
         await migrate(conn)
         return
-    owner = await asyncpg.connect(migration_url)
+    try:
+        owner = await asyncpg.connect(migration_url)
+    except CONNECT_ERRORS as exc:
+        raise unreachable("the database (as the migration role)", migration_url, exc) from None
     try:
         await migrate(owner)
     finally:

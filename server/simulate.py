@@ -77,7 +77,7 @@ def _simulate_apple(args: argparse.Namespace) -> int:
 
 
 def _simulate_google(args: argparse.Namespace) -> int:
-    from simulators.simulate_google import ensure_demo_files, simulate
+    from simulators.simulate_google import DEMO_AUDIENCE, ensure_demo_files, simulate
 
     ensure_demo_files(args.dir / "google", args.play_port)
     result = asyncio.run(
@@ -89,6 +89,9 @@ def _simulate_google(args: argparse.Namespace) -> int:
             args.dir / "google",
             args.play_port,
             args.dir / "google-simulate.json",
+            # The demo's push audience names no port (demo/receiptd.toml), so the demo works
+            # on whatever port it serves.
+            audience=DEMO_AUDIENCE,
             now=datetime.now(UTC),  # the demo drives a service running in real time
         )
     )

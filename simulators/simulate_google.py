@@ -12,7 +12,7 @@ The demo service must be configured with the files `ensure_demo_files` writes:
     service_account_file = "<keys_dir>/google_service_account.json"  # token_uri → the fake
     play_api_url = "http://127.0.0.1:<play_port>/"
     pubsub_certs_url = "file://<keys_dir>/google_certs.json"
-    pubsub_audience = "<url>/webhooks/google"
+    pubsub_audience = "<url>/webhooks/google"   # or DEMO_AUDIENCE, as demo/receiptd.toml
     pubsub_service_account = DEMO_PUSH_EMAIL
 """
 
@@ -57,6 +57,8 @@ _CHANGES: dict[str, tuple[int, str]] = {
     "voided": (0, "expired"),
 }
 _PURCHASES = {"purchase": "base", "trial": "trial", "purchase-trial": "trial", "intro": "intro"}
+# The push audience of the demo configuration: a name, not a URL, so it holds on any port.
+DEMO_AUDIENCE = "receiptd-demo"
 EVENTS = tuple(_PURCHASES) + tuple(_CHANGES)
 
 

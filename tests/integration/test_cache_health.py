@@ -5,6 +5,7 @@ a password, started for this test."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -36,25 +37,41 @@ async def metric(client) -> str:
     return next(line for line in text.splitlines() if line.startswith("receiptd_cache_up "))
 
 
-@pytest.mark.parametrize("required", [False, True])
 async def test_a_wrong_redis_password_shows_in_readyz_and_metrics(
-    config, guarded_redis, aiohttp_client, required
+    config, guarded_redis, aiohttp_client
 ) -> None:
-    config["redis"] = {"url": f"{guarded_redis}?password=wrong", "required": required}
+    config["redis"] = {"url": f"{guarded_redis}?password=wrong"}
     client = await aiohttp_client(create_app(Settings(**config)))
     resp = await client.get("/readyz")
     body = await resp.json()
-    if required:
-        assert resp.status == 503
-        assert body["error"]["code"] == "cache_unavailable"
-        assert "wrong" not in body["error"]["message"]  # the reason, never the password
-    else:
-        assert resp.status == 200
-        assert (body["status"], body["cache"]) == ("ready", "down")
-        assert "invalid username-password pair" in body["cache_reason"]
+    assert resp.status == 200
+    assert (body["status"], body["cache"]) == ("ready", "down")
+    assert "invalid username-password pair" in body["cache_reason"]
     assert await metric(client) == "receiptd_cache_up 0.0"
     # Reads still answer, from PostgreSQL.
     assert (await client.get("/v1/customers/u-1", headers=auth(READER_KEY))).status == 200
+
+
+async def test_a_required_redis_lost_while_serving_fails_readiness(
+    config, guarded_redis, aiohttp_client
+) -> None:
+    """With `redis.required`, a Redis that stops answering makes /readyz 503 within seconds
+    (at start-up it would stop the service: tests/integration/test_startup_failures.py)."""
+    config["redis"] = {"url": f"{guarded_redis}?password={PASSWORD}", "required": True}
+    client = await aiohttp_client(create_app(Settings(**config)))
+    assert (await client.get("/readyz")).status == 200
+    admin = aredis.Redis.from_url(f"{guarded_redis}?password={PASSWORD}")
+    await admin.config_set("requirepass", "rotated-elsewhere")  # the service's is now wrong
+    await admin.execute_command("CLIENT", "KILL", "TYPE", "normal")  # drop its connections
+    await admin.aclose()
+    deadline = asyncio.get_running_loop().time() + 15
+    while (resp := await client.get("/readyz")).status != 503:
+        assert asyncio.get_running_loop().time() < deadline, await resp.text()
+        await asyncio.sleep(0.2)
+    body = await resp.json()
+    assert body["error"]["code"] == "cache_unavailable"
+    assert "rotated" not in body["error"]["message"]  # the reason, never a password
+    assert await metric(client) == "receiptd_cache_up 0.0"
 
 
 async def test_the_right_password_reads_up(config, guarded_redis, aiohttp_client) -> None:

@@ -315,3 +315,15 @@ def test_rate_limit_defaults_and_trusted_proxies(tmp_path) -> None:
     limits = load_settings(write(tmp_path, text), env).auth.rate_limit
     assert limits.max_failures == 50
     assert [str(n) for n in limits.proxy_networks] == ["10.0.0.0/8", "192.0.2.1/32", "fd00::/8"]
+
+
+def test_the_demo_push_audience_is_the_one_simulate_signs_for() -> None:
+    """`receiptd simulate google` signs for DEMO_AUDIENCE, a name rather than a URL, so the
+    demo works on whatever port it serves (issue 25)."""
+    import tomllib
+
+    from simulators.simulate_google import DEMO_AUDIENCE
+
+    demo = tomllib.loads((Path(__file__).parents[2] / "demo" / "receiptd.toml").read_text())
+    assert demo["google"]["pubsub_audience"] == DEMO_AUDIENCE
+    assert "://" not in DEMO_AUDIENCE
