@@ -37,6 +37,7 @@ import aiohttp
 import asyncpg
 import structlog
 
+from entitlements.audit import Actor
 from entitlements.errors import DatabaseUnavailable, EntitlementError
 from entitlements.journal import JournalEntry
 from entitlements.model import Clock, Store
@@ -220,7 +221,7 @@ class StoreMessages:
         *,
         submitted_by: str,
         vouched: bool,
-        actor: Any = None,
+        actor: Actor | None = None,
     ) -> IngestOutcome:
         """An app's purchase submission, validated with the store and linked to
         `submitted_by`. It proves ownership when the store's answer does, or when the caller
