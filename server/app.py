@@ -59,6 +59,7 @@ from server.outbound_ctx import outbound_ctx
 from server.retention_ctx import retention_ctx
 from server.schema import prepare_schema
 from server.stores import apple_ctx, google_ctx, replay_stores
+from server.tls import warn_unverified
 from services.apps import fill_missing_apps
 from services.console_reads import ConsoleReads
 from services.ingest import EntitlementService
@@ -226,6 +227,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     limiter = failure_limiter(settings)  # failed credentials, counted in Redis (its own client)
     app[AUTHENTICATOR] = app[CONSOLE_KEYS] = ApiAuthenticator(settings.auth, app[HTTP], limiter)
+    warn_unverified(settings)
     log.info(
         "service_ready",
         listen=f"{settings.server.host}:{settings.server.port}",

@@ -21,6 +21,7 @@ from server.app import catalog_from
 from server.embedded import EmbeddedRedis, database_url, redis_answers
 from server.failures import CONNECT_ERRORS, unreachable
 from server.schema import prepare_schema
+from server.tls import warn_unverified
 from services.apps import fill_missing_apps
 from services.ingest import EntitlementService
 
@@ -56,6 +57,7 @@ async def command(
 ) -> AsyncIterator[Command]:
     """The command's database (at most `connections` at a time), migrated; closed after.
     The clock is `utc_now` unless given."""
+    warn_unverified(settings)
     configured = settings.database.url.get_secret_value()
     async with database_url(configured, settings.server.data_dir) as url:
         try:

@@ -22,6 +22,7 @@ from server.embedded import database_url
 from server.failures import CONNECT_ERRORS, StartupFailure, unreachable
 from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
+from server.tls import warn_unverified
 from services.retention import cutoff_for, prune
 from storage.database import DB_DOWN_ERRORS
 from storage.migrations import SchemaMismatch, migrate
@@ -176,6 +177,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
+    warn_unverified(settings, migration=True, redis=False)
     # The migration role when one is configured (it may create tables), else the runtime URL.
     configured = (
         settings.database.migration_url.get_secret_value()

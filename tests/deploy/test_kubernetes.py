@@ -35,8 +35,9 @@ STORE_CREDENTIALS = "/run/secrets/receiptd/"
 # Example values of every variable a pod takes from the Secret receiptd-secrets, shaped as
 # docs/operations.md "Deploy" tells operators to write them (the configuration must load with them).
 SECRET_EXAMPLES: dict[str, str | None] = {
-    "DATABASE_URL": "postgresql://receiptd:pw@postgres.example:5432/receiptd",
-    "REDIS_URL": "redis://redis.example:6379/0",
+    "DATABASE_URL": "postgresql://receiptd:pw@postgres.example:5432/receiptd"
+    "?sslmode=verify-full&sslrootcert=/run/secrets/receiptd/database-ca.pem",
+    "REDIS_URL": "rediss://redis.example:6380/0?ssl_ca_certs=/run/secrets/receiptd/redis-ca.pem",
     "RECEIPTD_AUTH__API_KEYS": json.dumps(
         [{"name": "billing-service", "key": "k" * 32, "scopes": ["customers:read"]}]
     ),
