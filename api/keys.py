@@ -24,15 +24,18 @@ if TYPE_CHECKING:
     from cache.health import CacheHealth
     from cache.local import LocalReads
     from console.actions import StoreActions
-    from entitlements.model import Clock
+    from entitlements.model import Clock, Store
     from receipts.apple.adapter import AppleStore
     from receipts.google.adapter import GooglePlayStore
+    from receipts.port import StoreActing
     from services.console_reads import ConsoleReads
     from services.ingest import EntitlementService
     from services.operations import CustomerOperations
     from services.outbound import OutboundDelivery
+    from services.refund_requests import ConsumptionAnswers, RefundRequests
     from services.retention import PayloadPruner
     from services.store_messages import StoreMessages
+    from services.support_actions import SupportActions
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
@@ -52,6 +55,11 @@ OPERATIONS: web.AppKey[CustomerOperations] = web.AppKey("customer_operations")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 RETENTION: web.AppKey[PayloadPruner] = web.AppKey("payload_retention")
 OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
+# The stores' support actions (extend, revoke), filled by the store contexts when configured.
+STORE_ACTING: web.AppKey[dict[Store, StoreActing]] = web.AppKey("store_acting")
+SUPPORT_ACTIONS: web.AppKey[SupportActions] = web.AppKey("support_actions")
+REFUND_REQUESTS: web.AppKey[RefundRequests] = web.AppKey("refund_requests")
+REFUND_ANSWERS: web.AppKey[ConsumptionAnswers] = web.AppKey("refund_answers")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured
 GOOGLE: web.AppKey[GooglePlayStore] = web.AppKey("google_play_store")  # absent: not configured
 # The operator console (console/): its templates, the API keys it signs in with, and its

@@ -95,6 +95,21 @@ class AppleApp(_Section):
     app_apple_id: int | None = None
 
 
+RefundPreference = Literal["decline", "grant_full", "grant_prorated", "none"]
+
+
+class RefundRequestSettings(_Section):
+    """[apple.refund_requests]: answering Apple's CONSUMPTION_REQUEST (a customer asked Apple
+    for a refund) with consumption information before Apple's deadline."""
+
+    answer: bool = False
+    preference: RefundPreference = "decline"
+    sample_content_provided: bool = True
+    # Hold each answer this long so an operator can change its preference (at most until
+    # shortly before Apple's deadline).
+    delay_minutes: int = Field(default=0, ge=0, le=11 * 60)
+
+
 class AppleSettings(_Section):
     """[apple]: the App Store (absent: disabled): the app (`bundle_id`, `app_apple_id`) or
     the apps (`[[apple.apps]]`), accepted environments, trusted roots and the App Store
@@ -118,6 +133,7 @@ class AppleSettings(_Section):
     private_key_file: Path | None = None
     api_base_url: str = ""
     apps: tuple[AppleApp, ...] = ()
+    refund_requests: RefundRequestSettings = RefundRequestSettings()
 
     @field_validator("environments")
     @classmethod
@@ -192,6 +208,11 @@ class AppleSettings(_Section):
             )
         if not self.root_certificates:
             raise ValueError("root_certificates must name at least one certificate file")
+        if self.refund_requests.answer and not self.api_configured:
+            raise ValueError(
+                "refund_requests.answer = true sends consumption information over the App "
+                "Store Server API: issuer_id, key_id and private_key_file are required"
+            )
         return self
 
     @property

@@ -8,6 +8,7 @@ and one small script, served from this package.
     customer_routes.py        search, the customer page, confirmed actions (actions.py)
     journal_routes.py         the journal and one decoded notification (payload.py)
     business_routes.py        the business charts (business.py, charts.py)
+    refund_routes.py          refund requests, what was sent, a pending one's preference
     (their reads and sessions: services/console_reads.py; the SQL: storage/console*.py)
     why.py, timeline.py       plain-language reasons and the merged timeline (pure)
 """
@@ -20,7 +21,7 @@ import jinja2
 from aiohttp import web
 
 from api.keys import CONSOLE_TEMPLATES
-from console import auth_routes, business_routes, customer_routes, journal_routes
+from console import auth_routes, business_routes, customer_routes, journal_routes, refund_routes
 from console.why import STORE_NAMES, when
 
 HERE = Path(__file__).parent
@@ -36,6 +37,6 @@ def setup(app: web.Application) -> None:
     env.filters["when"] = lambda value: "—" if value is None else when(value)
     env.filters["store"] = lambda value: STORE_NAMES.get(value, value)
     app[CONSOLE_TEMPLATES] = env
-    for module in (auth_routes, customer_routes, journal_routes, business_routes):
+    for module in (auth_routes, customer_routes, journal_routes, refund_routes, business_routes):
         app.add_routes(module.routes)
     app.router.add_static("/console/static", HERE / "static", name="console_static")

@@ -10,7 +10,10 @@
     ├── Forbidden                    credentials without the needed scope or user (→ 403)
     ├── StoreNotConfigured           the store section is absent from the config (→ 404)
     ├── AliasConflict                the alias is another customer's, or a cycle (→ 409)
-    └── GrantRejected                a well-formed grant that cannot be given (→ 422)
+    ├── GrantRejected                a well-formed grant that cannot be given (→ 422)
+    ├── ActionRejected               a store action support may not ask (→ 422, its own code)
+    ├── RefundRequestNotFound        no refund request has this id (→ 404)
+    └── RefundRequestNotPending      a refund request already sent or decided (→ 409)
 
 A class's docstring is its default message.
 """
@@ -94,3 +97,26 @@ class GrantRejected(EntitlementError):
     """The grant is well-formed but cannot be given (it would already have ended)."""
 
     code = "grant_rejected"
+
+
+class RefundRequestNotFound(EntitlementError):
+    """No refund request has this id."""
+
+    code = "refund_request_not_found"
+
+
+class RefundRequestNotPending(EntitlementError):
+    """The refund request was already answered or decided: only a pending one can change."""
+
+    code = "refund_request_not_pending"
+
+
+class ActionRejected(EntitlementError):
+    """The store action cannot be asked for this customer."""
+
+    code = "action_rejected"
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code

@@ -17,6 +17,10 @@ console_sessions.key_binding bytea
 customer_aliases.alias text NOT NULL
 customer_aliases.app_user_id text NOT NULL
 customer_aliases.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table customer_consents
+customer_consents.app_user_id text NOT NULL
+customer_consents.consumption_data boolean NOT NULL
+customer_consents.updated_at timestamp with time zone NOT NULL
 -- table customer_events
 customer_events.id bigint NOT NULL DEFAULT nextval('customer_events_id_seq'::regclass)
 customer_events.event_id uuid NOT NULL
@@ -98,10 +102,46 @@ reconcile_runs.started_at timestamp with time zone NOT NULL
 reconcile_runs.updated_at timestamp with time zone NOT NULL
 reconcile_runs.finished_at timestamp with time zone
 reconcile_runs.outcome text
+-- table refund_requests
+refund_requests.id uuid NOT NULL
+refund_requests.store text NOT NULL
+refund_requests.notification_id text NOT NULL
+refund_requests.app_user_id text
+refund_requests.purchase_id text NOT NULL
+refund_requests.transaction_id text NOT NULL
+refund_requests.product_id text NOT NULL
+refund_requests.app text
+refund_requests.environment text NOT NULL
+refund_requests.reason text
+refund_requests.consumption_percentage integer
+refund_requests.requested_at timestamp with time zone NOT NULL
+refund_requests.deadline timestamp with time zone NOT NULL
+refund_requests.preference text
+refund_requests.status text NOT NULL DEFAULT 'pending'::text
+refund_requests.attempts integer NOT NULL DEFAULT 0
+refund_requests.next_attempt_at timestamp with time zone NOT NULL
+refund_requests.claimed_until timestamp with time zone
+refund_requests.sent_at timestamp with time zone
+refund_requests.sent_body jsonb
+refund_requests.last_error text
+refund_requests.decided_at timestamp with time zone
+refund_requests.created_at timestamp with time zone NOT NULL
 -- table schema_migrations
 schema_migrations.version integer NOT NULL
 schema_migrations.name text NOT NULL
 schema_migrations.applied_at timestamp with time zone NOT NULL DEFAULT now()
+-- table store_actions
+store_actions.id uuid NOT NULL
+store_actions.app_user_id text
+store_actions.store text NOT NULL
+store_actions.purchase_id text NOT NULL
+store_actions.action text NOT NULL
+store_actions.request jsonb NOT NULL
+store_actions.status text NOT NULL
+store_actions.detail text NOT NULL
+store_actions.answer jsonb NOT NULL
+store_actions.actor text NOT NULL
+store_actions.created_at timestamp with time zone NOT NULL
 -- table store_notifications
 store_notifications.id bigint NOT NULL DEFAULT nextval('store_notifications_id_seq'::regclass)
 store_notifications.store text NOT NULL
@@ -141,6 +181,7 @@ audit_log audit_log_pkey: PRIMARY KEY (id)
 console_sessions console_sessions_pkey: PRIMARY KEY (token_sha256)
 customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 customer_aliases customer_aliases_pkey: PRIMARY KEY (alias)
+customer_consents customer_consents_pkey: PRIMARY KEY (app_user_id)
 customer_events customer_events_app_user_id_sequence_key: UNIQUE (app_user_id, sequence)
 customer_events customer_events_event_id_key: UNIQUE (event_id)
 customer_events customer_events_pkey: PRIMARY KEY (id)
@@ -159,7 +200,10 @@ purchases purchases_store_purchase_id_key: UNIQUE (store, purchase_id)
 reconcile_runs reconcile_runs_outcome_check: CHECK ((outcome = ANY (ARRAY['finished'::text, 'abandoned'::text])))
 reconcile_runs reconcile_runs_pkey: PRIMARY KEY (id)
 reconcile_runs reconcile_runs_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
+refund_requests refund_requests_pkey: PRIMARY KEY (id)
+refund_requests refund_requests_store_notification_id_key: UNIQUE (store, notification_id)
 schema_migrations schema_migrations_pkey: PRIMARY KEY (version)
+store_actions store_actions_pkey: PRIMARY KEY (id)
 store_notifications store_notifications_pkey: PRIMARY KEY (id)
 store_notifications store_notifications_result_check: CHECK ((result = ANY (ARRAY['processed'::text, 'ignored'::text, 'rejected'::text])))
 store_notifications store_notifications_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
@@ -175,6 +219,7 @@ CREATE INDEX console_sessions_expires_idx ON public.console_sessions USING btree
 CREATE UNIQUE INDEX console_sessions_pkey ON public.console_sessions USING btree (token_sha256)
 CREATE UNIQUE INDEX customer_aliases_pkey ON public.customer_aliases USING btree (alias)
 CREATE INDEX customer_aliases_user_idx ON public.customer_aliases USING btree (app_user_id)
+CREATE UNIQUE INDEX customer_consents_pkey ON public.customer_consents USING btree (app_user_id)
 CREATE UNIQUE INDEX customer_events_app_user_id_sequence_key ON public.customer_events USING btree (app_user_id, sequence)
 CREATE UNIQUE INDEX customer_events_event_id_key ON public.customer_events USING btree (event_id)
 CREATE UNIQUE INDEX customer_events_pkey ON public.customer_events USING btree (id)
@@ -195,7 +240,16 @@ CREATE INDEX purchases_without_app ON public.purchases USING btree (store) WHERE
 CREATE UNIQUE INDEX reconcile_runs_open_idx ON public.reconcile_runs USING btree (store) WHERE (finished_at IS NULL)
 CREATE UNIQUE INDEX reconcile_runs_pkey ON public.reconcile_runs USING btree (id)
 CREATE INDEX reconcile_runs_store_idx ON public.reconcile_runs USING btree (store, id)
+CREATE INDEX refund_requests_customer ON public.refund_requests USING btree (app_user_id)
+CREATE INDEX refund_requests_due ON public.refund_requests USING btree (next_attempt_at) WHERE (status = 'pending'::text)
+CREATE UNIQUE INDEX refund_requests_pkey ON public.refund_requests USING btree (id)
+CREATE INDEX refund_requests_purchase ON public.refund_requests USING btree (store, purchase_id)
+CREATE INDEX refund_requests_requested ON public.refund_requests USING btree (requested_at DESC, id)
+CREATE UNIQUE INDEX refund_requests_store_notification_id_key ON public.refund_requests USING btree (store, notification_id)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
+CREATE INDEX store_actions_customer ON public.store_actions USING btree (app_user_id, created_at)
+CREATE UNIQUE INDEX store_actions_pkey ON public.store_actions USING btree (id)
+CREATE INDEX store_actions_purchase ON public.store_actions USING btree (store, purchase_id, action, created_at)
 CREATE INDEX store_notifications_app ON public.store_notifications USING btree (app, id) WHERE (app IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
 CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)

@@ -13,6 +13,8 @@
     │                                 credentials are not configured (→ 422)
     ├── StoreRequestRejected          a store refused a listing request (a page token it no
     │                                 longer knows, a time window it does not keep)
+    ├── StoreActionRefused            a store refused an action on a purchase (an extension,
+    │                                 a deferral, a refund): `store_code` says why (→ 422)
     └── StoreUnavailable              store API or certificate endpoint unreachable (→ 503)
 
 A store whose section is absent answers its webhook with entitlements.errors.StoreNotConfigured
@@ -99,6 +101,19 @@ class StoreRequestRejected(ReceiptError):
     a time window it does not keep."""
 
     code = "store_request_rejected"
+
+
+class StoreActionRefused(ReceiptError):
+    """The store refused the action on this purchase."""
+
+    # Apple's `errorCode` (int) or Google's error reason / status (str); None when the store
+    # gave none. Retrying the same request gets the same refusal.
+    retryable = False
+    code = "store_action_refused"
+
+    def __init__(self, message: str | None = None, *, store_code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.store_code = store_code
 
 
 class StoreUnavailable(ReceiptError):

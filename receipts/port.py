@@ -193,3 +193,51 @@ class Reconciling(StoreAdapter, Protocol):
         """`refresh` requests that re-read a purchase we hold, to try in order until one
         does not raise PurchaseNotFound (several Play packages: one each)."""
         ...
+
+
+# --- store actions (support acting on a purchase: extend, revoke) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTarget:
+    """A stored purchase a store action is about."""
+
+    purchase_id: str  # Apple's original transaction id, Google's purchase token
+    product_id: str
+    subscription: bool
+    environment: str | None
+    app: str | None  # bundle id or package name
+
+
+ActionStatus = Literal["requested", "refused", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What the store answered: `requested` (accepted; the purchase changes when the store
+    confirms), `refused` (the store will refuse it again: `detail` says why) or `failed`
+    (the store could not be reached; trying later may work). `answer`: the store's own
+    answer or error, kept with the action."""
+
+    status: ActionStatus
+    detail: str
+    answer: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StoreActing(Protocol):
+    """A store's support actions on one purchase (receipts.apple.actions,
+    receipts.google.actions)."""
+
+    store: Store
+
+    async def extend(
+        self, target: ActionTarget, *, days: int, reason: str, request_id: str
+    ) -> ActionOutcome:
+        """Move the subscription's renewal (expiry) `days` later, for `reason`
+        (`customer_satisfaction`, `service_outage`, `other`); `request_id` makes a repeat
+        of the same request harmless where the store supports it."""
+        ...
+
+    async def revoke(self, target: ActionTarget, *, refund: str) -> ActionOutcome:
+        """End access now with a `refund` of "full" or "prorated"."""
+        ...

@@ -19,6 +19,8 @@ from api import ops
 from api import outbound as outbox_api
 from api import purchases as purchases_api
 from api import reads as entitlements_api
+from api import refunds as refunds_api
+from api import store_actions as store_actions_api
 from api import webhooks as webhooks_api
 from api.auth import ApiAuthenticator
 from api.keys import (
@@ -39,7 +41,9 @@ from api.keys import (
     REGISTRY,
     SERVICE,
     SETTINGS,
+    STORE_ACTING,
     STORE_MESSAGES,
+    SUPPORT_ACTIONS,
 )
 from api.middleware import HttpMetrics, build_middleware
 from api.rate_limit import FailureLimiter
@@ -56,6 +60,7 @@ from runtime.background import BackgroundTask
 from server.embedded import EmbeddedRedis, database_url
 from server.failures import CONNECT_ERRORS, target, unreachable
 from server.outbound_ctx import outbound_ctx
+from server.refunds_ctx import refund_delay, refunds_ctx
 from server.retention_ctx import retention_ctx
 from server.schema import prepare_schema
 from server.stores import apple_ctx, google_ctx, replay_stores
@@ -66,6 +71,7 @@ from services.ingest import EntitlementService
 from services.operations import CustomerOperations
 from services.store_actions import ConsoleStore
 from services.store_messages import StoreMessages
+from services.support_actions import SupportActions
 from storage.database import reset_session
 
 log = structlog.get_logger(__name__)
@@ -89,15 +95,19 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app[SETTINGS] = settings
     app[REGISTRY] = registry
     app[CLOCK] = clock
+    app[STORE_ACTING] = {}
     app.cleanup_ctx.extend(
         [executor_ctx, http_ctx, database_ctx, cache_ctx, services_ctx, apple_ctx, google_ctx]
     )
     app.cleanup_ctx.append(retention_ctx)  # after the pool: stopped before it closes
     app.cleanup_ctx.append(outbound_ctx)  # after the pool and the HTTP session, likewise
     app.cleanup_ctx.append(console_store_ctx)  # after the store adapters
+    app.cleanup_ctx.append(refunds_ctx)  # after the store adapters and the pool
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)
+    app.add_routes(refunds_api.routes)
+    app.add_routes(store_actions_api.routes)
     app.add_routes(purchases_api.routes)
     app.add_routes(customers_api.routes)
     app.add_routes(outbox_api.routes)
@@ -219,6 +229,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         catalog=catalog_from(settings),
         clock=app[CLOCK],
         transfer_policy=settings.customers.transfer_policy,
+        refund_delay=refund_delay(settings),
     )
     app[STORE_MESSAGES] = StoreMessages(app[SERVICE], app[CLOCK])
     app[CONSOLE_READS] = ConsoleReads(app[POOL])
@@ -250,6 +261,15 @@ async def console_store_ctx(app: web.Application) -> AsyncIterator[None]:
     if GOOGLE in app:
         adapters[Store.PLAY_STORE] = app[GOOGLE]
     settings, pool, clock, catalog = app[SETTINGS], app[POOL], app[CLOCK], app[SERVICE].catalog
+    acting = app[STORE_ACTING]
+    app[SUPPORT_ACTIONS] = SupportActions(
+        pool=pool,
+        acting=acting,
+        rereading=adapters,
+        messages=app[STORE_MESSAGES],
+        operations=app[OPERATIONS],
+        clock=clock,
+    )
     app[CONSOLE_STORE] = ConsoleStore(
         pool=pool,
         messages=app[STORE_MESSAGES],

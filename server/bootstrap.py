@@ -20,6 +20,7 @@ from entitlements.model import Clock
 from server.app import catalog_from
 from server.embedded import EmbeddedRedis, database_url, redis_answers
 from server.failures import CONNECT_ERRORS, unreachable
+from server.refunds_ctx import refund_delay
 from server.schema import prepare_schema
 from server.tls import warn_unverified
 from services.apps import fill_missing_apps
@@ -48,6 +49,7 @@ class Command:
             self.catalog,
             self.clock,
             self.settings.customers.transfer_policy,
+            refund_delay=refund_delay(self.settings),
         )
 
 

@@ -26,15 +26,27 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from api.keys import APPLE, CLOCK, EXECUTOR, GOOGLE, HTTP, POOL, SERVICE, SETTINGS
+from api.keys import (
+    APPLE,
+    CLOCK,
+    EXECUTOR,
+    GOOGLE,
+    HTTP,
+    POOL,
+    SERVICE,
+    SETTINGS,
+    STORE_ACTING,
+)
 from config.settings import AppleSettings, GoogleSettings, Settings
 from entitlements.access import Catalog
 from entitlements.model import Clock, Store
+from receipts.apple.actions import AppleActions
 from receipts.apple.adapter import AppleStore
 from receipts.apple.server_api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
 from receipts.apple.verifier import AppleVerifier
 from receipts.google.acknowledgements import PlayAcknowledgements
+from receipts.google.actions import PlayActions
 from receipts.google.adapter import GooglePlayStore
 from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
@@ -94,6 +106,8 @@ async def apple_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     verifier = await asyncio.to_thread(build_apple_verifier, settings, app[EXECUTOR])
     app[APPLE] = adapter = await apple_store(settings, app[HTTP], verifier)
+    if adapter.api is not None:
+        app[STORE_ACTING][Store.APP_STORE] = AppleActions(adapter.api)
     log.info("apple_enabled", environments=list(settings.environments), api=adapter.api is not None)
     yield
 
@@ -151,6 +165,7 @@ async def google_ctx(app: web.Application) -> AsyncIterator[None]:
         settings, app[HTTP], app[POOL], app[CLOCK], app[SERVICE].catalog
     )
     app[GOOGLE] = adapter
+    app[STORE_ACTING][Store.PLAY_STORE] = PlayActions(play, sorted(settings.package_names)[0])
     acks.start()
     log.info(
         "google_enabled",

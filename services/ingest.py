@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 import asyncpg
@@ -20,6 +20,7 @@ import structlog
 from cache import render
 from cache.answers import CustomerCache
 from cache.local import Rendered
+from entitlements import refunds
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.audit import Actor, AuditEntry
 from entitlements.journal import JournalEntry
@@ -29,6 +30,7 @@ from entitlements.state import view
 from storage import customers as customers_db
 from storage import purchases as purchases_db
 from storage import reconcile as reconcile_db
+from storage import refund_requests as refund_requests_db
 from storage.database import TransactionWrite, run
 
 log = structlog.get_logger(__name__)
@@ -55,8 +57,11 @@ class EntitlementService:
         catalog: Catalog,
         clock: Clock,
         transfer_policy: TransferPolicy = "transfer",
+        *,
+        refund_delay: timedelta = timedelta(0),
     ) -> None:
         self._pool = pool
+        self._refund_delay = refund_delay
         self._cache = cache
         self._catalog = catalog
         self._clock = clock
@@ -201,6 +206,7 @@ class EntitlementService:
                 await purchases_db.save_purchase(
                     conn, write.state, view(write.state), write.owner, entry=entry
                 )
+        requested = await self._refund_statements(conn, events, decision.owners, held, now)
         moved: set[str] = set()
         for transfer in decision.transfers:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
@@ -211,13 +217,57 @@ class EntitlementService:
             list(decision.changed.items()),
             lambda record: entitlements_of(record, self._catalog, now),
             at=now,
-            always=moved,
+            always=moved | requested,
             with_aliases=True,
             created=created,
         )
         for user, sequence in sequences.items():
             log.info("entitlement_changed", app_user_id=user, sequence=sequence)
         return frozenset(decision.changed), decision.owners, changed_aliases
+
+    async def _refund_statements(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[StoreEvent],
+        owners: dict[tuple[Store, str], str | None],
+        held: dict[tuple[Store, str], Held],
+        now: datetime,
+    ) -> set[str]:
+        """Open the refund requests `events` state (Apple's CONSUMPTION_REQUEST) and close
+        those the store decided (REFUND / REFUND_DECLINED). The customers with a new request
+        (each gets a change-feed event, though no entitlement changed)."""
+        requested: set[str] = set()
+        for event in events:
+            key = (event.store, event.purchase_id)
+            request = refunds.opened_by(event)
+            if request is not None:
+                owner = owners.get(key)
+                # A refund that arrived first (out of order) already decided it.
+                state = held[key].state if key in held else None
+                refunded = _revoked_at(state, request.transaction_id)
+                await refund_requests_db.insert(
+                    conn,
+                    event.store,
+                    request,
+                    owner,
+                    status="pending" if refunded is None else "refunded",
+                    first_attempt=refunds.first_attempt(now, request.deadline, self._refund_delay),
+                    decided_at=refunded,
+                    now=now,
+                )
+                if owner is not None:
+                    requested.add(owner)
+            decision = refunds.DECISIONS.get(event.kind)
+            if decision is not None and event.transaction is not None:
+                await refund_requests_db.close(
+                    conn,
+                    store=event.store,
+                    purchase_id=event.purchase_id,
+                    transaction_id=event.transaction.transaction_id,
+                    status=decision,
+                    at=event.occurred_at,
+                )
+        return requested
 
     @staticmethod
     async def _audit_transfer(
@@ -255,3 +305,13 @@ class EntitlementService:
 
     async def _db(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await run(self._pool, work)
+
+
+def _revoked_at(state: PurchaseState | None, transaction_id: str) -> datetime | None:
+    """When the stored state says `transaction_id` was refunded (None: it does not)."""
+    if state is None:
+        return None
+    for tx in state.transactions:
+        if tx.transaction_id == transaction_id and tx.revoked_at is not None:
+            return tx.revoked_at
+    return None

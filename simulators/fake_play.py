@@ -7,6 +7,28 @@ time, `type`, `includeQuantityBasedPartialRefund`, `maxResults`, `tokenPaginatio
 tokens are stateless (an HMAC over the expiry, keyed by the service account's
 certificate), so a token issued by one FakePlay instance is accepted by another with the
 same keys: the demo service keeps its cached token across `simulate` runs.
+
+Store actions, bodies checked field by field against the discovery document and refused
+with Google's JSON errors:
+- `subscriptionsv2:defer` — exactly `{deferralContext: {etag, deferDuration: "<n>s",
+  validateOnly?}}`; the etag must be the current one (else 409 ABORTED); only an ACTIVE or
+  CANCELED subscription with time left can be deferred (else 400 FAILED_PRECONDITION). It
+  moves every line item's expiryTime and answers `itemExpiryTimeDetails` (validateOnly:
+  answers, changes nothing). Recorded in `deferrals`.
+- `subscriptionsv2:revoke` — exactly `{revocationContext: {fullRefund: {}} | {proratedRefund:
+  {}}}` (the fake does not model itemBasedRefund: 400). Access ends now: the state becomes
+  SUBSCRIPTION_STATE_EXPIRED, every line item expires now, auto-renewal stops, and the order
+  is listed as a voided purchase (voidedSource 1, developer). An expired subscription cannot
+  be revoked (400 FAILED_PRECONDITION). Recorded in `revocations`.
+- `orders/{orderId}:refund?revoke=` — no body; the order is a subscription line item's
+  latestSuccessfulOrderId or a product purchase's orderId (else 404); an order refunded
+  already, or a product bought more than three years ago, is refused (400
+  FAILED_PRECONDITION). With revoke=true a subscription is revoked as above and a product
+  purchase reads purchaseState 1 (cancelled). Recorded in `refunds`; listed as voided.
+Every subscriptionsv2 answer carries an `etag`: the purchase's own (the builders give one),
+else one made up; every change the fake makes (acknowledge, defer, revoke, refund), and a
+`set_subscription` that changes a purchase but keeps its etag, gives it a new one. "Now" is
+`clock` when set, else the real clock.
 """
 
 from __future__ import annotations
@@ -17,11 +39,12 @@ import copy
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google.auth.exceptions
@@ -29,28 +52,45 @@ import google.auth.jwt
 from aiohttp import web
 
 from simulators.google_signer import GoogleTestKeys
-from simulators.play_purchases import product_purchase, subscription_purchase
+from simulators.play_purchases import (
+    product_purchase,
+    rfc3339,
+    subscription_purchase,
+    voided_purchase,
+)
 
 __all__ = ["Failure", "FakePlay", "product_purchase", "running_fake_play", "subscription_purchase"]
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
-_API = "/androidpublisher/v3/applications/{package}/purchases"
+_APP = "/androidpublisher/v3/applications/{package}"
+_API = _APP + "/purchases"
 VOIDED_KEPT = timedelta(days=30)
+REFUNDABLE_FOR = timedelta(days=3 * 365)  # orders older than three years cannot be refunded
+_DURATION = re.compile(r"([0-9]+)s")
+_DEFERRABLE = frozenset({"SUBSCRIPTION_STATE_ACTIVE", "SUBSCRIPTION_STATE_CANCELED"})
+_EXPIRED = "SUBSCRIPTION_STATE_EXPIRED"
+_REFUND_TYPES = frozenset({"fullRefund", "proratedRefund"})
 _STATUS_NAMES = {
     400: ("INVALID_ARGUMENT", "invalid"),
     401: ("UNAUTHENTICATED", "authError"),
     403: ("PERMISSION_DENIED", "permissionDenied"),
     404: ("NOT_FOUND", "notFound"),
+    409: ("ABORTED", "aborted"),
     410: ("NOT_FOUND", "purchaseTokenNoLongerValid"),
+    412: ("FAILED_PRECONDITION", "conditionNotMet"),
     429: ("RESOURCE_EXHAUSTED", "rateLimitExceeded"),
     500: ("INTERNAL", "backendError"),
     503: ("UNAVAILABLE", "backendError"),
 }
 
 
-def google_error(status: int, message: str) -> web.Response:
-    """A response with Google's JSON error body shape."""
-    name, reason = _STATUS_NAMES.get(status, ("UNKNOWN", "unknown"))
+def google_error(
+    status: int, message: str, *, status_name: str | None = None, reason: str | None = None
+) -> web.Response:
+    """A response with Google's JSON error body shape (`status_name` and `reason` default to
+    those Google gives with the HTTP status)."""
+    name, default_reason = _STATUS_NAMES.get(status, ("UNKNOWN", "unknown"))
+    name, reason = status_name or name, reason or default_reason
     body = {
         "error": {
             "code": status,
@@ -85,8 +125,8 @@ class _Recorded:
 class FakePlay:
     """The fake. Set `subscriptions[(package, token)]`, `products[(package, product, token)]`,
     `gone` tokens (HTTP 410), voided purchases (`add_voided`), `failures`, `delay`, `clock`
-    (the "now" the voided purchases window is checked against); read `acknowledgements` and
-    `requests`."""
+    (the "now" the voided purchases window and the store actions use); read
+    `acknowledgements`, `deferrals`, `revocations`, `refunds` and `requests`."""
 
     keys: GoogleTestKeys | None = None
     require_auth: bool = True
@@ -101,6 +141,12 @@ class FakePlay:
     failures: list[Failure] = field(default_factory=list)
     deny: bool = False
     acknowledgements: list[dict[str, Any]] = field(default_factory=list)
+    # {"package", "token", "body", "expiry_times"} of every deferral done (not validateOnly)
+    deferrals: list[dict[str, Any]] = field(default_factory=list)
+    # {"package", "token", "refund" ("fullRefund"/"proratedRefund"), "body"} of every revoke
+    revocations: list[dict[str, Any]] = field(default_factory=list)
+    # {"package", "order_id", "revoke" (bool), "query" (as sent)} of every order refunded
+    refunds: list[dict[str, Any]] = field(default_factory=list)
     requests: list[_Recorded] = field(default_factory=list)
     token_requests: int = 0
     certs_requests: int = 0
@@ -108,6 +154,7 @@ class FakePlay:
     base_url: str = ""
     _runner: web.AppRunner | None = None
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _etag_changes: int = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -121,6 +168,8 @@ class FakePlay:
         app.router.add_get(_API + "/products/{product}/tokens/{token}", self._get_product)
         app.router.add_post(_API + "/products/{product}/tokens/{action}", self._ack_product)
         app.router.add_get(_API + "/voidedpurchases", self._voided_purchases)
+        app.router.add_post(_API + "/subscriptionsv2/tokens/{action}", self._subscription_action)
+        app.router.add_post(_APP + "/orders/{action}", self._refund_order)
         return app
 
     async def start(self, port: int = 0) -> str:
@@ -154,8 +203,18 @@ class FakePlay:
     # --- state helpers -------------------------------------------------------------------
 
     def set_subscription(self, package: str, token: str, purchase: dict[str, Any]) -> None:
-        """Make `subscriptionsv2.get(package, token)` return `purchase`."""
-        self.subscriptions[(package, token)] = copy.deepcopy(purchase)
+        """Make `subscriptionsv2.get(package, token)` return `purchase` (with a new etag if it
+        changes the purchase but keeps the etag it had)."""
+        new = copy.deepcopy(purchase)
+        old = self.subscriptions.get((package, token))
+        if (
+            old is not None
+            and "etag" in new
+            and new["etag"] == old.get("etag")
+            and _without_etag(new) != _without_etag(old)
+        ):
+            self._new_etag(new)
+        self.subscriptions[(package, token)] = new
         self.gone.discard(token)
 
     def set_product(self, package: str, product_id: str, token: str, body: dict[str, Any]) -> None:
@@ -169,6 +228,16 @@ class FakePlay:
     def fail(self, status: int, times: int = 1, path_contains: str = "") -> None:
         """Inject `times` failures with `status` (0 = stall)."""
         self.failures.append(Failure(status, times, path_contains))
+
+    def now(self) -> datetime:
+        """The fake's "now": `clock` when set, else the real clock."""
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
+    def _new_etag(self, purchase: dict[str, Any]) -> None:
+        """Give a changed purchase an etag it never had."""
+        self._etag_changes += 1
+        digest = hashlib.sha256(json.dumps(_without_etag(purchase), sort_keys=True).encode())
+        purchase["etag"] = f"etag-{self._etag_changes}-{digest.hexdigest()[:12]}"
 
     def api_requests(self) -> Iterator[_Recorded]:
         """Recorded Play API requests (not token or certs requests)."""
@@ -263,6 +332,8 @@ class FakePlay:
         purchase = self.subscriptions.get((package, token))
         if purchase is None or token in self.gone:
             return self._missing(token)
+        if "etag" not in purchase:
+            self._new_etag(purchase)
         return web.json_response(purchase)
 
     async def _get_product(self, request: web.Request) -> web.Response:
@@ -341,6 +412,8 @@ class FakePlay:
         purchase["acknowledgementState"] = (
             "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED" if kind == "subscription" else 1
         )
+        if kind == "subscription":
+            self._new_etag(purchase)
         self.acknowledgements.append(
             {"kind": kind, "package": package, "product_id": product, "token": token, "body": body}
         )
@@ -351,6 +424,224 @@ class FakePlay:
 
     async def _ack_product(self, request: web.Request) -> web.Response:
         return await self._acknowledge(request, "product")
+
+    # --- store actions -------------------------------------------------------------------
+
+    async def _subscription_action(self, request: web.Request) -> web.Response:
+        body, readable = await _read_json(request)
+        if (early := await self._gate(request, body)) is not None:
+            return early
+        token, _, verb = request.match_info["action"].rpartition(":")
+        if verb not in {"defer", "revoke"} or not token:
+            return google_error(404, "Unknown method.")
+        if not readable or not isinstance(body, dict):
+            return google_error(400, "Invalid JSON payload received.")
+        package = request.match_info["package"]
+        purchase = self.subscriptions.get((package, token))
+        if purchase is None or token in self.gone:
+            return self._missing(token)
+        if verb == "defer":
+            return self._defer(package, token, purchase, body)
+        return self._revoke(package, token, purchase, body)
+
+    def _defer(
+        self, package: str, token: str, purchase: dict[str, Any], body: dict[str, Any]
+    ) -> web.Response:
+        context = body.get("deferralContext")
+        if set(body) != {"deferralContext"} or not isinstance(context, dict):
+            return google_error(400, "deferralContext is required.")
+        if (
+            not {"etag", "deferDuration"}
+            <= set(context)
+            <= {
+                "etag",
+                "deferDuration",
+                "validateOnly",
+            }
+        ):
+            return google_error(400, "Invalid deferralContext: etag and deferDuration only.")
+        etag, duration = context["etag"], context["deferDuration"]
+        validate_only = context.get("validateOnly", False)
+        match = _DURATION.fullmatch(duration) if isinstance(duration, str) else None
+        if not isinstance(etag, str) or not etag or match is None or int(match[1]) <= 0:
+            return google_error(400, "Invalid value at 'deferral_context'.")
+        if not isinstance(validate_only, bool):
+            return google_error(400, "Invalid value at 'deferral_context.validate_only'.")
+        if etag != purchase.get("etag"):
+            return google_error(409, "The etag does not match the subscription's current one.")
+        now = self.now()
+        items = purchase.get("lineItems", [])
+        if purchase.get("subscriptionState") not in _DEFERRABLE or not any(
+            _parse_time(i["expiryTime"]) > now for i in items if "expiryTime" in i
+        ):
+            return google_error(
+                400,
+                "The subscription cannot be deferred in its current state.",
+                status_name="FAILED_PRECONDITION",
+                reason="failedPrecondition",
+            )
+        shift = timedelta(seconds=int(match[1]))
+        details = [
+            {
+                "productId": item.get("productId"),
+                "expiryTime": rfc3339(_parse_time(item["expiryTime"]) + shift),
+            }
+            for item in items
+            if "expiryTime" in item
+        ]
+        if not validate_only:
+            for item, detail in zip((i for i in items if "expiryTime" in i), details, strict=True):
+                item["expiryTime"] = detail["expiryTime"]
+            self._new_etag(purchase)
+            self.deferrals.append(
+                {"package": package, "token": token, "body": body, "expiry_times": details}
+            )
+        return web.json_response({"itemExpiryTimeDetails": details})
+
+    def _revoke(
+        self, package: str, token: str, purchase: dict[str, Any], body: dict[str, Any]
+    ) -> web.Response:
+        context = body.get("revocationContext")
+        if (
+            set(body) != {"revocationContext"}
+            or not isinstance(context, dict)
+            or len(context) != 1
+            or next(iter(context)) not in _REFUND_TYPES
+            or next(iter(context.values())) != {}
+        ):
+            return google_error(
+                400, "revocationContext needs exactly one of fullRefund, proratedRefund."
+            )
+        if purchase.get("subscriptionState") in {
+            _EXPIRED,
+            "SUBSCRIPTION_STATE_PENDING",
+            "SUBSCRIPTION_STATE_PENDING_PURCHASE_CANCELED",
+        }:
+            return google_error(
+                400,
+                "The subscription is not active.",
+                status_name="FAILED_PRECONDITION",
+                reason="failedPrecondition",
+            )
+        self._end_subscription(package, token, purchase, None)
+        self.revocations.append(
+            {"package": package, "token": token, "refund": next(iter(context)), "body": body}
+        )
+        return web.json_response({})
+
+    def _end_subscription(
+        self, package: str, token: str, purchase: dict[str, Any], order: str | None
+    ) -> None:
+        """Access ends now: expired, every item expiring now, no renewal, and `order` (by
+        default the latest order of its first item) listed as voided."""
+        now = self.now()
+        purchase["subscriptionState"] = _EXPIRED
+        for item in purchase.get("lineItems", []):
+            item["expiryTime"] = rfc3339(now)
+            if isinstance(item.get("autoRenewingPlan"), dict):
+                item["autoRenewingPlan"]["autoRenewEnabled"] = False
+        self._new_etag(purchase)
+        order = order or next(
+            (
+                i["latestSuccessfulOrderId"]
+                for i in purchase.get("lineItems", [])
+                if "latestSuccessfulOrderId" in i
+            ),
+            None,
+        )
+        if order is not None:
+            self.add_voided(package, voided_purchase(token, order, now, voidedSource=1))
+
+    async def _refund_order(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        if (early := await self._gate(request, None)) is not None:
+            return early
+        order_id, _, verb = request.match_info["action"].rpartition(":")
+        if verb != "refund" or not order_id:
+            return google_error(404, "Unknown method.")
+        if raw.strip() not in {b"", b"{}"}:
+            return google_error(400, "orders.refund takes no request body.")
+        revoke = request.query.get("revoke", "false")
+        if revoke not in {"true", "false"}:
+            return google_error(400, f"Invalid value at 'revoke' ({revoke}).")
+        package = request.match_info["package"]
+        found = self._order(package, order_id)
+        if found is None:
+            return google_error(404, "The order was not found.")
+        kind, token, purchase, bought = found
+        if any(r["package"] == package and r["order_id"] == order_id for r in self.refunds):
+            return google_error(
+                400,
+                "The order has already been refunded.",
+                status_name="FAILED_PRECONDITION",
+                reason="failedPrecondition",
+            )
+        now = self.now()
+        if bought is not None and now - bought > REFUNDABLE_FOR:
+            return google_error(
+                400,
+                "Orders older than three years cannot be refunded.",
+                status_name="FAILED_PRECONDITION",
+                reason="failedPrecondition",
+            )
+        if (
+            revoke == "true"
+            and kind == "subscription"
+            and purchase["subscriptionState"] != _EXPIRED
+        ):
+            self._end_subscription(package, token, purchase, order_id)
+        else:
+            if revoke == "true" and kind == "product":
+                purchase["purchaseState"] = 1
+            self.add_voided(
+                package,
+                voided_purchase(token, order_id, now, voidedSource=1),
+                subscription=kind == "subscription",
+            )
+        self.refunds.append(
+            {
+                "package": package,
+                "order_id": order_id,
+                "revoke": revoke == "true",
+                "query": dict(request.query),
+            }
+        )
+        return web.Response(status=204)
+
+    def _order(
+        self, package: str, order_id: str
+    ) -> tuple[str, str, dict[str, Any], datetime | None] | None:
+        """(kind, token, purchase, when bought) of the purchase an order id belongs to."""
+        for (pkg, token), purchase in self.subscriptions.items():
+            items = purchase.get("lineItems", [])
+            if pkg == package and any(i.get("latestSuccessfulOrderId") == order_id for i in items):
+                # when a renewal order was placed is not in the purchase: not checked
+                return "subscription", token, purchase, None
+        for (pkg, _product, token), body in self.products.items():
+            if pkg == package and body.get("orderId") == order_id:
+                millis = body.get("purchaseTimeMillis")
+                bought = datetime.fromtimestamp(int(millis) / 1000, UTC) if millis else None
+                return "product", token, body, bought
+        return None
+
+
+async def _read_json(request: web.Request) -> tuple[Any, bool]:
+    """The request's JSON body and whether it parsed (an empty body is `None`, True)."""
+    raw = await request.read()
+    if not raw.strip():
+        return None, True
+    try:
+        return json.loads(raw), True
+    except ValueError:
+        return None, False
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _without_etag(purchase: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in purchase.items() if k != "etag"}
 
 
 def _line_item_product(purchase: dict[str, Any], product_id: str) -> bool:

@@ -223,6 +223,21 @@ async def retire(conn: asyncpg.Connection, alias: str, target: str, at: datetime
     await conn.execute(INSERT_ALIAS, alias, target, at)
 
 
+EXPORT_CONSENT = """
+SELECT app_user_id, consumption_data, updated_at FROM customer_consents
+WHERE app_user_id = ANY($1::text[])
+"""
+EXPORT_REFUND_REQUESTS = """
+SELECT * FROM refund_requests WHERE app_user_id = ANY($1::text[]) ORDER BY requested_at, id
+"""
+RENAME_REFUND_REQUESTS = "UPDATE refund_requests SET app_user_id = $2 WHERE app_user_id = $1"
+RENAME_STORE_ACTIONS = "UPDATE store_actions SET app_user_id = $2 WHERE app_user_id = $1"
+EXPORT_STORE_ACTIONS = """
+SELECT * FROM store_actions WHERE app_user_id = ANY($1::text[]) ORDER BY created_at, id
+"""
+DELETE_CONSENT = "DELETE FROM customer_consents WHERE app_user_id = $1"
+
+
 async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
     """Everything stored about a customer (and its aliases), JSON-ready."""
     customer = await conn.fetchrow(EXPORT_CUSTOMER, app_user_id)
@@ -251,6 +266,20 @@ async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
         "events": events,
         "audit": audit_rows,
         "ownership": [_plain(r) for r in await conn.fetch(EXPORT_OWNERSHIP, ids)],
+        "consent": [_plain(r) for r in await conn.fetch(EXPORT_CONSENT, ids)],
+        "refund_requests": [
+            _plain(r) | {"id": str(r["id"]), "sent_body": _loaded(r["sent_body"])}
+            for r in await conn.fetch(EXPORT_REFUND_REQUESTS, ids)
+        ],
+        "store_actions": [
+            _plain(r)
+            | {
+                "id": str(r["id"]),
+                "request": _loaded(r["request"]),
+                "answer": _loaded(r["answer"]),
+            }
+            for r in await conn.fetch(EXPORT_STORE_ACTIONS, ids)
+        ],
         "notifications": [
             _plain(r) | {"reads": json.loads(r["reads"]) if r["reads"] is not None else None}
             for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)
@@ -275,13 +304,20 @@ async def erase(conn: asyncpg.Connection, customer: str, pseudonym: str, at: dat
 
 async def scrub(conn: asyncpg.Connection, pseudonyms: dict[str, str]) -> None:
     """Each erased id becomes its pseudonym in the change feed, the audit log (targets, and
-    actors who were that user) and the owners ingest recorded for replay (purchase_owners);
-    the audit details of its rows go."""
+    actors who were that user), the owners ingest recorded for replay (purchase_owners) and
+    its refund requests; the audit details of its rows and its consent go."""
     for erased, pseudonym in sorted(pseudonyms.items()):
         await conn.execute(RENAME_EVENTS, erased, pseudonym)
         await conn.execute(RENAME_RECORDED_OWNERS, erased, pseudonym)
         await conn.execute(RENAME_AUDIT, erased, pseudonym)
         await conn.execute(RENAME_ACTOR, f"user:{erased}", f"user:{pseudonym}")
+        await conn.execute(RENAME_REFUND_REQUESTS, erased, pseudonym)
+        await conn.execute(RENAME_STORE_ACTIONS, erased, pseudonym)
+        await conn.execute(DELETE_CONSENT, erased)
+
+
+def _loaded(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _plain(row: asyncpg.Record) -> dict[str, Any]:

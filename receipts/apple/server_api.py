@@ -11,19 +11,37 @@ the same call through a `receipts.recording.ReadRecorder` that journals the raw 
 in replay serves the journaled one instead). Get Notification History (a POST, for
 `receiptd reconcile`) is not recorded: each notification it lists is journaled itself.
 With a `limiter` (reconciliation), every HTTP attempt waits for its slot.
+
+The store actions (Send Consumption Information, Extend a Subscription Renewal Date, the
+mass extension and its status) go to the one environment named (no fallback) and are not
+recorded: they are acts, not reads. Their request bodies are the official library's models,
+serialised by its converter, so they are what `AppStoreServerAPIClient` would send. Apple's
+refusals (HTTP 400, or 403 with an `errorCode`) → StoreActionRefused naming Apple's error;
+404 → PurchaseNotFound; 401 (or 403 without an error code) → StoreCredentialsRejected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
+from appstoreserverlibrary.api_client import APIError
+from appstoreserverlibrary.models.ConsumptionRequest import ConsumptionRequest
+from appstoreserverlibrary.models.DeliveryStatus import DeliveryStatus
+from appstoreserverlibrary.models.ExtendReasonCode import ExtendReasonCode
+from appstoreserverlibrary.models.ExtendRenewalDateRequest import ExtendRenewalDateRequest
+from appstoreserverlibrary.models.LibraryUtility import _get_cattrs_converter
+from appstoreserverlibrary.models.MassExtendRenewalDateRequest import (
+    MassExtendRenewalDateRequest,
+)
+from appstoreserverlibrary.models.RefundPreference import RefundPreference
 
 from entitlements.model import EventKind, StoreEvent
 from receipts.apple.credentials import make_auth_token, transaction_id_from_receipt
@@ -33,6 +51,7 @@ from receipts.errors import (
     MalformedPayload,
     PurchaseNotFound,
     ReceiptError,
+    StoreActionRefused,
     StoreRequestRejected,
     StoreUnavailable,
 )
@@ -45,6 +64,8 @@ __all__ = [
     "AppStoreServerClient",
     "StoreCredentialsRejected",
     "SubscriptionStatus",
+    "apple_error_name",
+    "consumption_request",
     "make_auth_token",
     "status_events",
     "transaction_id_from_receipt",
@@ -58,6 +79,25 @@ _OTHER_ENVIRONMENT_CODES = frozenset({4040010, 4040005})
 _RETRYABLE_CODES = frozenset({4040002, 4040004, 4040006, 4290000, 5000001})
 _MAX_HISTORY_PAGES = 1000  # 20 000 transactions; a guard against a server that never ends
 NOTIFICATION_HISTORY = "/inApps/v1/notifications/history"
+CONSUMPTION = "/inApps/v2/transactions/consumption/{}"
+EXTEND = "/inApps/v1/subscriptions/extend/{}"
+MASS_EXTEND = "/inApps/v1/subscriptions/extend/mass"
+MASS_EXTEND_STATUS = "/inApps/v1/subscriptions/extend/mass/{}/{}"
+# Send Consumption Information v2: its fields, and those Apple requires (ConsumptionRequest).
+_CONSUMPTION_FIELDS = frozenset(
+    {
+        "customerConsented",
+        "sampleContentProvided",
+        "deliveryStatus",
+        "consumptionPercentage",
+        "refundPreference",
+    }
+)
+_CONSUMPTION_REQUIRED = frozenset({"customerConsented", "sampleContentProvided", "deliveryStatus"})
+_MAX_CONSUMPTION_PERCENTAGE = 100_000  # milliunits: 100 %
+# Product ids and request identifiers we put in a path: App Store Connect's product id
+# characters, never "." or ".." alone (they would move up the path).
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class StoreCredentialsRejected(StoreUnavailable):
@@ -255,6 +295,106 @@ class AppStoreServerClient:
             "POST", env, NOTIFICATION_HISTORY, params, body, refused=StoreRequestRejected
         )
 
+    # --- store actions -------------------------------------------------------------------
+
+    async def send_consumption_information(
+        self, transaction_id: str, environment: str, body: Mapping[str, Any]
+    ) -> None:
+        """Send Consumption Information (v2) for a consumable's refund request, in
+        `environment` ("Production" or "Sandbox"; no fallback). `body` is Apple's JSON
+        (customerConsented, which must be true, sampleContentProvided, deliveryStatus,
+        consumptionPercentage in milliunits, refundPreference); a body Apple's model does not
+        admit is StoreRequestRejected, raised before any request. Apple answers 202."""
+        path = CONSUMPTION.format(_segment(transaction_id))
+        json_body = consumption_request(body)
+        await self._act("PUT", environment, path, json_body, expect_body=False)
+
+    async def extend_renewal_date(
+        self,
+        original_transaction_id: str,
+        environment: str,
+        *,
+        days: int,
+        reason_code: int,
+        request_identifier: str,
+    ) -> dict[str, Any]:
+        """Extend a Subscription Renewal Date by `days` (Apple allows 1-90, twice per year)
+        for `reason_code` (0 undeclared, 1 customer satisfaction, 2 other, 3 service issue):
+        Apple's answer `{originalTransactionId, webOrderLineItemId, success, effectiveDate}`.
+        The same `request_identifier` asked again gets the same answer. A reason code the
+        library's model does not know is StoreRequestRejected, before any request; Apple
+        judges the rest: its refusals are StoreActionRefused with its error code."""
+        request = ExtendRenewalDateRequest(
+            extendByDays=_integer("days", days),
+            extendReasonCode=_reason(reason_code),
+            requestIdentifier=_text("request_identifier", request_identifier),
+        )
+        path = EXTEND.format(_segment(original_transaction_id))
+        return await self._act("PUT", environment, path, _wire(request))
+
+    async def mass_extend(
+        self,
+        environment: str,
+        *,
+        product_id: str,
+        days: int,
+        reason_code: int,
+        request_identifier: str,
+        storefront_country_codes: Sequence[str] | None = None,
+    ) -> None:
+        """Extend Subscription Renewal Dates for All Active Subscribers of `product_id` (in
+        the `storefront_country_codes` given, else everywhere). Apple accepts the request and
+        works on it later: follow it with `mass_extend_status`, which is why the request
+        identifier must be a safe path segment (letters, digits, ".", "_", "-"; ≤ 128)."""
+        if storefront_country_codes is not None and (
+            isinstance(storefront_country_codes, str)
+            or not all(isinstance(c, str) for c in storefront_country_codes)
+        ):
+            raise StoreRequestRejected("storefront_country_codes must be a list of codes")
+        request = MassExtendRenewalDateRequest(
+            extendByDays=_integer("days", days),
+            extendReasonCode=_reason(reason_code),
+            requestIdentifier=_name_segment("request_identifier", request_identifier),
+            productId=_name_segment("product_id", product_id),
+            storefrontCountryCodes=(
+                None if storefront_country_codes is None else list(storefront_country_codes)
+            ),
+        )
+        await self._act("POST", environment, MASS_EXTEND, _wire(request))
+
+    async def mass_extend_status(
+        self, environment: str, product_id: str, request_identifier: str
+    ) -> dict[str, Any]:
+        """Get Status of Subscription Renewal Date Extensions: `{requestIdentifier, complete,
+        completeDate, succeededCount, failedCount}` of one mass extension."""
+        path = MASS_EXTEND_STATUS.format(
+            _name_segment("product_id", product_id),
+            _name_segment("request_identifier", request_identifier),
+        )
+        return await self._act("GET", environment, path, None)
+
+    async def _act(
+        self,
+        method: str,
+        environment: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        expect_body: bool = True,
+    ) -> dict[str, Any]:
+        """One store action in `environment` (no fallback, not recorded)."""
+        if environment not in self._urls:
+            raise ValueError(f"Not an App Store Server API environment: {environment!r}")
+        return await self._send(
+            method,
+            environment,
+            path,
+            None,
+            body,
+            refused=StoreActionRefused,
+            expect_body=expect_body,
+        )
+
     # --- response handling ---------------------------------------------------------------
 
     async def _history_from(
@@ -327,11 +467,14 @@ class AppStoreServerClient:
         body: Mapping[str, Any] | None = None,
         *,
         refused: type[ReceiptError] = PurchaseNotFound,
+        expect_body: bool = True,
     ) -> dict[str, Any]:
         attempt = 0
         while True:
             try:
-                return await self._send_once(method, env, path, params, body, refused=refused)
+                return await self._send_once(
+                    method, env, path, params, body, refused=refused, expect_body=expect_body
+                )
             except _Retry as exc:
                 if attempt >= self._retries:
                     raise StoreUnavailable("The App Store Server API is unavailable") from exc
@@ -347,7 +490,10 @@ class AppStoreServerClient:
         json_body: Mapping[str, Any] | None,
         *,
         refused: type[ReceiptError],
+        expect_body: bool = True,
     ) -> dict[str, Any]:
+        """One HTTP attempt. 200 with a JSON object is the answer; without `expect_body`, a
+        200 or 202 with an empty body is fine too (`{}`)."""
         if self._limiter is not None:
             await self._limiter.wait()
         headers = {"Authorization": f"Bearer {self._auth_token()}", "Accept": "application/json"}
@@ -367,13 +513,17 @@ class AppStoreServerClient:
                     body = None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _Retry from exc
-        if status == 200:
-            if not isinstance(body, dict):
-                raise MalformedPayload("Apple API answered with a non-object body")
-            return body
+        if status == 200 or (status == 202 and not expect_body):
+            if isinstance(body, dict):
+                return body
+            if body is None and not expect_body:
+                return {}
+            raise MalformedPayload("Apple API answered with a non-object body")
         code = body.get("errorCode") if isinstance(body, dict) else None
         if status == 429 or status >= 500 or code in _RETRYABLE_CODES:
             raise _Retry
+        if refused is StoreActionRefused:
+            _refuse_action(status, code)
         if status in {401, 403}:
             raise StoreCredentialsRejected
         if status == 404 and code in _OTHER_ENVIRONMENT_CODES:
@@ -414,6 +564,112 @@ _RECORDED_FAILURES: Failures = {
 
 def _millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def apple_error_name(code: int | str | None) -> str:
+    """Apple's name of an `errorCode` (4030005 → "SubscriptionMaxExtensionError"), from the
+    official library's `APIError`; "error <code>" for a code it does not know."""
+    try:
+        member = APIError(int(code)) if isinstance(code, int) else None
+    except ValueError:
+        member = None
+    if member is None:
+        return f"error {code}"
+    words = member.name.removesuffix("_ERROR").split("_")
+    return "".join(word.capitalize() for word in words) + "Error"
+
+
+def _refuse_action(status: int, code: object) -> None:
+    """Raise what an action's final, non-success answer means (or return: not a refusal)."""
+    store_code = code if isinstance(code, int | str) and not isinstance(code, bool) else None
+    if status == 404:
+        named = apple_error_name(store_code) if store_code is not None else "HTTP 404"
+        raise PurchaseNotFound(f"The App Store does not know what the action is on ({named})")
+    if status == 400 or (status == 403 and store_code is not None):
+        named = apple_error_name(store_code) if store_code is not None else "no error code"
+        raise StoreActionRefused(
+            f"Apple refused the request: {named} (HTTP {status})", store_code=store_code
+        )
+
+
+def consumption_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`body` checked against Apple's ConsumptionRequest (exactly its fields, their types and
+    enums, consumptionPercentage 0-100000, customerConsented true) and serialised as the
+    official library does; StoreRequestRejected naming the first problem otherwise."""
+    if not isinstance(body, Mapping):
+        raise StoreRequestRejected("Consumption information must be a JSON object")
+    unknown = sorted(set(body) - _CONSUMPTION_FIELDS)
+    missing = sorted(_CONSUMPTION_REQUIRED - set(body))
+    if unknown or missing:
+        raise StoreRequestRejected(
+            f"Consumption information: unknown fields {unknown}, missing fields {missing}"
+        )
+    for flag in ("customerConsented", "sampleContentProvided"):
+        if not isinstance(body[flag], bool):
+            raise StoreRequestRejected(f"Consumption information: {flag} must be a boolean")
+    if body["customerConsented"] is not True:
+        raise StoreRequestRejected("Consumption information needs the customer's consent")
+    delivery = body["deliveryStatus"]
+    if not isinstance(delivery, str) or delivery not in DeliveryStatus:
+        raise StoreRequestRejected("Consumption information: unknown deliveryStatus")
+    percentage = body.get("consumptionPercentage")
+    if percentage is not None and (
+        not isinstance(percentage, int)
+        or isinstance(percentage, bool)
+        or not 0 <= percentage <= _MAX_CONSUMPTION_PERCENTAGE
+    ):
+        raise StoreRequestRejected(
+            "Consumption information: consumptionPercentage must be 0-100000 (milliunits)"
+        )
+    preference = body.get("refundPreference")
+    if preference is not None and (
+        not isinstance(preference, str) or preference not in RefundPreference
+    ):
+        raise StoreRequestRejected("Consumption information: unknown refundPreference")
+    request = ConsumptionRequest(
+        customerConsented=True,
+        sampleContentProvided=body["sampleContentProvided"],
+        deliveryStatus=DeliveryStatus(delivery),
+        consumptionPercentage=percentage,
+        refundPreference=RefundPreference(preference) if preference is not None else None,
+    )
+    return _wire(request)
+
+
+def _wire(
+    model: ConsumptionRequest | ExtendRenewalDateRequest | MassExtendRenewalDateRequest,
+) -> dict[str, Any]:
+    """A library request model as the JSON object its client sends (no null fields)."""
+    # A class is hashable; mypy confuses it with the attrs instances' `__hash__ = None`.
+    converter = _get_cattrs_converter(type(model))  # type: ignore[arg-type]
+    wire: dict[str, Any] = converter.unstructure(model)
+    return wire
+
+
+def _integer(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise StoreRequestRejected(f"{name} must be an integer")
+    return value
+
+
+def _reason(value: object) -> ExtendReasonCode:
+    """An extension reason the library's model admits (0-3)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value in ExtendReasonCode:
+        return ExtendReasonCode(value)
+    raise StoreRequestRejected("reason_code must be 0, 1, 2 or 3 (Apple's extendReasonCode)")
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise StoreRequestRejected(f"{name} must be a string")
+    return value
+
+
+def _name_segment(name: str, value: object) -> str:
+    """A product id or request identifier as one URL path segment."""
+    if not isinstance(value, str) or not _SAFE_SEGMENT.fullmatch(value) or not value.strip("."):
+        raise StoreRequestRejected(f"{name} must be letters, digits, '.', '_' or '-'")
+    return value
 
 
 def _segment(transaction_id: str) -> str:

@@ -8,6 +8,13 @@ Failures map to receipts.errors: 429/5xx/network → retried, then `StoreUnavail
 a subscription → `gone_subscription()` (expired long ago); 401/403 → `PlayAccessDenied`.
 Messages never contain purchase tokens. With a `limiter` (reconciliation), every HTTP
 attempt waits for its slot.
+
+The store actions (subscriptionsv2 defer and revoke, orders.refund) map Google's refusals —
+HTTP 400, 409 or 412: a deferral of a subscription that cannot be deferred, a stale etag, an
+order too old or already refunded — to `StoreActionRefused`, its `store_code` the reason of
+Google's error (else its status); an unknown token or order (404/410) is `PurchaseNotFound`.
+Like every call they are retried on 429/5xx, so a lost answer to a deferral comes back as a
+refusal (the etag has moved on): re-read the subscription to learn what happened.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ import google.auth.transport.requests
 import google.oauth2.service_account
 import requests
 
-from receipts.errors import PurchaseNotFound, StoreRequestRejected, StoreUnavailable
+from receipts.errors import (
+    PurchaseNotFound,
+    StoreActionRefused,
+    StoreRequestRejected,
+    StoreUnavailable,
+)
 from receipts.google.translate import gone_subscription
 from receipts.rate_limit import RateLimiter
 
@@ -34,6 +46,8 @@ PLAY_API_URL = "https://androidpublisher.googleapis.com/"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
 _REFRESH_EARLY = timedelta(minutes=5)
 _RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
+_REFUSALS = frozenset({400, 409, 412})  # what a store action's refusal answers
+_REFUNDS = {"full": "fullRefund", "prorated": "proratedRefund"}
 
 
 class PlayAccessDenied(StoreUnavailable):
@@ -104,7 +118,7 @@ class AccessTokens:
 
 
 class PlayClient:
-    """Reads and acknowledges purchases. Share one per process; it holds no connections of
+    """Reads, acknowledges and acts on purchases. Share one per process; it holds no connections of
     its own (they belong to the session)."""
 
     def __init__(
@@ -200,6 +214,45 @@ class PlayClient:
             ) from None
         return body
 
+    # --- store actions -------------------------------------------------------------------
+
+    async def defer_subscription(
+        self, package: str, token: str, *, etag: str, defer_seconds: int
+    ) -> dict[str, Any]:
+        """purchases.subscriptionsv2.defer: move every item's expiry `defer_seconds` later.
+        `etag` is the one of the subscriptionsv2.get answer the deferral is based on; Google
+        refuses a stale one (StoreActionRefused). Returns Google's answer,
+        `{itemExpiryTimeDetails: [{productId, expiryTime}]}`."""
+        if not isinstance(etag, str) or not etag:
+            raise ValueError("defer_subscription needs the etag of the subscription read")
+        if not isinstance(defer_seconds, int) or isinstance(defer_seconds, bool):
+            raise ValueError("defer_seconds must be a whole number of seconds")
+        if defer_seconds <= 0:
+            raise ValueError("defer_seconds must be positive")
+        path = f"{self._app(package)}/purchases/subscriptionsv2/tokens/{_q(token)}:defer"
+        body = {"deferralContext": {"etag": etag, "deferDuration": f"{defer_seconds}s"}}
+        _, answer = await self._call("POST", path, json_body=body, action=True)
+        return answer
+
+    async def revoke_subscription(self, package: str, token: str, *, refund: str) -> None:
+        """purchases.subscriptionsv2.revoke: access ends now, with a `refund` of "full" (the
+        latest charge of each item) or "prorated" (the time left); anything else is a
+        ValueError."""
+        refund_type = _REFUNDS.get(refund)
+        if refund_type is None:
+            raise ValueError(f"refund must be one of {sorted(_REFUNDS)}, not {refund!r}")
+        path = f"{self._app(package)}/purchases/subscriptionsv2/tokens/{_q(token)}:revoke"
+        body: dict[str, Any] = {"revocationContext": {refund_type: {}}}
+        await self._call("POST", path, json_body=body, action=True)
+
+    async def refund_order(self, package: str, order_id: str, *, revoke: bool) -> None:
+        """orders.refund of a subscription or one-time order; `revoke` also ends access now
+        (and every future payment of a subscription). Google refuses orders older than three
+        years (StoreActionRefused); an order it does not know is PurchaseNotFound."""
+        path = f"{self._app(package)}/orders/{_q(order_id)}:refund"
+        params = {"revoke": "true" if revoke else "false"}
+        await self._call("POST", path, params=params, action=True)
+
     # --- transport -----------------------------------------------------------------------
 
     @staticmethod
@@ -220,6 +273,7 @@ class PlayClient:
         json_body: dict[str, Any] | None = None,
         gone_ok: bool = False,
         params: dict[str, str] | None = None,
+        action: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         url = self._root + path
         reauthenticated = False
@@ -257,6 +311,13 @@ class PlayClient:
                 reason = _google_reason(raw)
                 raise PlayAccessDenied(
                     f"The Play Developer API refused our credentials ({status} {reason})."
+                )
+            if action and status in _REFUSALS:
+                status_name, why = _google_error(raw)
+                raise StoreActionRefused(
+                    f"The Play Developer API refused the request ({status} "
+                    f"{status_name or 'error'}: {why or 'no reason given'}).",
+                    store_code=why or status_name,
                 )
             if status in (400, 404, 410):
                 raise PurchaseNotFound(
@@ -299,9 +360,18 @@ def _json_object(raw: bytes) -> dict[str, Any]:
 
 def _google_reason(raw: bytes) -> str:
     """The `status`/`reason` of Google's error body; never its message (it may echo input)."""
+    status, reason = _google_error(raw)
+    return status or reason or "error"
+
+
+def _google_error(raw: bytes) -> tuple[str | None, str | None]:
+    """The `status` and first `errors[].reason` of Google's error body (None when absent);
+    never its message: it may echo input (tokens, order ids)."""
     try:
         error = json.loads(raw).get("error", {})
         reasons = [e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)]
-        return str(error.get("status") or next(iter(reasons), None) or "error")
     except (ValueError, AttributeError, TypeError):
-        return "error"
+        return None, None
+    status = error.get("status")
+    reason = next((r for r in reasons if isinstance(r, str) and r), None)
+    return (status if isinstance(status, str) and status else None), reason

@@ -6,7 +6,21 @@ ms, `paginationToken` pages of 20, the window limited to 180 days back in Produc
 in Sandbox when the fake has a clock) from signed items it is given; checks the bearer JWT
 (ES256 with the configured public key, aud, bid, iss, kid); can inject failures (HTTP
 status / Apple error code, optionally only for requests a predicate picks) and delays; logs
-every request. `app_receipt` builds a PKCS#7 app receipt that the library's
+every request.
+
+The store actions, checked field by field as Apple documents them and refused with Apple's
+`{errorCode, errorMessage}`: Send Consumption Information v2 (PUT, 202 with no body;
+recorded in `consumption_sent`), Extend a Subscription Renewal Date (PUT; eligible only
+while the subscription's status is 1 active, at most `max_extensions_per_year` per
+subscription in 365 days, a repeated requestIdentifier answered again without counting;
+recorded in `extensions`), Extend Renewal Dates for All Active Subscribers (POST; recorded
+in `mass_extensions`) and its status (GET: `complete: false` for the first
+`mass_polls_before_complete` polls, then complete with succeededCount = the subscriptions
+of that product whose status is 1 active, in the storefronts asked, and failedCount 0). The
+actions change none of the signed items the fake serves: a test that wants a re-read to
+show an extension registers the new items itself (`on_extension` is called with each).
+
+`app_receipt` builds a PKCS#7 app receipt that the library's
 `ReceiptUtility` parses (attributes 17 / 1703 / 1705; nothing is signed).
 """
 
@@ -18,8 +32,8 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeGuard
 
 import asn1
 import jwt
@@ -28,6 +42,48 @@ from aiohttp import web
 PAGE_SIZE = 20
 NOT_FOUND = {"errorCode": 4040010, "errorMessage": "Transaction id not found."}
 HISTORY_KEPT = {"Production": timedelta(days=180), "Sandbox": timedelta(days=30)}
+EXTENSION_WINDOW = timedelta(days=365)
+DAY_MS = 86_400_000
+# Apple's error codes (appstoreserverlibrary.api_client.APIError) the actions answer.
+GENERAL_BAD_REQUEST = 4000000
+INVALID_TRANSACTION_ID = 4000006
+INVALID_ORIGINAL_TRANSACTION_ID = 4000008
+INVALID_EXTEND_BY_DAYS = 4000009
+INVALID_EXTEND_REASON_CODE = 4000010
+INVALID_REQUEST_IDENTIFIER = 4000011
+INVALID_PRODUCT_ID = 4000023
+INVALID_EMPTY_STOREFRONT_COUNTRY_CODE_LIST = 4000027
+INVALID_STOREFRONT_COUNTRY_CODE = 4000028
+INVALID_CUSTOMER_CONSENTED = 4000035
+INVALID_DELIVERY_STATUS = 4000036
+INVALID_SAMPLE_CONTENT_PROVIDED = 4000041
+SUBSCRIPTION_EXTENSION_INELIGIBLE = 4030004
+SUBSCRIPTION_MAX_EXTENSION = 4030005
+FAMILY_SHARED_SUBSCRIPTION_EXTENSION_INELIGIBLE = 4030007
+ORIGINAL_TRANSACTION_ID_NOT_FOUND = 4040005
+STATUS_REQUEST_NOT_FOUND = 4040009
+DELIVERY_STATUSES = frozenset(
+    {
+        "DELIVERED",
+        "UNDELIVERED_QUALITY_ISSUE",
+        "UNDELIVERED_WRONG_ITEM",
+        "UNDELIVERED_SERVER_OUTAGE",
+        "UNDELIVERED_OTHER",
+    }
+)
+REFUND_PREFERENCES = frozenset({"DECLINE", "GRANT_FULL", "GRANT_PRORATED"})
+CONSUMPTION_FIELDS = frozenset(
+    {
+        "customerConsented",
+        "sampleContentProvided",
+        "deliveryStatus",
+        "consumptionPercentage",
+        "refundPreference",
+    }
+)
+EXTEND_FIELDS = frozenset({"extendByDays", "extendReasonCode", "requestIdentifier"})
+MASS_EXTEND_REQUIRED = EXTEND_FIELDS | {"productId"}
+MASS_EXTEND_FIELDS = MASS_EXTEND_REQUIRED | {"storefrontCountryCodes"}
 
 
 @dataclass
@@ -51,6 +107,57 @@ class _Failure:
 
 def _bad_request(code: int, message: str) -> web.Response:
     return web.json_response({"errorCode": code, "errorMessage": message}, status=400)
+
+
+def _apple_error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response({"errorCode": code, "errorMessage": message}, status=status)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _extension_problem(body: dict[str, Any]) -> web.Response | None:
+    """Apple's refusal of an extension body's values (single or mass), or None."""
+    days, reason, identifier = (
+        body.get("extendByDays"),
+        body.get("extendReasonCode"),
+        body.get("requestIdentifier"),
+    )
+    if not _is_int(days) or not 1 <= days <= 90:
+        return _bad_request(INVALID_EXTEND_BY_DAYS, "Invalid extend by days value.")
+    if not _is_int(reason) or not 0 <= reason <= 3:
+        return _bad_request(INVALID_EXTEND_REASON_CODE, "Invalid extend reason code.")
+    if not isinstance(identifier, str) or not 0 < len(identifier) <= 128:
+        return _bad_request(INVALID_REQUEST_IDENTIFIER, "Invalid request identifier.")
+    return None
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@dataclass
+class Extension:
+    """One renewal-date extension the fake granted."""
+
+    original_transaction_id: str
+    body: dict[str, Any]
+    answer: dict[str, Any]
+    at: datetime
+
+
+@dataclass
+class MassExtension:
+    """One mass extension the fake accepted, and how often its status was asked."""
+
+    body: dict[str, Any]
+    bundle_id: str
+    polls: int = 0
 
 
 def _claims(jws: str) -> dict[str, Any]:
@@ -90,6 +197,16 @@ class FakeAppStore:
     _failures: list[_Failure] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     url: str = ""
+    # --- store actions: what tests read and the knobs they turn --------------------------
+    # (transactionId, body) of every consumption information accepted
+    consumption_sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # every extension granted (a repeated requestIdentifier is not granted twice)
+    extensions: list[Extension] = field(default_factory=list)
+    # every mass extension accepted (by requestIdentifier: a repeat is not accepted twice)
+    mass_extensions: list[MassExtension] = field(default_factory=list)
+    max_extensions_per_year: int = 2
+    mass_polls_before_complete: int = 1
+    on_extension: Callable[[Extension], None] | None = None
 
     # --- data --------------------------------------------------------------------------
 
@@ -145,6 +262,12 @@ class FakeAppStore:
         app.router.add_get("/inApps/v2/history/{id}", self._history_page)
         app.router.add_get("/inApps/v1/subscriptions/{id}", self._subscriptions)
         app.router.add_post("/inApps/v1/notifications/history", self._notification_history)
+        app.router.add_put("/inApps/v2/transactions/consumption/{id}", self._consumption)
+        app.router.add_post("/inApps/v1/subscriptions/extend/mass", self._mass_extend)
+        app.router.add_get(
+            "/inApps/v1/subscriptions/extend/mass/{product}/{identifier}", self._mass_status
+        )
+        app.router.add_put("/inApps/v1/subscriptions/extend/{id}", self._extend)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -335,6 +458,154 @@ class FakeAppStore:
             token = f"{fingerprint}:{offset + PAGE_SIZE}".encode()
             answer["paginationToken"] = base64.urlsafe_b64encode(token).decode()
         return web.json_response(answer)
+
+    # --- store actions -------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.clock() if self.clock is not None else datetime.now(UTC)
+
+    async def _consumption(self, request: web.Request) -> web.Response:
+        if (failed := await self._guard(request)) is not None:
+            return failed
+        body = await _json_object(request)
+        if body is None or set(body) - CONSUMPTION_FIELDS:
+            return _bad_request(GENERAL_BAD_REQUEST, "Invalid request.")
+        if body.get("customerConsented") is not True:
+            return _bad_request(INVALID_CUSTOMER_CONSENTED, "Invalid customer consented.")
+        if not isinstance(body.get("sampleContentProvided"), bool):
+            return _bad_request(INVALID_SAMPLE_CONTENT_PROVIDED, "Invalid sample content.")
+        if body.get("deliveryStatus") not in DELIVERY_STATUSES:
+            return _bad_request(INVALID_DELIVERY_STATUS, "Invalid delivery status.")
+        if "consumptionPercentage" in body:
+            percentage = body["consumptionPercentage"]
+            if not _is_int(percentage) or not 0 <= percentage <= 100_000:
+                return _bad_request(GENERAL_BAD_REQUEST, "Invalid consumption percentage.")
+        if "refundPreference" in body and body["refundPreference"] not in REFUND_PREFERENCES:
+            return _bad_request(GENERAL_BAD_REQUEST, "Invalid refund preference.")
+        transaction_id = request.match_info["id"]
+        if not transaction_id.isdigit():
+            return _bad_request(INVALID_TRANSACTION_ID, "Invalid transaction id.")
+        signed = self._transactions.get(transaction_id)
+        if signed is None or not self._mine(request, signed):
+            return web.json_response(NOT_FOUND, status=404)
+        self.consumption_sent.append((transaction_id, body))
+        return web.Response(status=202)
+
+    def _subscription(
+        self, request: web.Request, original_id: str
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The status and transaction claims of a subscription of the request's app."""
+        known = self._statuses.get(original_id)
+        if known is None or not self._mine(request, known[1]):
+            return None
+        return known[0], _claims(known[1])
+
+    async def _extend(self, request: web.Request) -> web.Response:
+        if (failed := await self._guard(request)) is not None:
+            return failed
+        body = await _json_object(request)
+        if body is None or set(body) != EXTEND_FIELDS:
+            return _bad_request(GENERAL_BAD_REQUEST, "Invalid request.")
+        if (problem := _extension_problem(body)) is not None:
+            return problem
+        original_id = request.match_info["id"]
+        if not original_id.isdigit():
+            return _bad_request(INVALID_ORIGINAL_TRANSACTION_ID, "Invalid original id.")
+        subscription = self._subscription(request, original_id)
+        if subscription is None:
+            if self._known(request, original_id):  # bought, but not a subscription we track
+                return _apple_error(403, SUBSCRIPTION_EXTENSION_INELIGIBLE, "Ineligible.")
+            return _apple_error(404, ORIGINAL_TRANSACTION_ID_NOT_FOUND, "Not found.")
+        granted = [e for e in self.extensions if e.original_transaction_id == original_id]
+        for earlier in granted:  # the same request again: the same answer, not counted
+            if earlier.body["requestIdentifier"] == body["requestIdentifier"]:
+                return web.json_response(earlier.answer)
+        status, claims = subscription
+        if claims.get("inAppOwnershipType") == "FAMILY_SHARED":
+            return _apple_error(
+                403, FAMILY_SHARED_SUBSCRIPTION_EXTENSION_INELIGIBLE, "Family shared."
+            )
+        if status != 1:  # expired, billing retry, grace period, revoked
+            return _apple_error(403, SUBSCRIPTION_EXTENSION_INELIGIBLE, "Ineligible.")
+        now = self._now()
+        recent = [e for e in granted if now - e.at < EXTENSION_WINDOW]
+        if len(recent) >= self.max_extensions_per_year:
+            return _apple_error(403, SUBSCRIPTION_MAX_EXTENSION, "Maximum extensions reached.")
+        days = body["extendByDays"] + sum(e.body["extendByDays"] for e in granted)
+        answer = {
+            "originalTransactionId": original_id,
+            "webOrderLineItemId": claims.get("webOrderLineItemId"),
+            "success": True,
+            "effectiveDate": int(claims.get("expiresDate", 0)) + days * DAY_MS,
+        }
+        extension = Extension(original_id, body, answer, now)
+        self.extensions.append(extension)
+        if self.on_extension is not None:
+            self.on_extension(extension)
+        return web.json_response(answer)
+
+    async def _mass_extend(self, request: web.Request) -> web.Response:
+        if (failed := await self._guard(request)) is not None:
+            return failed
+        body = await _json_object(request)
+        if body is None or not MASS_EXTEND_REQUIRED <= set(body) <= MASS_EXTEND_FIELDS:
+            return _bad_request(GENERAL_BAD_REQUEST, "Invalid request.")
+        if (problem := _extension_problem(body)) is not None:
+            return problem
+        product = body["productId"]
+        if not isinstance(product, str) or not product:
+            return _bad_request(INVALID_PRODUCT_ID, "Invalid product id.")
+        if "storefrontCountryCodes" in body:
+            codes = body["storefrontCountryCodes"]
+            if not isinstance(codes, list) or not codes:
+                return _bad_request(INVALID_EMPTY_STOREFRONT_COUNTRY_CODE_LIST, "Empty list.")
+            if not all(isinstance(c, str) and len(c) == 3 and c.isupper() for c in codes):
+                return _bad_request(INVALID_STOREFRONT_COUNTRY_CODE, "Invalid storefront.")
+        identifier = body["requestIdentifier"]
+        if self._mass_extension(request[_BID], product, identifier) is None:
+            self.mass_extensions.append(MassExtension(body, request[_BID]))
+        return web.json_response({"requestIdentifier": identifier})
+
+    def _mass_extension(self, bid: str, product: str, identifier: str) -> MassExtension | None:
+        return next(
+            (
+                m
+                for m in self.mass_extensions
+                if m.bundle_id == bid
+                and m.body["productId"] == product
+                and m.body["requestIdentifier"] == identifier
+            ),
+            None,
+        )
+
+    async def _mass_status(self, request: web.Request) -> web.Response:
+        if (failed := await self._guard(request)) is not None:
+            return failed
+        info = request.match_info
+        mass = self._mass_extension(request[_BID], info["product"], info["identifier"])
+        if mass is None:
+            return _apple_error(404, STATUS_REQUEST_NOT_FOUND, "Status request not found.")
+        mass.polls += 1
+        if mass.polls <= self.mass_polls_before_complete:
+            return web.json_response({"requestIdentifier": info["identifier"], "complete": False})
+        storefronts = mass.body.get("storefrontCountryCodes")
+        succeeded = sum(
+            1
+            for status, tx, _renewal in self._statuses.values()
+            if status == 1
+            and self._mine(request, tx)
+            and _claims(tx).get("productId") == info["product"]
+            and (storefronts is None or _claims(tx).get("storefront") in storefronts)
+        )
+        return web.json_response(
+            {
+                "requestIdentifier": info["identifier"],
+                "complete": True,
+                "completeDate": int(self._now().timestamp() * 1000),
+                "succeededCount": succeeded,
+                "failedCount": 0,
+            }
+        )
 
 
 # --- legacy app receipts -----------------------------------------------------------------
