@@ -3,6 +3,7 @@ the share of the period used, when to send and retry, and Apple's body."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -139,3 +140,15 @@ def test_decisions() -> None:
         EventKind.REFUND_DECLINED: "declined",
     }
     assert set(refunds.OPEN) == {"pending", "sent", "failed", "skipped"}
+
+
+@pytest.mark.parametrize(
+    ("environment", "sandbox", "expected"),
+    [("Sandbox", False, "Sandbox"), (None, True, "Sandbox"), (None, False, "Production")],
+)
+def test_the_environment_is_the_statements_or_follows_its_sandbox_flag(
+    environment, sandbox, expected
+) -> None:
+    found = refunds.opened_by(replace(event(), environment=environment, is_sandbox=sandbox))
+    assert found is not None
+    assert found.environment == expected
