@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from receipts.port import StoreActing
     from services.console_reads import ConsoleReads
     from services.ingest import EntitlementService
+    from services.offers import Offers
     from services.operations import CustomerOperations
     from services.outbound import OutboundDelivery
     from services.refund_requests import ConsumptionAnswers, RefundRequests
@@ -58,6 +59,7 @@ OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
 # The stores' support actions (extend, revoke), filled by the store contexts when configured.
 STORE_ACTING: web.AppKey[dict[Store, StoreActing]] = web.AppKey("store_acting")
 SUPPORT_ACTIONS: web.AppKey[SupportActions] = web.AppKey("support_actions")
+OFFERS: web.AppKey[Offers] = web.AppKey("offers")
 REFUND_REQUESTS: web.AppKey[RefundRequests] = web.AppKey("refund_requests")
 REFUND_ANSWERS: web.AppKey[ConsumptionAnswers] = web.AppKey("refund_answers")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured

@@ -431,6 +431,17 @@ class WebhookSettings(_Section):
         return self
 
 
+class OfferSettings(_Section):
+    """[offers.<name>]: an Apple promotional offer this service signs for the app, and who
+    may have it: `lapsed` (had the entitlement of its products, none now, for at least
+    `lapsed_days`), `active` (has it now) or `any`."""
+
+    offer_id: str = Field(min_length=1, max_length=150)
+    products: tuple[str, ...] = Field(min_length=1)
+    eligible: Literal["lapsed", "active", "any"] = "lapsed"
+    lapsed_days: int = Field(default=0, ge=0, le=3650)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build with `load_settings`; tests may construct it directly."""
 
@@ -452,6 +463,21 @@ class Settings(BaseSettings):
     customers: CustomerSettings = CustomerSettings()
     retention: RetentionSettings = RetentionSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    offers: dict[str, OfferSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _offer_products_give_entitlements(self) -> Settings:
+        given = {p for e in self.entitlements.values() for p in e.products}
+        for name, offer in self.offers.items():
+            if not re.match(_ENTITLEMENT_NAME, name):
+                raise ValueError(f"offers: invalid offer name {name!r}")
+            stray = sorted(set(offer.products) - given)
+            if stray:
+                raise ValueError(
+                    f"offers.{name}.products: {', '.join(stray)} give no configured "
+                    "entitlement (eligibility is decided by the entitlement)"
+                )
+        return self
 
     @field_validator("entitlements")
     @classmethod

@@ -1,5 +1,7 @@
 """The customer pages: search, one customer (entitlements and why, purchases, timeline) and
-its actions, each confirmed on a page of its own before it runs."""
+its actions, each confirmed on a page of its own before it runs. The store actions (extend,
+revoke) say what each store answered; one the service refuses asks no store and shows the
+refusal."""
 
 from __future__ import annotations
 
@@ -9,13 +11,24 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from api.keys import CLOCK, CONSOLE_READS, CONSOLE_STORE, OPERATIONS, SERVICE
+from api.keys import CLOCK, CONSOLE_READS, CONSOLE_STORE, OPERATIONS, SERVICE, SUPPORT_ACTIONS
 from console import timeline
-from console.actions import ACTIONS, DURATIONS
-from console.web import operator, render, signed_in
+from console.actions import (
+    ACTIONS,
+    DURATIONS,
+    MAX_DAYS,
+    REFUNDS,
+    STORE_REASONS,
+    Action,
+    answers,
+    extendable,
+    revocable,
+)
+from console.web import operator, refused, render, signed_in
 from console.why import Suspension, explain
 from entitlements.access import customer_object, entitlements_of
-from entitlements.errors import EntitlementError
+from entitlements.audit import Actor
+from entitlements.errors import ActionRejected, EntitlementError
 from entitlements.grants import grant_expiry, reason_of
 from entitlements.model import is_app_user_id
 
@@ -75,6 +88,10 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
         "catalog": service.catalog.names(),
         "actions": ACTIONS,
         "durations": DURATIONS,
+        "reasons": STORE_REASONS,
+        "refunds": REFUNDS,
+        "max_days": MAX_DAYS,
+        "revocable": revocable(record.purchases, now),
         "done": request.query.get("done"),
         "now": now,
     }
@@ -84,31 +101,76 @@ async def get_customer(request: web.Request) -> web.StreamResponse:
 @routes.post("/console/customers/{app_user_id}/actions/{action}")
 @signed_in
 async def post_action(request: web.Request) -> web.StreamResponse:
-    """Without `confirmed`: the confirmation page. With it: the action, then the customer."""
+    """Without `confirmed`: the confirmation page. With it: the action, then the customer
+    (a store action the service refuses: the refusal, nothing asked)."""
     app_user_id = _app_user_id(request)
     action = ACTIONS.get(request.match_info["action"])
     if action is None:
         raise web.HTTPNotFound
     form = await request.post()
-    fields = {k: str(form.get(k, "")) for k in ("entitlement", "duration", "reason")}
-    if action.entitlement and not request.app[SERVICE].catalog.defines(fields["entitlement"]):
-        return _again(request, app_user_id, action.name, fields, "Choose an entitlement.")
+    fields = {k: str(form.get(k, "")) for k in action.fields}
+    problem = _problem(request, action, fields)
+    if problem is not None:
+        return await _confirmation(request, app_user_id, action, fields, problem)
     if form.get("confirmed") != "yes":
-        context = {"app_user_id": app_user_id, "action": action, "fields": fields}
-        context["duration_label"] = DURATIONS.get(fields["duration"], fields["duration"])
-        return render(request, "confirm.html", context)
+        return await _confirmation(request, app_user_id, action, fields)
     try:
         outcome = await _perform(request, app_user_id, action.name, fields)
+    except ActionRejected as exc:
+        message = f"Nothing was asked of the stores and nothing changed: {exc.message}."
+        return refused(request, message, 422)
     except EntitlementError as exc:
-        return _again(request, app_user_id, action.name, fields, exc.message)
+        return await _confirmation(request, app_user_id, action, fields, exc.message)
     query = urlencode({"done": outcome})
     raise web.HTTPSeeOther(f"{_customer_path(app_user_id)}?{query}")
+
+
+def _problem(request: web.Request, action: Action, fields: dict[str, str]) -> str | None:
+    """What the form lacks before anything is confirmed or run, if anything."""
+    if action.entitlement and not request.app[SERVICE].catalog.defines(fields["entitlement"]):
+        return "Choose an entitlement."
+    if action.days and _days(fields["days"]) is None:
+        return f"Days must be a whole number from 1 to {MAX_DAYS}."
+    if action.days and fields["reason"] not in STORE_REASONS:
+        return "Choose a reason."
+    if action.refund and not fields["purchase"]:
+        return "Choose a Google Play purchase."
+    if action.refund and fields["refund"] not in REFUNDS:
+        return "Choose a refund."
+    return None
+
+
+async def _confirmation(
+    request: web.Request,
+    app_user_id: str,
+    action: Action,
+    fields: dict[str, str],
+    error: str | None = None,
+) -> web.Response:
+    """The confirmation page; with `error`, asking again (422)."""
+    # A duration the form does not offer shows as given; after a refusal, only a known one.
+    duration = DURATIONS.get(fields["duration"], "" if error else fields["duration"])
+    context: dict[str, Any] = {"app_user_id": app_user_id, "action": action, "fields": fields}
+    context |= {"error": error, "duration_label": duration, "targets": []}
+    context |= {"reasons": STORE_REASONS, "refunds": REFUNDS}
+    if action.days or action.refund:  # which purchases the stores will be asked about
+        purchases = (await request.app[SERVICE].customer_record(app_user_id)).purchases
+        if action.days:
+            context["targets"] = extendable(purchases)
+        else:
+            wanted = fields["purchase"]
+            now = request.app[CLOCK]()
+            found = revocable(purchases, now)
+            context["targets"] = [p for p in found if p.purchase_id == wanted]
+    return render(request, "confirm.html", context, status=422 if error else 200)
 
 
 async def _perform(
     request: web.Request, app_user_id: str, action: str, fields: dict[str, str]
 ) -> str:
     ops, actor = request.app[OPERATIONS], operator(request)
+    if action in ("extend", "revoke"):
+        return await _ask_stores(request, app_user_id, action, fields, actor)
     body: dict[str, Any] = {"reason": fields["reason"].strip() or None}
     reason = reason_of(body)
     name = fields["entitlement"]
@@ -133,12 +195,29 @@ async def _perform(
     return await store.replay(app_user_id, actor)
 
 
-def _again(
-    request: web.Request, app_user_id: str, action: str, fields: dict[str, str], error: str
-) -> web.Response:
-    context = {"app_user_id": app_user_id, "action": ACTIONS[action], "fields": fields}
-    context |= {"error": error, "duration_label": DURATIONS.get(fields["duration"], "")}
-    return render(request, "confirm.html", context, status=422)
+async def _ask_stores(
+    request: web.Request, app_user_id: str, action: str, fields: dict[str, str], actor: Actor
+) -> str:
+    """Extend or revoke through the stores (the service writes the audit row); what each
+    store answered."""
+    support = request.app[SUPPORT_ACTIONS]
+    if action == "extend":
+        days = int(fields["days"])
+        answered = await support.extend(app_user_id, days, fields["reason"], actor)
+        return (
+            f"Extension by {days} day(s) asked — {answers(answered)}. "
+            "Access changes only when the store confirms."
+        )
+    answered = await support.revoke(app_user_id, fields["purchase"], fields["refund"], actor)
+    return f"Revocation asked — {answers(answered)}. Access ends only when the store confirms."
+
+
+def _days(value: str) -> int | None:
+    try:
+        days = int(value)
+    except ValueError:
+        return None
+    return days if 1 <= days <= MAX_DAYS else None
 
 
 def _app_user_id(request: web.Request) -> str:

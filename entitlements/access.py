@@ -29,6 +29,14 @@ class Catalog:
         """Whether an entitlement named `name` is configured."""
         return name in self.products_by_entitlement
 
+    def entitlements_for(self, product_id: str) -> frozenset[str]:
+        """The entitlements a product gives."""
+        return frozenset(
+            name
+            for name, products in self.products_by_entitlement.items()
+            if product_id in products
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Grant:

@@ -11,6 +11,9 @@
     ├── StoreNotConfigured           the store section is absent from the config (→ 404)
     ├── AliasConflict                the alias is another customer's, or a cycle (→ 409)
     ├── GrantRejected                a well-formed grant that cannot be given (→ 422)
+    ├── UnknownOffer                 no `[offers.<name>]` of that name (→ 404)
+    ├── NotEligible                  the customer may not have the offer (→ 403)
+    ├── OffersNotConfigured          no App Store key to sign offers with (→ 422)
     ├── ActionRejected               a store action support may not ask (→ 422, its own code)
     ├── RefundRequestNotFound        no refund request has this id (→ 404)
     └── RefundRequestNotPending      a refund request already sent or decided (→ 409)
@@ -120,3 +123,22 @@ class ActionRejected(EntitlementError):
         super().__init__(message)
         if code is not None:
             self.code = code
+
+
+class UnknownOffer(EntitlementError):
+    """No offer of that name is configured."""
+
+    code = "unknown_offer"
+
+
+class NotEligible(EntitlementError):
+    """The customer is not eligible for this offer."""
+
+    code = "not_eligible"
+
+
+class OffersNotConfigured(EntitlementError):
+    """Offers are signed with the App Store Server API key: set [apple] issuer_id, key_id
+    and private_key_file."""
+
+    code = "offers_not_configured"

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 import console
 from api import customers as customers_api
+from api import offers as offers_api
 from api import ops
 from api import outbound as outbox_api
 from api import purchases as purchases_api
@@ -59,6 +60,7 @@ from receipts.port import Reconciling
 from runtime.background import BackgroundTask
 from server.embedded import EmbeddedRedis, database_url
 from server.failures import CONNECT_ERRORS, target, unreachable
+from server.offers_ctx import offers_ctx
 from server.outbound_ctx import outbound_ctx
 from server.refunds_ctx import refund_delay, refunds_ctx
 from server.retention_ctx import retention_ctx
@@ -103,11 +105,13 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app.cleanup_ctx.append(outbound_ctx)  # after the pool and the HTTP session, likewise
     app.cleanup_ctx.append(console_store_ctx)  # after the store adapters
     app.cleanup_ctx.append(refunds_ctx)  # after the store adapters and the pool
+    app.cleanup_ctx.append(offers_ctx)  # after the services
     app.add_routes(ops.routes)
     app.add_routes(entitlements_api.routes)
     app.add_routes(webhooks_api.routes)
     app.add_routes(refunds_api.routes)
     app.add_routes(store_actions_api.routes)
+    app.add_routes(offers_api.routes)
     app.add_routes(purchases_api.routes)
     app.add_routes(customers_api.routes)
     app.add_routes(outbox_api.routes)

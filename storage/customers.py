@@ -232,6 +232,11 @@ SELECT * FROM refund_requests WHERE app_user_id = ANY($1::text[]) ORDER BY reque
 """
 RENAME_REFUND_REQUESTS = "UPDATE refund_requests SET app_user_id = $2 WHERE app_user_id = $1"
 RENAME_STORE_ACTIONS = "UPDATE store_actions SET app_user_id = $2 WHERE app_user_id = $1"
+RENAME_OFFER_SIGNATURES = "UPDATE offer_signatures SET app_user_id = $2 WHERE app_user_id = $1"
+EXPORT_OFFER_SIGNATURES = """
+SELECT offer, product_id, format, nonce, transaction_id, eligible, created_at
+FROM offer_signatures WHERE app_user_id = ANY($1::text[]) ORDER BY created_at, id
+"""
 EXPORT_STORE_ACTIONS = """
 SELECT * FROM store_actions WHERE app_user_id = ANY($1::text[]) ORDER BY created_at, id
 """
@@ -280,6 +285,7 @@ async def export(conn: asyncpg.Connection, app_user_id: str) -> dict[str, Any]:
             }
             for r in await conn.fetch(EXPORT_STORE_ACTIONS, ids)
         ],
+        "offer_signatures": [_plain(r) for r in await conn.fetch(EXPORT_OFFER_SIGNATURES, ids)],
         "notifications": [
             _plain(r) | {"reads": json.loads(r["reads"]) if r["reads"] is not None else None}
             for r in await conn.fetch(EXPORT_NOTIFICATIONS, app_user_id)
@@ -313,6 +319,7 @@ async def scrub(conn: asyncpg.Connection, pseudonyms: dict[str, str]) -> None:
         await conn.execute(RENAME_ACTOR, f"user:{erased}", f"user:{pseudonym}")
         await conn.execute(RENAME_REFUND_REQUESTS, erased, pseudonym)
         await conn.execute(RENAME_STORE_ACTIONS, erased, pseudonym)
+        await conn.execute(RENAME_OFFER_SIGNATURES, erased, pseudonym)
         await conn.execute(DELETE_CONSENT, erased)
 
 
