@@ -1,5 +1,6 @@
-"""A customer's timeline: store notifications, change-feed events and operator actions merged
-newest first. Pure: the rows of `storage.console.timeline_rows` in, display items out."""
+"""A customer's timeline: store notifications, change-feed events, operator actions, offers
+signed for the app and refund requests merged newest first. Pure: the rows of
+`storage.console.timeline_rows` in, display items out."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ EVENT_WORDS = {
 }
 
 
-_RANK = {"store": 0, "operator": 1, "change": 2}
+_RANK = {"store": 0, "refund": 0, "operator": 1, "offer": 1, "change": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class Item:
     """One line of the timeline."""
 
     at: datetime
-    kind: str  # "store", "change" or "operator"
+    kind: str  # "store", "refund", "change", "operator" or "offer"
     title: str
     detail: str
     result: str | None = None
@@ -42,6 +43,8 @@ def merge(rows: Mapping[str, Sequence[Mapping[str, Any]]], limit: int) -> list[I
     items = [_notification(n) for n in rows.get("notifications", ())]
     items += [_event(e) for e in rows.get("events", ())]
     items += [_audit(a) for a in rows.get("audit", ())]
+    items += [_offer(o) for o in rows.get("offers", ())]
+    items += [_refund_request(r) for r in rows.get("refund_requests", ())]
     # Newest first; at one instant, changes after the operator action or notification
     # that caused them (a stable sort keeps each source's own newest-first order).
     items.sort(key=lambda i: (i.at, _RANK[i.kind]), reverse=True)
@@ -77,6 +80,22 @@ def _audit(a: Mapping[str, Any]) -> Item:
         parts.append(f"reason “{reason}”")
     title = f"{str(a['action']).replace('_', ' ')} by {a['actor']}"
     return Item(a["created_at"], "operator", title, "; ".join(parts))
+
+
+def _offer(o: Mapping[str, Any]) -> Item:
+    if o["offer"] == "introductory":
+        verdict = "eligible" if o["eligible"] else "not eligible"
+        title = f"introductory offer eligibility signed ({verdict})"
+    else:
+        title = f"offer {o['offer']} signed ({o['format']})"
+    return Item(o["created_at"], "offer", title, f"{o['product_id']}; nonce {o['nonce']}")
+
+
+def _refund_request(r: Mapping[str, Any]) -> Item:
+    reason = f"; reason {r['reason']}" if r["reason"] else ""
+    detail = f"{r['product_id']}{reason}; answer due {_t(r['deadline'])}"
+    href = f"/console/refund-requests/{r['id']}"
+    return Item(r["requested_at"], "refund", "refund requested", detail, r["status"], href)
 
 
 def _t(value: datetime) -> str:

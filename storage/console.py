@@ -66,6 +66,14 @@ TIMELINE_EVENTS = """
 SELECT sequence, type, created_at, entitlements FROM customer_events
 WHERE app_user_id = $1 ORDER BY id DESC LIMIT $2
 """
+TIMELINE_OFFERS = """
+SELECT offer, product_id, format, nonce, eligible, created_at FROM offer_signatures
+WHERE app_user_id = $1 ORDER BY id DESC LIMIT $2
+"""
+TIMELINE_REFUND_REQUESTS = """
+SELECT id, product_id, reason, status, requested_at, deadline FROM refund_requests
+WHERE app_user_id = $1 ORDER BY requested_at DESC LIMIT $2
+"""
 TIMELINE_AUDIT = """
 SELECT actor, action, created_at, details FROM audit_log
 WHERE app_user_id = $1 ORDER BY id DESC LIMIT $2
@@ -178,7 +186,8 @@ async def customer_facts(conn: asyncpg.Connection, app_user_id: str) -> dict[str
 async def timeline_rows(
     conn: asyncpg.Connection, app_user_id: str, limit: int
 ) -> dict[str, list[dict[str, Any]]]:
-    """The newest `limit` notifications, change events and audit rows of the customer."""
+    """The newest `limit` notifications, change events, audit rows, offer signatures and
+    refund requests of the customer."""
     events = []
     for r in await conn.fetch(TIMELINE_EVENTS, app_user_id, limit):
         events.append(dict(r) | {"entitlements": json.loads(r["entitlements"])})
@@ -191,6 +200,10 @@ async def timeline_rows(
         ],
         "events": events,
         "audit": audit,
+        "offers": [dict(r) for r in await conn.fetch(TIMELINE_OFFERS, app_user_id, limit)],
+        "refund_requests": [
+            dict(r) for r in await conn.fetch(TIMELINE_REFUND_REQUESTS, app_user_id, limit)
+        ],
     }
 
 

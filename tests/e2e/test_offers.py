@@ -22,6 +22,7 @@ from tests.e2e import google_helpers, replay_helpers
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT, apple_config
 from tests.e2e.google_helpers import MONTHLY, google_config, notify
 from tests.e2e.replay_helpers import ISSUER_ID, KEY_ID
+from tests.e2e.test_console_http import page, sign_in
 
 google_keys = google_helpers.google_keys
 fake_play = replay_helpers.fake_play
@@ -251,3 +252,17 @@ async def test_a_paid_android_subscription_keeps_the_introductory_offer(
     await notify(app, fake_play, google_keys, clock, 4, "active", token="tok-paid", user=user,
                  product_id=MONTHLY, offer_phase="base")  # fmt: skip
     assert (await introductory(app, user))["eligible"] is True
+
+
+async def test_signatures_show_on_the_console_timeline(app, clock) -> None:
+    user = "u-timeline"
+    await grant(app, user, duration="P1D")
+    clock.advance(days=31)
+    assert (await ask(app, user, offer="winback", product_id=PRODUCT))[0] == 200
+    await introductory(app, user)
+    _resp, cookie = await sign_in(app)
+    status, html = await page(app, f"/console/customers/{user}", cookie)
+    assert status == 200
+    assert "offer winback signed (jws)" in html
+    assert "introductory offer eligibility signed (eligible)" in html
+    assert html.count("offer signed</td>") == 2

@@ -23,6 +23,7 @@ from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_auth
 from tests.e2e import replay_helpers
 from tests.e2e.apple_helpers import apple_config, scenario
 from tests.e2e.replay_helpers import ISSUER_ID, KEY_ID
+from tests.e2e.test_console_http import page, sign_in
 
 fake_api = replay_helpers.fake_api
 replay_ca = replay_helpers.replay_ca
@@ -374,3 +375,15 @@ async def test_erasure_keeps_no_consent_and_no_name_on_requests(
     assert len(owners) == 1
     # The pseudonym's request is not reported on: its consent went with the customer.
     assert (await app.app[REFUND_ANSWERS].run_once()).skipped == 1
+
+
+async def test_a_refund_request_shows_on_the_console_timeline(
+    app, clock, replay_ca, fake_api
+) -> None:
+    who = await requested(app, clock, replay_ca[0], fake_api)
+    [pending] = await requests(app, "pending")
+    _resp, cookie = await sign_in(app)
+    status, html = await page(app, f"/console/customers/{who.user}", cookie)
+    assert status == 200
+    assert f'<a href="/console/refund-requests/{pending["id"]}">refund requested</a>' in html
+    assert "reason UNINTENDED_PURCHASE" in html
