@@ -1,4 +1,4 @@
-"""The `receiptd` command: serve, migrate, prune, replay, reconcile, simulate."""
+"""The `receiptd` command: serve, migrate, prune, replay, reconcile, extend, simulate."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from entitlements.errors import DatabaseUnavailable
 from entitlements.replay import Finding
 from server.bootstrap import cache_for_fixes, command
 from server.embedded import database_url
+from server.extend_command import add_extend, extend_command
 from server.failures import CONNECT_ERRORS, StartupFailure, unreachable
 from server.progress import Progress
 from server.reconcile_command import add_reconcile, reconcile_command
@@ -39,8 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command in ("serve", "migrate", "prune", "replay", "reconcile"):  # read the config
-        if args.command in ("replay", "reconcile"):  # the report is stdout: problems on stderr
+    if args.command in ("serve", "migrate", "prune", "replay", "reconcile", "extend"):  # config
+        if args.command in ("replay", "reconcile", "extend"):  # the report is stdout
             configure_logging(json=not sys.stderr.isatty(), level="WARNING", stream=sys.stderr)
         else:
             configure_logging(json=not sys.stdout.isatty() or args.json_logs)
@@ -68,6 +69,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_replay(settings, selection, fix=args.fix))
     if args.command == "reconcile":
         return reconcile_command(settings, args)
+    if args.command == "extend":
+        return extend_command(settings, args)
     return asyncio.run(_migrate(settings))
 
 
@@ -108,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         "--fix", action="store_true", help="write the re-derived state and its change events"
     )
     add_reconcile(sub, moment=_moment)
+    add_extend(sub)
     _add_simulate(sub)
     return parser
 

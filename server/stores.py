@@ -10,7 +10,9 @@ the demo). Both rules, and the required push identity, are enforced by the setti
 never call a store (their answers come from the journal), and Apple's verifier checks
 offline, at each item's signed date, whatever `online_checks` says (replay re-verifies
 history; revocation checks are about now). `reconcile_store` builds one store's adapter as
-`serve` does, for `receiptd reconcile`, its store API requests spaced by a rate limiter.
+`serve` does, for `receiptd reconcile`, its store API requests spaced by a rate limiter;
+`extend_stores` what `receiptd extend` asks (Apple's mass extensions, Play's deferrals and
+re-reads), likewise spaced.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -40,7 +44,7 @@ from api.keys import (
 from config.settings import AppleSettings, GoogleSettings, Settings
 from entitlements.access import Catalog
 from entitlements.model import Clock, Store
-from receipts.apple.actions import AppleActions
+from receipts.apple.actions import REASON_CODES, AppleActions
 from receipts.apple.adapter import AppleStore
 from receipts.apple.server_api import PRODUCTION_URL, SANDBOX_URL, AppStoreServerClient
 from receipts.apple.terms import NonRenewingTerms
@@ -50,7 +54,7 @@ from receipts.google.actions import PlayActions
 from receipts.google.adapter import GooglePlayStore
 from receipts.google.play import PLAY_API_URL, AccessTokens, PlayClient
 from receipts.google.push_auth import PushTokenVerifier
-from receipts.port import Reconciling, StoreAdapter
+from receipts.port import Reconciling, StoreActing, StoreAdapter
 from receipts.rate_limit import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -229,5 +233,83 @@ async def reconcile_store(
         )
         try:
             yield adapter
+        finally:
+            play.close()
+
+
+@dataclass(frozen=True, slots=True)
+class AppleMassExtensions:
+    """Apple's mass extension and its status on the App Store Server API (`api`), asked in
+    our reason words (customer_satisfaction, service_outage, other)."""
+
+    api: AppStoreServerClient
+
+    def for_app(self, bundle_id: str | None) -> AppleMassExtensions:
+        """The same, asking about the app `bundle_id` (None: the configured app)."""
+        return AppleMassExtensions(self.api.for_app(bundle_id))
+
+    async def mass_extend(
+        self,
+        environment: str,
+        *,
+        product_id: str,
+        days: int,
+        reason: str,
+        request_identifier: str,
+    ) -> None:
+        """Extend Subscription Renewal Dates for All Active Subscribers of `product_id`."""
+        await self.api.mass_extend(
+            environment,
+            product_id=product_id,
+            days=days,
+            reason_code=REASON_CODES[reason],
+            request_identifier=request_identifier,
+        )
+
+    async def mass_extend_status(
+        self, environment: str, product_id: str, request_identifier: str
+    ) -> dict[str, Any]:
+        """Get Status of Subscription-Renewal-Date Extensions of one mass extension."""
+        return await self.api.mass_extend_status(environment, product_id, request_identifier)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendStores:
+    """What `receiptd extend` asks: Apple's mass extensions (None: no API credentials), Play's
+    deferrals and the Play adapter that re-reads (None: no [google] section)."""
+
+    apple: AppleMassExtensions | None
+    play: StoreActing | None
+    play_reads: Reconciling | None
+
+
+@contextlib.asynccontextmanager
+async def extend_stores(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    catalog: Catalog,
+    *,
+    apple_limiter: RateLimiter,
+    google_limiter: RateLimiter,
+) -> AsyncIterator[ExtendStores]:
+    """The configured stores' actions, built as `serve` builds them, each store's requests
+    spaced by its limiter."""
+    timeout = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        apple = None
+        if settings.apple is not None and settings.apple.api_configured:
+            verifier = await asyncio.to_thread(build_apple_verifier, settings.apple, None)
+            api = (await apple_store(settings.apple, session, verifier, apple_limiter)).api
+            apple = AppleMassExtensions(api) if api is not None else None
+        if settings.google is None:
+            yield ExtendStores(apple, None, None)
+            return
+        adapter, play, _acks = await google_store(
+            settings.google, session, pool, clock, catalog, limiter=google_limiter
+        )
+        try:
+            actions = PlayActions(play, sorted(settings.google.package_names)[0])
+            yield ExtendStores(apple, actions, adapter)
         finally:
             play.close()
