@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from services.outbound import OutboundDelivery
     from services.refund_requests import ConsumptionAnswers, RefundRequests
     from services.retention import PayloadPruner
+    from services.revenue import Revenue
     from services.store_messages import StoreMessages
     from services.support_actions import SupportActions
 
@@ -60,6 +61,7 @@ OUTBOUND: web.AppKey[OutboundDelivery] = web.AppKey("outbound_delivery")
 STORE_ACTING: web.AppKey[dict[Store, StoreActing]] = web.AppKey("store_acting")
 SUPPORT_ACTIONS: web.AppKey[SupportActions] = web.AppKey("support_actions")
 OFFERS: web.AppKey[Offers] = web.AppKey("offers")
+REVENUE: web.AppKey[Revenue] = web.AppKey("revenue")
 REFUND_REQUESTS: web.AppKey[RefundRequests] = web.AppKey("refund_requests")
 REFUND_ANSWERS: web.AppKey[ConsumptionAnswers] = web.AppKey("refund_answers")
 APPLE: web.AppKey[AppleStore] = web.AppKey("apple_store")  # absent: App Store not configured

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from entitlements.model import PeriodType, PurchaseKind, PurchaseView, Status, Store
+from entitlements.model import PeriodType, Price, PurchaseKind, PurchaseView, Status, Store
 from entitlements.state import grants_access
 
 
@@ -100,10 +100,18 @@ def purchase_fields(p: PurchaseView, now: datetime) -> dict[str, Any]:
         "revoked_at": rfc3339(p.revoked_at),
         "ownership": p.ownership.value,
         "app": p.app,
+        "price": None
+        if p.price is None
+        else {"amount": p.price.amount, "currency": p.price.currency},
     }
     key = "original_transaction_id" if p.store is Store.APP_STORE else "purchase_token"
     out[key] = p.purchase_id
     return out
+
+
+def price_fields(price: Price | None) -> dict[str, str] | None:
+    """The contract's `price` object: `{"amount": "9.99", "currency": "USD"}`, or None."""
+    return None if price is None else {"amount": price.amount, "currency": price.currency}
 
 
 def grant_fields(g: Grant, now: datetime) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -114,6 +115,22 @@ class EventKind(StrEnum):
     INFORMATIONAL = "informational"
 
 
+def decimal_text(value: Decimal) -> str:
+    """An exact decimal as the contract writes amounts: "9.99", "10", "0", "0.5"."""
+    text = format(value.normalize(), "f")
+    return "0" if text in {"-0", ""} else text
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What the store charged for a period, as it states it: an exact decimal `amount` (a
+    string such as "9.99", never a float; "0" for a free trial) in the store's `currency`
+    (ISO 4217, never converted)."""
+
+    amount: str
+    currency: str
+
+
 @dataclass(frozen=True, slots=True)
 class TransactionFacts:
     """One store transaction (Apple transaction, Google line item/order) as last signed.
@@ -139,6 +156,10 @@ class TransactionFacts:
     period_type: PeriodType = PeriodType.NORMAL
     ownership: Ownership = Ownership.PURCHASED
     first_stated_at: datetime | None = None
+    price: Price | None = None  # None where the store states none
+    # The store's id of the charge for this period: Apple's transaction id, Google's order id
+    # (one Play line item is re-stated per read; its order id tells its paid periods apart).
+    order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +297,4 @@ class PurchaseView:
     ownership: Ownership = Ownership.PURCHASED
     superseded: bool = False
     app: str | None = None
+    price: Price | None = None  # the current period's (the latest transaction's)

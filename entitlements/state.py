@@ -140,6 +140,7 @@ def view(state: PurchaseState) -> PurchaseView:
         ownership=latest.ownership if latest is not None else Ownership.PURCHASED,
         superseded=state.superseded_by is not None,
         app=state.app,
+        price=latest.price if latest is not None else None,
     )
 
 

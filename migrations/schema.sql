@@ -6,6 +6,21 @@ audit_log.action text NOT NULL
 audit_log.app_user_id text NOT NULL
 audit_log.request_id text
 audit_log.details jsonb NOT NULL DEFAULT '{}'::jsonb
+-- table charges
+charges.store text NOT NULL
+charges.purchase_id text NOT NULL
+charges.charge_id text NOT NULL
+charges.product_id text NOT NULL
+charges.app text
+charges.is_sandbox boolean NOT NULL
+charges.amount numeric NOT NULL
+charges.currency text NOT NULL
+charges.charged_at timestamp with time zone NOT NULL
+charges.period_end timestamp with time zone
+charges.months numeric
+charges.refunded_at timestamp with time zone
+charges.refunded_amount numeric
+charges.created_at timestamp with time zone NOT NULL
 -- table console_sessions
 console_sessions.token_sha256 bytea NOT NULL
 console_sessions.key_name text NOT NULL
@@ -37,6 +52,29 @@ customers.suspended_at timestamp with time zone
 customers.event_sequence bigint NOT NULL DEFAULT 0
 customers.snapshot jsonb
 customers.erased_at timestamp with time zone
+-- table extend_items
+extend_items.id bigint NOT NULL DEFAULT nextval('extend_items_id_seq'::regclass)
+extend_items.run_id bigint NOT NULL
+extend_items.store text NOT NULL
+extend_items.key text NOT NULL
+extend_items.app text
+extend_items.environment text
+extend_items.product_id text NOT NULL
+extend_items.app_user_id text
+extend_items.expires_before timestamp with time zone
+extend_items.request_id text NOT NULL
+extend_items.status text NOT NULL DEFAULT 'pending'::text
+extend_items.detail text NOT NULL DEFAULT ''::text
+extend_items.answer jsonb NOT NULL DEFAULT '{}'::jsonb
+extend_items.updated_at timestamp with time zone NOT NULL
+-- table extend_runs
+extend_runs.id bigint NOT NULL DEFAULT nextval('extend_runs_id_seq'::regclass)
+extend_runs.arguments jsonb NOT NULL
+extend_runs.status text NOT NULL DEFAULT 'running'::text
+extend_runs.counts jsonb NOT NULL DEFAULT '{}'::jsonb
+extend_runs.started_at timestamp with time zone NOT NULL
+extend_runs.updated_at timestamp with time zone NOT NULL
+extend_runs.finished_at timestamp with time zone
 -- table grants
 grants.id bigint NOT NULL DEFAULT nextval('grants_id_seq'::regclass)
 grants.app_user_id text NOT NULL
@@ -45,6 +83,23 @@ grants.starts_at timestamp with time zone NOT NULL
 grants.expires_at timestamp with time zone
 grants.ended_at timestamp with time zone
 grants.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table mrr_daily
+mrr_daily.day date NOT NULL
+mrr_daily.store text NOT NULL
+mrr_daily.currency text NOT NULL
+mrr_daily.is_sandbox boolean NOT NULL
+mrr_daily.amount numeric NOT NULL DEFAULT 0
+mrr_daily.subscriptions bigint NOT NULL DEFAULT 0
+-- table offer_signatures
+offer_signatures.id bigint NOT NULL DEFAULT nextval('offer_signatures_id_seq'::regclass)
+offer_signatures.app_user_id text NOT NULL
+offer_signatures.offer text NOT NULL
+offer_signatures.product_id text NOT NULL
+offer_signatures.format text NOT NULL
+offer_signatures.nonce text NOT NULL
+offer_signatures.transaction_id text
+offer_signatures.eligible boolean
+offer_signatures.created_at timestamp with time zone NOT NULL
 -- table play_acknowledgements
 play_acknowledgements.id bigint NOT NULL DEFAULT nextval('play_acknowledgements_id_seq'::regclass)
 play_acknowledgements.kind text NOT NULL
@@ -87,6 +142,8 @@ purchases.linked_at timestamp with time zone
 purchases.created_at timestamp with time zone NOT NULL DEFAULT now()
 purchases.updated_at timestamp with time zone NOT NULL DEFAULT now()
 purchases.app text
+purchases.price_amount text
+purchases.price_currency text
 -- table reconcile_runs
 reconcile_runs.id bigint NOT NULL DEFAULT nextval('reconcile_runs_id_seq'::regclass)
 reconcile_runs.store text NOT NULL
@@ -126,6 +183,15 @@ refund_requests.sent_body jsonb
 refund_requests.last_error text
 refund_requests.decided_at timestamp with time zone
 refund_requests.created_at timestamp with time zone NOT NULL
+-- table revenue_daily
+revenue_daily.day date NOT NULL
+revenue_daily.store text NOT NULL
+revenue_daily.currency text NOT NULL
+revenue_daily.is_sandbox boolean NOT NULL
+revenue_daily.gross numeric NOT NULL DEFAULT 0
+revenue_daily.refunded numeric NOT NULL DEFAULT 0
+revenue_daily.charges bigint NOT NULL DEFAULT 0
+revenue_daily.refunds bigint NOT NULL DEFAULT 0
 -- table schema_migrations
 schema_migrations.version integer NOT NULL
 schema_migrations.name text NOT NULL
@@ -178,6 +244,7 @@ webhook_endpoints.last_error text
 webhook_endpoints.last_error_at timestamp with time zone
 -- constraints
 audit_log audit_log_pkey: PRIMARY KEY (id)
+charges charges_pkey: PRIMARY KEY (store, purchase_id, charge_id)
 console_sessions console_sessions_pkey: PRIMARY KEY (token_sha256)
 customer_aliases customer_aliases_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 customer_aliases customer_aliases_pkey: PRIMARY KEY (alias)
@@ -186,8 +253,17 @@ customer_events customer_events_app_user_id_sequence_key: UNIQUE (app_user_id, s
 customer_events customer_events_event_id_key: UNIQUE (event_id)
 customer_events customer_events_pkey: PRIMARY KEY (id)
 customers customers_pkey: PRIMARY KEY (app_user_id)
+extend_items extend_items_pkey: PRIMARY KEY (id)
+extend_items extend_items_run_id_fkey: FOREIGN KEY (run_id) REFERENCES extend_runs(id) ON DELETE CASCADE
+extend_items extend_items_run_id_store_key_key: UNIQUE (run_id, store, key)
+extend_items extend_items_status_check: CHECK ((status = ANY (ARRAY['pending'::text, 'sending'::text, 'requested'::text, 'confirmed'::text, 'refused'::text, 'failed'::text])))
+extend_items extend_items_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
+extend_runs extend_runs_pkey: PRIMARY KEY (id)
+extend_runs extend_runs_status_check: CHECK ((status = ANY (ARRAY['running'::text, 'finished'::text, 'abandoned'::text])))
 grants grants_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 grants grants_pkey: PRIMARY KEY (id)
+mrr_daily mrr_daily_pkey: PRIMARY KEY (day, store, currency, is_sandbox)
+offer_signatures offer_signatures_pkey: PRIMARY KEY (id)
 play_acknowledgements play_acknowledgements_kind_check: CHECK ((kind = ANY (ARRAY['subscription'::text, 'product'::text])))
 play_acknowledgements play_acknowledgements_kind_package_name_product_id_purchase_key: UNIQUE (kind, package_name, product_id, purchase_token)
 play_acknowledgements play_acknowledgements_pkey: PRIMARY KEY (id)
@@ -202,6 +278,7 @@ reconcile_runs reconcile_runs_pkey: PRIMARY KEY (id)
 reconcile_runs reconcile_runs_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 refund_requests refund_requests_pkey: PRIMARY KEY (id)
 refund_requests refund_requests_store_notification_id_key: UNIQUE (store, notification_id)
+revenue_daily revenue_daily_pkey: PRIMARY KEY (day, store, currency, is_sandbox)
 schema_migrations schema_migrations_pkey: PRIMARY KEY (version)
 store_actions store_actions_pkey: PRIMARY KEY (id)
 store_notifications store_notifications_pkey: PRIMARY KEY (id)
@@ -215,6 +292,7 @@ webhook_endpoints webhook_endpoints_pkey: PRIMARY KEY (endpoint_key)
 -- indexes
 CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
 CREATE INDEX audit_log_user_idx ON public.audit_log USING btree (app_user_id, id)
+CREATE UNIQUE INDEX charges_pkey ON public.charges USING btree (store, purchase_id, charge_id)
 CREATE INDEX console_sessions_expires_idx ON public.console_sessions USING btree (expires_at)
 CREATE UNIQUE INDEX console_sessions_pkey ON public.console_sessions USING btree (token_sha256)
 CREATE UNIQUE INDEX customer_aliases_pkey ON public.customer_aliases USING btree (alias)
@@ -224,8 +302,15 @@ CREATE UNIQUE INDEX customer_events_app_user_id_sequence_key ON public.customer_
 CREATE UNIQUE INDEX customer_events_event_id_key ON public.customer_events USING btree (event_id)
 CREATE UNIQUE INDEX customer_events_pkey ON public.customer_events USING btree (id)
 CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (app_user_id)
+CREATE UNIQUE INDEX extend_items_pkey ON public.extend_items USING btree (id)
+CREATE UNIQUE INDEX extend_items_run_id_store_key_key ON public.extend_items USING btree (run_id, store, key)
+CREATE UNIQUE INDEX extend_runs_open_idx ON public.extend_runs USING btree (status) WHERE (status = 'running'::text)
+CREATE UNIQUE INDEX extend_runs_pkey ON public.extend_runs USING btree (id)
 CREATE UNIQUE INDEX grants_pkey ON public.grants USING btree (id)
 CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlement)
+CREATE UNIQUE INDEX mrr_daily_pkey ON public.mrr_daily USING btree (day, store, currency, is_sandbox)
+CREATE INDEX offer_signatures_customer ON public.offer_signatures USING btree (app_user_id, created_at)
+CREATE UNIQUE INDEX offer_signatures_pkey ON public.offer_signatures USING btree (id)
 CREATE INDEX play_acknowledgements_due_idx ON public.play_acknowledgements USING btree (next_attempt_at)
 CREATE UNIQUE INDEX play_acknowledgements_kind_package_name_product_id_purchase_key ON public.play_acknowledgements USING btree (kind, package_name, product_id, purchase_token)
 CREATE UNIQUE INDEX play_acknowledgements_pkey ON public.play_acknowledgements USING btree (id)
@@ -246,6 +331,7 @@ CREATE UNIQUE INDEX refund_requests_pkey ON public.refund_requests USING btree (
 CREATE INDEX refund_requests_purchase ON public.refund_requests USING btree (store, purchase_id)
 CREATE INDEX refund_requests_requested ON public.refund_requests USING btree (requested_at DESC, id)
 CREATE UNIQUE INDEX refund_requests_store_notification_id_key ON public.refund_requests USING btree (store, notification_id)
+CREATE UNIQUE INDEX revenue_daily_pkey ON public.revenue_daily USING btree (day, store, currency, is_sandbox)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
 CREATE INDEX store_actions_customer ON public.store_actions USING btree (app_user_id, created_at)
 CREATE UNIQUE INDEX store_actions_pkey ON public.store_actions USING btree (id)

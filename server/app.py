@@ -21,6 +21,7 @@ from api import outbound as outbox_api
 from api import purchases as purchases_api
 from api import reads as entitlements_api
 from api import refunds as refunds_api
+from api import revenue as revenue_api
 from api import store_actions as store_actions_api
 from api import webhooks as webhooks_api
 from api.auth import ApiAuthenticator
@@ -40,6 +41,7 @@ from api.keys import (
     OPERATIONS,
     POOL,
     REGISTRY,
+    REVENUE,
     SERVICE,
     SETTINGS,
     STORE_ACTING,
@@ -71,6 +73,7 @@ from services.apps import fill_missing_apps
 from services.console_reads import ConsoleReads
 from services.ingest import EntitlementService
 from services.operations import CustomerOperations
+from services.revenue import Revenue
 from services.store_actions import ConsoleStore
 from services.store_messages import StoreMessages
 from services.support_actions import SupportActions
@@ -112,6 +115,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app.add_routes(refunds_api.routes)
     app.add_routes(store_actions_api.routes)
     app.add_routes(offers_api.routes)
+    app.add_routes(revenue_api.routes)
     app.add_routes(purchases_api.routes)
     app.add_routes(customers_api.routes)
     app.add_routes(outbox_api.routes)
@@ -237,6 +241,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[STORE_MESSAGES] = StoreMessages(app[SERVICE], app[CLOCK])
     app[CONSOLE_READS] = ConsoleReads(app[POOL])
+    app[REVENUE] = Revenue(app[POOL])
     app[OPERATIONS] = CustomerOperations(
         pool=app[POOL], cache=app[CACHE], catalog=app[SERVICE].catalog, clock=app[CLOCK]
     )

@@ -20,7 +20,7 @@ import structlog
 from cache import render
 from cache.answers import CustomerCache
 from cache.local import Rendered
-from entitlements import refunds
+from entitlements import money, refunds
 from entitlements.access import Catalog, CustomerRecord, entitlements_of
 from entitlements.audit import Actor, AuditEntry
 from entitlements.journal import JournalEntry
@@ -28,6 +28,7 @@ from entitlements.model import Clock, PurchaseState, Store, StoreEvent
 from entitlements.ownership import Held, Transfer, TransferPolicy, decide, keys_to_lock
 from entitlements.state import view
 from storage import customers as customers_db
+from storage import money as money_db
 from storage import purchases as purchases_db
 from storage import reconcile as reconcile_db
 from storage import refund_requests as refund_requests_db
@@ -207,6 +208,13 @@ class EntitlementService:
                     conn, write.state, view(write.state), write.owner, entry=entry
                 )
         requested = await self._refund_statements(conn, events, decision.owners, held, now)
+        charged = [
+            charge
+            for write in writes
+            for charge in money.charges_of(write.state, _before(held, write.state))
+        ]
+        if charged:
+            await money_db.record(conn, charged, now)
         moved: set[str] = set()
         for transfer in decision.transfers:
             log.info("purchase_transferred", store=transfer.store.value, to_user=transfer.to_user)
@@ -315,3 +323,9 @@ def _revoked_at(state: PurchaseState | None, transaction_id: str) -> datetime | 
         if tx.transaction_id == transaction_id and tx.revoked_at is not None:
             return tx.revoked_at
     return None
+
+
+def _before(held: dict[tuple[Store, str], Held], state: PurchaseState) -> PurchaseState | None:
+    """The stored state a write replaces (None for a new purchase)."""
+    found = held.get((state.store, state.purchase_id))
+    return found.state if found is not None else None

@@ -36,6 +36,7 @@ from entitlements.access import Catalog, entitlements_of
 from entitlements.audit import AuditEntry
 from entitlements.codec import from_jsonable
 from entitlements.model import Clock, PurchaseState, Store
+from entitlements.money import charges_of
 from entitlements.ownership import keys_to_lock
 from entitlements.replay import (
     Finding,
@@ -59,6 +60,7 @@ from receipts.port import RECONCILE, SUBMISSION, Resolution, StoreAdapter
 from receipts.recording import parse_reads_document, same_reads
 from services.operations import PSEUDONYM_PREFIX
 from storage import customers as customers_db
+from storage import money as money_db
 from storage import purchases as purchases_db
 from storage import replay as replay_db
 from storage.replay import Selection
@@ -367,6 +369,7 @@ class Replayer:
             if owner is not None and not await _ensure_owner(conn, owner):
                 raise _Changed  # a pseudonym without its row: never re-created
             await purchases_db.save_purchase(conn, replayed, view(replayed), owner)
+            await money_db.record(conn, charges_of(replayed), now)  # any charge not counted
             owners = sorted({o for o in (stored.owner, owner) if o is not None})
             # An event even when the entitlements read as before the damage: whoever read
             # the damaged record (or cached it) should read again.
@@ -411,6 +414,7 @@ class Replayer:
                 owner, source = None, Owner(None, "unknown")
                 finding = dataclasses.replace(finding, replayed_owner=source)
             await purchases_db.save_purchase(conn, replayed, view(replayed), owner)
+            await money_db.record(conn, charges_of(replayed), now)
             if missing.recorded is not None:
                 created_at = missing.recorded.purchase_created_at
                 await replay_db.restore_created_at(

@@ -59,7 +59,7 @@ EXPORT_PURCHASES = """
 SELECT store, purchase_id, product_id, kind, status, period_type, will_renew, expires_at,
        grace_period_expires_at, purchased_at, is_sandbox, unsubscribe_detected_at,
        billing_issue_detected_at, revoked_at, ownership, superseded, app, linked_at,
-       created_at, updated_at, state
+       created_at, updated_at, price_amount, price_currency, state
 FROM purchases WHERE app_user_id = $1 ORDER BY id
 """
 EXPORT_GRANTS = """

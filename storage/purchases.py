@@ -20,6 +20,7 @@ from entitlements.journal import JournalEntry
 from entitlements.model import (
     Ownership,
     PeriodType,
+    Price,
     PurchaseKind,
     PurchaseState,
     PurchaseView,
@@ -58,7 +59,7 @@ _RECORD_ARRAYS = """
     ARRAY(SELECT ROW(store, purchase_id, product_id, kind, status, period_type, will_renew,
                      expires_at, grace_period_expires_at, purchased_at, is_sandbox,
                      unsubscribe_detected_at, billing_issue_detected_at, revoked_at, ownership,
-                     superseded, app)
+                     superseded, app, price_amount, price_currency)
           FROM purchases p WHERE p.app_user_id = c.app_user_id AND p.product_id <> ''
           ORDER BY p.purchased_at NULLS FIRST, p.id) AS purchases,
     ARRAY(SELECT ROW(id, entitlement, starts_at, expires_at, ended_at)
@@ -118,7 +119,7 @@ UPDATE purchases SET
     expires_at = $8, grace_period_expires_at = $9, purchased_at = $10, is_sandbox = $11,
     unsubscribe_detected_at = $12, billing_issue_detected_at = $13, revoked_at = $14,
     ownership = $15, superseded = $16, state = $17::jsonb, state_updated_at = $18,
-    app_user_id = $19, app = $17::jsonb ->> 'app',
+    app_user_id = $19, app = $17::jsonb ->> 'app', price_amount = $20, price_currency = $21,
     linked_at = CASE WHEN app_user_id IS DISTINCT FROM $19 THEN now() ELSE linked_at END,
     updated_at = now()
 WHERE store = $1 AND purchase_id = $2
@@ -129,14 +130,14 @@ SELECT EXISTS (SELECT 1 FROM store_notifications WHERE store = $1 AND message_id
 ENSURE_CUSTOMER = """
 INSERT INTO customers (app_user_id) VALUES ($1) ON CONFLICT (app_user_id) DO NOTHING
 """
-# ENSURE_CUSTOMER ($20) then UPDATE_PURCHASE in one round trip, for an ingest whose one new
+# ENSURE_CUSTOMER ($22) then UPDATE_PURCHASE in one round trip, for an ingest whose one new
 # customer owns its one write. The purchase's foreign key is checked at the end of the
 # statement, when the customer row the CTE inserted exists. `created`: this statement
 # inserted the customer row.
 ENSURE_CUSTOMER_SAVE_PURCHASE = _joined(
     """
 WITH ensured AS (
-    INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
+    INSERT INTO customers (app_user_id) VALUES ($22) ON CONFLICT (app_user_id) DO NOTHING
     RETURNING app_user_id
 )""",
     UPDATE_PURCHASE,
@@ -156,17 +157,17 @@ recorded AS (
     SELECT store, purchase_id, app_user_id, {entry}::bigint, created_at FROM saved
 )
 """
-# UPDATE_PURCHASE, recording for journal entry $20.
-SAVE_PURCHASE_RECORD_OWNER = _joined("WITH", _SAVED, _RECORDED.format(entry="$20"), "SELECT 1\n")
-# ENSURE_CUSTOMER_SAVE_PURCHASE, recording for journal entry $21.
+# UPDATE_PURCHASE, recording for journal entry $22.
+SAVE_PURCHASE_RECORD_OWNER = _joined("WITH", _SAVED, _RECORDED.format(entry="$22"), "SELECT 1\n")
+# ENSURE_CUSTOMER_SAVE_PURCHASE, recording for journal entry $23.
 ENSURE_CUSTOMER_SAVE_PURCHASE_RECORD_OWNER = _joined(
     """
 WITH ensured AS (
-    INSERT INTO customers (app_user_id) VALUES ($20) ON CONFLICT (app_user_id) DO NOTHING
+    INSERT INTO customers (app_user_id) VALUES ($22) ON CONFLICT (app_user_id) DO NOTHING
     RETURNING app_user_id
 ),""",
     _SAVED,
-    _RECORDED.format(entry="$21"),
+    _RECORDED.format(entry="$23"),
     "SELECT EXISTS (SELECT 1 FROM ensured) AS created\n",
 )
 # NO KEY UPDATE, not UPDATE: the purchase rows written before hold a key-share lock on this
@@ -267,6 +268,7 @@ def _view_of(p: tuple[Any, ...]) -> PurchaseView:
         Ownership(p[14]),
         p[15],
         p[16],
+        None if p[17] is None else Price(p[17], p[18]),
     )
 
 
@@ -423,6 +425,8 @@ def _purchase_args(
         json.dumps(to_jsonable(state)),
         state.updated_at,
         app_user_id,
+        view.price.amount if view.price is not None else None,
+        view.price.currency if view.price is not None else None,
     )
 
 
@@ -519,4 +523,5 @@ def purchase_view(r: asyncpg.Record) -> PurchaseView:
         ownership=Ownership(r["ownership"]),
         superseded=r["superseded"],
         app=r["app"],
+        price=None if r["price_amount"] is None else Price(r["price_amount"], r["price_currency"]),
     )

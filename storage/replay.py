@@ -61,7 +61,8 @@ SELECT_PAGE = _joined(
 SELECT k.id, k.store, k.purchase_id, k.app_user_id, k.created_at, k.state, k.state_updated_at,
        k.product_id, k.kind, k.status, k.period_type, k.will_renew, k.expires_at,
        k.grace_period_expires_at, k.purchased_at, k.is_sandbox, k.unsubscribe_detected_at,
-       k.billing_issue_detected_at, k.revoked_at, k.ownership, k.superseded, k.app, r.*""",
+       k.billing_issue_detected_at, k.revoked_at, k.ownership, k.superseded, k.app,
+       k.price_amount, k.price_currency, r.*""",
     _SELECTED,
     """  AND k.id > $3
 ORDER BY k.id

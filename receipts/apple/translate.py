@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from entitlements.model import (
@@ -21,12 +22,14 @@ from entitlements.model import (
     FlagStatement,
     Ownership,
     PeriodType,
+    Price,
     PurchaseKind,
     RenewalFacts,
     Status,
     Store,
     StoreEvent,
     TransactionFacts,
+    decimal_text,
 )
 from receipts.apple.verifier import AppleNotification, VerifiedRenewalInfo, VerifiedTransaction
 from receipts.errors import MalformedPayload
@@ -167,7 +170,17 @@ def transaction_facts(t: VerifiedTransaction) -> TransactionFacts:
             if p.rawInAppOwnershipType == "FAMILY_SHARED"
             else Ownership.PURCHASED
         ),
+        price=transaction_price(p.price, p.currency),
+        order_id=p.transactionId,
     )
+
+
+def transaction_price(milliunits: int | None, currency: str | None) -> Price | None:
+    """Apple's `price` (milli-units of `currency`) as an exact decimal; None when the
+    transaction states no price or currency (older transactions)."""
+    if milliunits is None or not currency:
+        return None
+    return Price(decimal_text(Decimal(int(milliunits)).scaleb(-3)), currency)
 
 
 def renewal_facts(r: VerifiedRenewalInfo) -> RenewalFacts:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from entitlements.model import (
@@ -42,12 +43,14 @@ from entitlements.model import (
     Flag,
     FlagStatement,
     PeriodType,
+    Price,
     PurchaseKind,
     RenewalFacts,
     Status,
     Store,
     StoreEvent,
     TransactionFacts,
+    decimal_text,
 )
 from receipts.google.notifications import (
     SUBSCRIPTION_NOTIFICATION_NAMES,
@@ -243,6 +246,7 @@ def _subscription_transaction(
     newest read always wins. The order id is kept in the event details.
     """
     started = parse_rfc3339(purchase.get("startTime"))
+    order = item.get("latestSuccessfulOrderId")
     return TransactionFacts(
         transaction_id=purchase_id,
         product_id=product_id,
@@ -252,7 +256,26 @@ def _subscription_transaction(
         expires_at=parse_rfc3339(item.get("expiryTime")),
         original_purchased_at=started,
         period_type=period_type(item),
+        price=line_item_price(item),
+        order_id=order if isinstance(order, str) and order else None,
     )
+
+
+def line_item_price(item: Mapping[str, Any]) -> Price | None:
+    """A line item's `autoRenewingPlan.recurringPrice` (Money: units + nanos) as an exact
+    decimal, "0" during a free-trial phase; None where Play states none (prepaid plans)."""
+    money = _object(_object(item.get("autoRenewingPlan")).get("recurringPrice"))
+    currency = money.get("currencyCode")
+    if not isinstance(currency, str) or not currency:
+        return None
+    if "freeTrial" in _object(item.get("offerPhase")):
+        return Price("0", currency)
+    try:
+        units = Decimal(int(money.get("units") or 0))
+        nanos = Decimal(int(money.get("nanos") or 0)).scaleb(-9)
+    except (TypeError, ValueError):
+        return None
+    return Price(decimal_text(units + nanos), currency)
 
 
 def _renewal(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -108,3 +109,20 @@ async def test_the_real_consumption_request_is_answered_and_closed_by_the_real_r
     listed = await client.get("/v1/refund-requests", headers=auth(ADMIN_KEY))
     [closed] = (await listed.json())["refund_requests"]
     assert (closed["id"], closed["status"]) == (request["id"], "refunded")
+
+    # Money (issue 22): the real transactions' prices, each charge once, the refund on
+    # Apple's revocation date.
+    customer = await client.get(f"/v1/customers/{USER}", headers=auth(ADMIN_KEY))
+    [sub] = (await customer.json())["subscriptions"]
+    current = subscribed.transaction
+    assert sub["price"] == {"amount": str(Decimal(current["price"]) / 1000), "currency": "AUD"}
+    resp = await client.get(
+        "/v1/revenue", params={"from": "2020-01-01", "to": "2029-12-31"}, headers=auth(ADMIN_KEY)
+    )
+    days = (await resp.json())["days"]
+    gross = sum(Decimal(r["gross"]) for r in days)
+    refunded = sum(Decimal(r["refunded"]) for r in days)
+    charged = Decimal(current["price"] + requested_tx["price"]) / 1000
+    assert (gross, refunded) == (charged, Decimal(requested_tx["price"]) / 1000)
+    refund_day = iso(refund.transaction["revocationDate"])[:10]
+    assert [r["date"] for r in days if r["refunds"]] == [refund_day]

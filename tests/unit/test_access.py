@@ -24,6 +24,7 @@ from entitlements.access import (
 from entitlements.model import (
     Ownership,
     PeriodType,
+    Price,
     PurchaseKind,
     PurchaseView,
     Status,
@@ -198,6 +199,7 @@ def test_purchase_fields_field_by_field() -> None:
         revoked_at=NOW - timedelta(minutes=1),
         ownership=Ownership.FAMILY_SHARED,
         app="com.example.app.lite",
+        price=Price("9.99", "USD"),
     )
     assert purchase_fields(p, NOW) == {
         "active": True,
@@ -215,6 +217,7 @@ def test_purchase_fields_field_by_field() -> None:
         "revoked_at": "2026-11-25T09:59:00Z",
         "ownership": "family_shared",
         "app": "com.example.app.lite",
+        "price": {"amount": "9.99", "currency": "USD"},
         "original_transaction_id": "otx-1",
     }
     google = purchase_fields(view("tok-1", "m", Status.ACTIVE, FUTURE, store=Store.PLAY_STORE), NOW)

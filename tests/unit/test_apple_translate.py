@@ -12,6 +12,7 @@ from entitlements.model import (
     FlagStatement,
     Ownership,
     PeriodType,
+    Price,
     PurchaseKind,
     RenewalFacts,
     Status,
@@ -28,6 +29,7 @@ from receipts.apple.translate import (
     renewal_facts,
     transaction_event,
     transaction_facts,
+    transaction_price,
 )
 from receipts.apple.verifier import (
     AppleNotification,
@@ -358,7 +360,7 @@ def _renewal(ca: TestCA, verifier: AppleVerifier, **fields: object) -> VerifiedR
 
 
 def test_transaction_facts_field_by_field(ca: TestCA, verifier: AppleVerifier) -> None:
-    t = _transaction(ca, verifier, offerType=2)  # a promotional offer without a discount type
+    t = _transaction(ca, verifier, offerType=2, price=12990, currency="EUR")  # a promotional offer
     assert transaction_facts(t) == TransactionFacts(
         transaction_id="2000000002",
         product_id="premium.monthly",
@@ -371,7 +373,26 @@ def test_transaction_facts_field_by_field(ca: TestCA, verifier: AppleVerifier) -
         revocation_reason=None,
         period_type=PeriodType.INTRO,
         ownership=Ownership.PURCHASED,
+        price=Price("12.99", "EUR"),
+        order_id="2000000002",
     )
+
+
+@pytest.mark.parametrize(
+    ("milliunits", "currency", "price"),
+    [
+        (9990, "USD", Price("9.99", "USD")),
+        (0, "USD", Price("0", "USD")),  # a free trial
+        (10000, "EUR", Price("10", "EUR")),
+        (1200000, "JPY", Price("1200", "JPY")),
+        (1, "USD", Price("0.001", "USD")),
+        (None, "USD", None),
+        (9990, None, None),
+        (9990, "", None),
+    ],
+)
+def test_apple_prices_are_exact_decimals(milliunits, currency, price) -> None:
+    assert transaction_price(milliunits, currency) == price
 
 
 @pytest.mark.parametrize(

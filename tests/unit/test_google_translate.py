@@ -13,6 +13,7 @@ from entitlements.model import (
     Flag,
     FlagStatement,
     PeriodType,
+    Price,
     PurchaseKind,
     Status,
     Store,
@@ -23,6 +24,7 @@ from receipts.google.translate import (
     Category,
     classify,
     gone_subscription,
+    line_item_price,
     needs_acknowledgement,
     product_events,
     subscription_events,
@@ -745,3 +747,27 @@ def test_every_play_statement_names_its_app() -> None:
     )
     assert listed is not None
     assert listed.app == other
+
+
+def priced(currency: str | None, units: str | None = None, nanos: int | None = None, **item):
+    money = {"currencyCode": currency, "units": units, "nanos": nanos}
+    plan = {"recurringPrice": {k: v for k, v in money.items() if v is not None}}
+    return {"autoRenewingPlan": plan, **item}
+
+
+@pytest.mark.parametrize(
+    ("item", "price"),
+    [
+        (priced("AUD", "16", 990000000), Price("16.99", "AUD")),
+        (priced("JPY", "1200"), Price("1200", "JPY")),
+        (priced("EUR", nanos=500000000), Price("0.5", "EUR")),
+        (priced("EUR", "4", 990000000, offerPhase={"freeTrial": {}}), Price("0", "EUR")),
+        (priced("EUR", "4", offerPhase={"introductoryPrice": {}}), Price("4", "EUR")),
+        (priced(None, "4"), None),
+        (priced("EUR", "x"), None),
+        ({"autoRenewingPlan": {}}, None),
+        ({"prepaidPlan": {}}, None),
+    ],
+)
+def test_play_line_item_prices_are_exact_decimals(item, price) -> None:
+    assert line_item_price(item) == price

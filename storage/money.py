@@ -1,0 +1,158 @@
+"""SQL of money (issue 22): charges and their refunds, and the daily rollups kept in the same
+transaction (revenue_daily, mrr_daily; migrations/0015). A charge row is inserted once (its
+key is the store's id of the charge), a refund set once (`refunded_at IS NULL`), and only
+what a statement inserted or set reaches the rollups: duplicates, late or shuffled
+deliveries and replays never count a charge twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import asyncpg
+
+from entitlements.money import Charge, Delta, charge_deltas, combined, refund_deltas
+
+INSERT_CHARGE = """
+INSERT INTO charges (store, purchase_id, charge_id, product_id, app, is_sandbox, amount,
+    currency, charged_at, period_end, months, refunded_at, refunded_amount, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+    CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE $7::numeric END, $13)
+ON CONFLICT (store, purchase_id, charge_id) DO NOTHING
+RETURNING charge_id
+"""
+SET_REFUND = """
+UPDATE charges SET refunded_at = $4, refunded_amount = amount
+WHERE store = $1 AND purchase_id = $2 AND charge_id = $3 AND refunded_at IS NULL
+RETURNING product_id, app, is_sandbox, amount, currency, charged_at, period_end, months
+"""
+# The combined deltas, applied in key order (one lock order for every writer).
+ADD_REVENUE = """
+INSERT INTO revenue_daily AS r (day, store, currency, is_sandbox, gross, refunded, charges,
+    refunds)
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::boolean[], $5::numeric[],
+    $6::numeric[], $7::bigint[], $8::bigint[])
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
+    gross = r.gross + EXCLUDED.gross, refunded = r.refunded + EXCLUDED.refunded,
+    charges = r.charges + EXCLUDED.charges, refunds = r.refunds + EXCLUDED.refunds
+"""
+ADD_MRR = """
+INSERT INTO mrr_daily AS m (day, store, currency, is_sandbox, amount, subscriptions)
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::boolean[], $5::numeric[],
+    $6::bigint[])
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
+    amount = m.amount + EXCLUDED.amount, subscriptions = m.subscriptions + EXCLUDED.subscriptions
+"""
+REVENUE_DAYS = """
+SELECT day, store, currency, sum(gross) AS gross, sum(refunded) AS refunded,
+       sum(charges) AS charges, sum(refunds) AS refunds
+FROM revenue_daily
+WHERE day BETWEEN $1 AND $2 AND ($3::boolean IS NULL OR is_sandbox = $3)
+GROUP BY day, store, currency
+ORDER BY day, store, currency
+"""
+MRR_AS_OF = """
+SELECT currency, sum(amount) AS amount, sum(subscriptions) AS subscriptions
+FROM mrr_daily
+WHERE day <= $1 AND ($2::boolean IS NULL OR is_sandbox = $2)
+GROUP BY currency
+HAVING sum(subscriptions) <> 0 OR sum(amount) <> 0
+ORDER BY currency
+"""
+
+
+async def record(conn: asyncpg.Connection, charges: Sequence[Charge], now: datetime) -> int:
+    """Store the charges (and refunds) not stored yet and add them to the rollups; how many
+    rollup rows changed."""
+    deltas: list[Delta] = []
+    for charge in charges:
+        inserted = await conn.fetchval(
+            INSERT_CHARGE,
+            charge.store.value,
+            charge.purchase_id,
+            charge.charge_id,
+            charge.product_id,
+            charge.app,
+            charge.is_sandbox,
+            charge.amount,
+            charge.currency,
+            charge.charged_at,
+            charge.period_end,
+            charge.months,
+            charge.refunded_at,
+            now,
+        )
+        if inserted is not None:
+            deltas += charge_deltas(charge)
+            continue
+        if charge.refunded_at is None:
+            continue
+        row = await conn.fetchrow(
+            SET_REFUND, charge.store.value, charge.purchase_id, charge.charge_id, charge.refunded_at
+        )
+        if row is not None:
+            deltas += refund_deltas(_stored(charge, row), charge.refunded_at)
+    rows = combined(deltas)
+    if rows:
+        await _apply(conn, rows)
+    return len(rows)
+
+
+def _stored(charge: Charge, row: asyncpg.Record) -> Charge:
+    """The charge as first stored (what its refund takes back), not as re-stated."""
+    return Charge(
+        store=charge.store,
+        purchase_id=charge.purchase_id,
+        charge_id=charge.charge_id,
+        product_id=row["product_id"],
+        app=row["app"],
+        is_sandbox=row["is_sandbox"],
+        amount=row["amount"],
+        currency=row["currency"],
+        charged_at=row["charged_at"],
+        period_end=row["period_end"],
+        months=row["months"],
+    )
+
+
+async def _apply(conn: asyncpg.Connection, rows: list[Delta]) -> None:
+    revenue = [r for r in rows if r.gross or r.refunded or r.charges or r.refunds]
+    if revenue:
+        await conn.execute(
+            ADD_REVENUE,
+            [r.day for r in revenue],
+            [r.store.value for r in revenue],
+            [r.currency for r in revenue],
+            [r.is_sandbox for r in revenue],
+            [r.gross for r in revenue],
+            [r.refunded for r in revenue],
+            [r.charges for r in revenue],
+            [r.refunds for r in revenue],
+        )
+    mrr = [r for r in rows if r.mrr or r.subscriptions]
+    if mrr:
+        await conn.execute(
+            ADD_MRR,
+            [r.day for r in mrr],
+            [r.store.value for r in mrr],
+            [r.currency for r in mrr],
+            [r.is_sandbox for r in mrr],
+            [r.mrr for r in mrr],
+            [r.subscriptions for r in mrr],
+        )
+
+
+async def revenue_days(
+    conn: asyncpg.Connection, first: date, last: date, sandbox: bool | None
+) -> list[asyncpg.Record]:
+    """Per day, store and currency between `first` and `last` (inclusive)."""
+    return list(await conn.fetch(REVENUE_DAYS, first, last, sandbox))
+
+
+async def mrr_as_of(
+    conn: asyncpg.Connection, day: date, sandbox: bool | None
+) -> list[asyncpg.Record]:
+    """MRR and active paying subscriptions per currency at the end of `day`."""
+    return list(await conn.fetch(MRR_AS_OF, day, sandbox))
