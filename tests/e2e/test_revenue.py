@@ -6,9 +6,11 @@ a revocation), delivered in order and shuffled with duplicates."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from simulators.apple_ca import notification_payload, renewal_payload, transaction_payload
@@ -216,3 +218,25 @@ async def test_revenue_needs_an_admin_key_and_dates(stores) -> None:
                   "from=2026-01-01&to=2026-01-02&sandbox=maybe"):  # fmt: skip
         resp = await s.client.get(f"/v1/revenue?{query}", headers=auth(ADMIN_KEY))
         assert resp.status == 400, query
+
+
+async def test_concurrent_writers_count_every_charge_once(stores) -> None:
+    """Many purchases charged on the same days at once, each notification delivered twice
+    concurrently: the rollup rows every writer updates end exact, and nobody deadlocks."""
+    s = stores
+    t0 = s.clock.now
+    notes = []
+    for i in range(12):
+        who = AppleSubscriber(s)
+        first, _ = who.body("SUBSCRIBED", t0, 30, 9990 + i * 1000, signed=t0)
+        renew, _ = who.body("DID_RENEW", t0 + 30 * DAY, 30, 9990 + i * 1000, signed=t0 + 30 * DAY)
+        notes += [first, renew, first, renew]
+    random.Random(3).shuffle(notes)
+    await asyncio.gather(*(deliver(s, note) for note in notes))
+    body = await revenue(s.client, day(t0), day(t0 + 31 * DAY))
+    total = sum(Decimal(9990 + i * 1000) / 1000 for i in range(12))
+    assert [(r["date"], r["charges"], Decimal(r["gross"])) for r in body["days"]] == [
+        (day(t0), 12, total),
+        (day(t0 + 30 * DAY), 12, total),
+    ]
+    assert body["mrr"] == [{"currency": "USD", "amount": str(total), "subscriptions": 12}]
