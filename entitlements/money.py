@@ -88,6 +88,18 @@ def charges_of(state: PurchaseState, before: PurchaseState | None = None) -> lis
     return found
 
 
+def changed_charges(state: PurchaseState, before: PurchaseState | None) -> list[Charge]:
+    """The charges a statement adds or refunds: those of `state` that `before` (the stored
+    state it replaces) did not show, or showed unrefunded. Everything else is stored already
+    (the charge rows are written in the same transaction as the state)."""
+    shown = {c.charge_id: c.refunded_at for c in charges_of(before)} if before else {}
+    return [
+        c
+        for c in charges_of(state, before)
+        if c.charge_id not in shown or (c.refunded_at is not None and shown[c.charge_id] is None)
+    ]
+
+
 def _previous_end(before: PurchaseState | None, tx: TransactionFacts) -> datetime | None:
     """The expiry Play stated for the period before `tx`'s order, if the stored state shows
     another order of the same line item."""

@@ -211,7 +211,7 @@ class EntitlementService:
         charged = [
             charge
             for write in writes
-            for charge in money.charges_of(write.state, _before(held, write.state))
+            for charge in money.changed_charges(write.state, _before(held, write.state))
         ]
         if charged:
             await money_db.record(conn, charged, now)

@@ -13,13 +13,21 @@ import asyncpg
 
 from entitlements.money import Charge, Delta, charge_deltas, combined, refund_deltas
 
-INSERT_CHARGE = """
+# Every charge of one statement in one round trip; RETURNING names those not stored before.
+INSERT_CHARGES = """
 INSERT INTO charges (store, purchase_id, charge_id, product_id, app, is_sandbox, amount,
     currency, charged_at, period_end, months, refunded_at, refunded_amount, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-    CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE $7::numeric END, $13)
+SELECT c.store, c.purchase_id, c.charge_id, c.product_id, c.app, c.is_sandbox, c.amount,
+    c.currency, c.charged_at, c.period_end, c.months, c.refunded_at,
+    CASE WHEN c.refunded_at IS NULL THEN NULL ELSE c.amount END, $13
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[],
+    $7::numeric[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::numeric[],
+    $12::timestamptz[])
+    AS c(store, purchase_id, charge_id, product_id, app, is_sandbox, amount, currency,
+         charged_at, period_end, months, refunded_at)
+ORDER BY 1, 2, 3
 ON CONFLICT (store, purchase_id, charge_id) DO NOTHING
-RETURNING charge_id
+RETURNING store, purchase_id, charge_id
 """
 SET_REFUND = """
 UPDATE charges SET refunded_at = $4, refunded_amount = amount
@@ -66,38 +74,43 @@ ORDER BY currency
 async def record(conn: asyncpg.Connection, charges: Sequence[Charge], now: datetime) -> int:
     """Store the charges (and refunds) not stored yet and add them to the rollups; how many
     rollup rows changed."""
+    if not charges:
+        return 0
+    rows = await conn.fetch(
+        INSERT_CHARGES,
+        [c.store.value for c in charges],
+        [c.purchase_id for c in charges],
+        [c.charge_id for c in charges],
+        [c.product_id for c in charges],
+        [c.app for c in charges],
+        [c.is_sandbox for c in charges],
+        [c.amount for c in charges],
+        [c.currency for c in charges],
+        [c.charged_at for c in charges],
+        [c.period_end for c in charges],
+        [c.months for c in charges],
+        [c.refunded_at for c in charges],
+        now,
+    )
+    inserted = {(r["store"], r["purchase_id"], r["charge_id"]) for r in rows}
     deltas: list[Delta] = []
     for charge in charges:
-        inserted = await conn.fetchval(
-            INSERT_CHARGE,
-            charge.store.value,
-            charge.purchase_id,
-            charge.charge_id,
-            charge.product_id,
-            charge.app,
-            charge.is_sandbox,
-            charge.amount,
-            charge.currency,
-            charge.charged_at,
-            charge.period_end,
-            charge.months,
-            charge.refunded_at,
-            now,
-        )
-        if inserted is not None:
+        if (charge.store.value, charge.purchase_id, charge.charge_id) in inserted:
             deltas += charge_deltas(charge)
-            continue
-        if charge.refunded_at is None:
-            continue
-        row = await conn.fetchrow(
-            SET_REFUND, charge.store.value, charge.purchase_id, charge.charge_id, charge.refunded_at
-        )
-        if row is not None:
-            deltas += refund_deltas(_stored(charge, row), charge.refunded_at)
-    rows = combined(deltas)
-    if rows:
-        await _apply(conn, rows)
-    return len(rows)
+        elif charge.refunded_at is not None:
+            row = await conn.fetchrow(
+                SET_REFUND,
+                charge.store.value,
+                charge.purchase_id,
+                charge.charge_id,
+                charge.refunded_at,
+            )
+            if row is not None:
+                deltas += refund_deltas(_stored(charge, row), charge.refunded_at)
+    combined_rows = combined(deltas)
+    if combined_rows:
+        await _apply(conn, combined_rows)
+    return len(combined_rows)
 
 
 def _stored(charge: Charge, row: asyncpg.Record) -> Charge:

@@ -319,3 +319,15 @@ def test_no_mrr_without_months_or_when_refunded_at_once() -> None:
 def test_mrr_rounds_half_up_and_other_amounts_stay_exact() -> None:
     assert money.amount_text(Decimal("0.125"), cents=True) == "0.13"
     assert money.amount_text(Decimal("0.001")) == "0.001"
+
+
+def test_a_statement_changes_only_new_and_newly_refunded_charges() -> None:
+    first, second = tx(1, "9.99"), tx(2, "9.99", start=T0 + 30 * DAY)
+    before = state(first)
+    assert [c.charge_id for c in money.changed_charges(state(second, first), before)] == ["t2"]
+    assert money.changed_charges(state(first), before) == []
+    refunded = tx(1, "9.99", revoked_at=T0 + DAY)
+    [changed] = money.changed_charges(state(refunded), before)
+    assert (changed.charge_id, changed.refunded_at) == ("t1", T0 + DAY)
+    assert money.changed_charges(state(refunded), state(refunded)) == []
+    assert [c.charge_id for c in money.changed_charges(state(first), None)] == ["t1"]
