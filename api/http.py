@@ -42,6 +42,15 @@ def json_object(body: bytes, error: type[Exception] = InvalidRequest) -> dict[st
     return document
 
 
+def json_fields(body: bytes, allowed: set[str]) -> dict[str, Any]:
+    """A JSON object body with no field outside `allowed` (400 naming the others)."""
+    document = json_object(body)
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    return document
+
+
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
     """A compact JSON response."""
     return web.Response(

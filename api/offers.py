@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from api.auth import caller
-from api.http import app_user_id_from, json_object, json_response
+from api.http import app_user_id_from, json_fields, json_response
 from api.keys import OFFERS
 from entitlements.errors import Forbidden, InvalidRequest
 from entitlements.permissions import WRITE
@@ -27,7 +27,9 @@ routes = web.RouteTableDef()
 async def post_promotional_offer(request: web.Request) -> web.Response:
     """Apple's promotional offer signature for the customer (JWS, or the legacy form)."""
     app_user_id = await _allowed(request)
-    body = _fields(await request.read(), {"offer", "product_id", "format", "transaction_id", "app"})
+    body = json_fields(
+        await request.read(), {"offer", "product_id", "format", "transaction_id", "app"}
+    )
     offer, product_id = _text(body, "offer"), _text(body, "product_id")
     format_ = body.get("format", "jws")
     if format_ not in {"jws", "legacy"}:
@@ -47,7 +49,7 @@ async def post_promotional_offer(request: web.Request) -> web.Response:
 async def post_introductory_offer(request: web.Request) -> web.Response:
     """Apple's introductory-offer eligibility JWS, decided from both stores' history."""
     app_user_id = await _allowed(request)
-    body = _fields(await request.read(), {"product_id", "transaction_id", "app"})
+    body = json_fields(await request.read(), {"product_id", "transaction_id", "app"})
     answer = await request.app[OFFERS].introductory(
         app_user_id,
         _text(body, "product_id"),
@@ -63,14 +65,6 @@ async def _allowed(request: web.Request) -> str:
     if not (principal.has(WRITE) or principal.user_id == app_user_id):
         raise Forbidden
     return app_user_id
-
-
-def _fields(raw: bytes, allowed: set[str]) -> dict[str, Any]:
-    body = json_object(raw)
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
-    return body
 
 
 def _text(body: dict[str, Any], name: str) -> str:

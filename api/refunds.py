@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from api.auth import caller
-from api.http import actor_of, app_user_id_from, json_object, json_response
+from api.http import actor_of, app_user_id_from, json_fields, json_response
 from api.keys import REFUND_REQUESTS
 from entitlements.errors import Forbidden, InvalidRequest
 from entitlements.permissions import ADMIN
@@ -31,10 +31,7 @@ async def put_consent(request: web.Request) -> web.Response:
     principal = await caller(request)
     if not (principal.has(ADMIN) or principal.user_id == app_user_id):
         raise Forbidden
-    body = json_object(await request.read())
-    unknown = sorted(set(body) - {"consumption_data"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    body = json_fields(await request.read(), {"consumption_data"})
     consent = body.get("consumption_data")
     if not isinstance(consent, bool):
         raise InvalidRequest("consumption_data must be true or false")
@@ -69,10 +66,7 @@ async def patch_refund_request(request: web.Request) -> web.Response:
     """Change a pending request's refund preference (409 once sent or decided)."""
     principal = await caller(request)
     principal.require_admin()
-    body = json_object(await request.read())
-    unknown = sorted(set(body) - {"preference"})
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
+    body = json_fields(await request.read(), {"preference"})
     preference = body.get("preference")
     if preference not in PREFERENCES:
         raise InvalidRequest(f"preference must be one of {', '.join(PREFERENCES)}")

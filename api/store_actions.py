@@ -10,12 +10,10 @@ changes only as the store confirms it (services/support_actions.py).
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from api.auth import caller
-from api.http import actor_of, app_user_id_from, json_object, json_response
+from api.http import actor_of, app_user_id_from, json_fields, json_response
 from api.keys import SUPPORT_ACTIONS
 from entitlements.errors import InvalidRequest
 
@@ -28,7 +26,7 @@ async def post_extend(request: web.Request) -> web.Response:
     principal = await caller(request)
     principal.require_admin()
     app_user_id = app_user_id_from(request)
-    body = _fields(await request.read(), {"days", "reason"})
+    body = json_fields(await request.read(), {"days", "reason"})
     days, reason = body.get("days"), body.get("reason")
     if not isinstance(days, int) or isinstance(days, bool):
         raise InvalidRequest("days must be a whole number of days")
@@ -46,7 +44,7 @@ async def post_revoke(request: web.Request) -> web.Response:
     principal = await caller(request)
     principal.require_admin()
     app_user_id = app_user_id_from(request)
-    body = _fields(await request.read(), {"purchase", "refund"})
+    body = json_fields(await request.read(), {"purchase", "refund"})
     purchase, refund = body.get("purchase"), body.get("refund")
     if not isinstance(purchase, str) or not purchase:
         raise InvalidRequest("purchase is required: an original transaction id or purchase token")
@@ -56,11 +54,3 @@ async def post_revoke(request: web.Request) -> web.Response:
         app_user_id, purchase, refund, actor_of(principal)
     )
     return json_response({"requested": answered}, status=202)
-
-
-def _fields(raw: bytes, allowed: set[str]) -> dict[str, Any]:
-    body = json_object(raw)
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise InvalidRequest(f"unknown field(s): {', '.join(unknown)}")
-    return body

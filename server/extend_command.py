@@ -18,7 +18,7 @@ from entitlements.model import Store
 from receipts.rate_limit import RateLimiter
 from server.bootstrap import cache_for_fixes, command
 from server.progress import Progress
-from server.reconcile_command import DEFAULT_RATE
+from server.reconcile_command import DEFAULT_RATE, rate_argument
 from server.stores import extend_stores
 from services.mass_extend import (
     AlreadyRunning,
@@ -56,7 +56,7 @@ def add_extend(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cmd.add_argument("--product", metavar="P", help="only the subscriptions of this product")
     cmd.add_argument(
         "--rate",
-        type=_rate,
+        type=rate_argument,
         metavar="N",
         help="at most N store API requests per second, each store (default: apple 5, google 10)",
     )
@@ -215,13 +215,3 @@ def _minutes(text: str) -> float:
     if not 0 <= minutes <= 7 * 24 * 60:
         raise argparse.ArgumentTypeError(f"minutes from 0 to a week: {text!r}")
     return minutes
-
-
-def _rate(text: str) -> float:
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a rate: {text!r}") from None
-    if not 0 < rate <= 1000:
-        raise argparse.ArgumentTypeError(f"a rate is between 0 and 1000 per second: {text!r}")
-    return rate

@@ -63,7 +63,7 @@ def add_reconcile(
     )
     cmd.add_argument(
         "--rate",
-        type=_rate,
+        type=rate_argument,
         metavar="N",
         help="at most N store API requests per second (default: apple 5, google 10)",
     )
@@ -196,7 +196,8 @@ def _hours(text: str) -> float:
     return hours
 
 
-def _rate(text: str) -> float:
+def rate_argument(text: str) -> float:
+    """`--rate`: requests per second, more than 0 and at most 1000."""
     try:
         rate = float(text)
     except ValueError:
