@@ -168,6 +168,7 @@ bench: install
 	$(BIN)/python bench/google_ingest.py
 	$(BIN)/python bench/google_play_client.py
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/revenue.py
 
 clean:
 	rm -rf $(VENV) .receiptd .pytest_cache .mypy_cache .ruff_cache mutants test-artifacts

@@ -5,7 +5,7 @@ the console's sessions. The pages shape the answers; nothing here renders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,12 +30,19 @@ DAYS = 30  # the business page's window
 
 @dataclass(frozen=True, slots=True)
 class BusinessRows:
-    """The business page's daily rows over `days` (instants a day apart, oldest first)."""
+    """The business page's rows over `days` (instants a day apart, oldest first), all from
+    rollups and partial indexes (storage/console_metrics.py): changes of the active count per
+    entitlement and store and of MRR per currency (day None: the sum before the window),
+    transitions and notification latency per day, and what runs now besides paying
+    subscriptions: trials and grants."""
 
     days: list[datetime]
     active: list[dict[str, Any]]
     transitions: list[dict[str, Any]]
     latency: list[dict[str, Any]]
+    mrr: list[dict[str, Any]]
+    trials: int
+    grants: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +123,23 @@ class ConsoleReads:
         """One journal entry with its payload and its purchase's owner (None: no such entry)."""
         return await run(self._pool, lambda conn: pages.journal_entry(conn, entry_id))
 
-    async def business(self, now: datetime) -> BusinessRows:
-        """The business page's rows for the DAYS days ending at `now`."""
+    async def business(self, now: datetime, sandbox: bool | None = None) -> BusinessRows:
+        """The business page's rows for the DAYS days ending at `now`; with `sandbox` True or
+        False only test or only real money and trials (None: both)."""
         days = window(now)
         since = days[0].replace(hour=0, minute=0, second=0, microsecond=0)
+        first, last = days[0].astimezone(UTC).date(), now.astimezone(UTC).date()
 
         async def read(conn: asyncpg.Connection) -> BusinessRows:
-            active = await metrics.active_by_day(conn, days)
-            transitions = await metrics.transitions_by_day(conn, since, now)
-            latency = await metrics.latency_by_day(conn, since, now)
-            return BusinessRows(days, active, transitions, latency)
+            return BusinessRows(
+                days,
+                active=await metrics.active_changes(conn, first, last),
+                transitions=await metrics.transitions(conn, first, last),
+                latency=await metrics.latency_by_day(conn, since, now),
+                mrr=await metrics.mrr_changes(conn, first, last, sandbox),
+                trials=await metrics.running_trials(conn, now, sandbox),
+                grants=await metrics.open_grants(conn, now),
+            )
 
         return await run(self._pool, read)
 

@@ -1,60 +1,71 @@
-"""SQL of the console's business page: daily series over a window, from the purchases, the
-change feed's entitlement snapshots and the journal. Each function takes its connection and
-the window's days (instants, oldest first) and returns plain rows."""
+"""SQL of the console's business page, and the daily rollup it reads (feed_daily,
+migrations/0016): what the change feed's snapshots changed per day, entitlement and store,
+added by `add_feed_days` in the transaction that appends the events. Every read here costs
+the same at any size of history: a few rollup rows a day, or partial indexes whose size
+follows the customers active now (docs/performance.md, "Revenue and the business page at
+scale")."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
 
-# Store purchases giving access at each day's instant, by entitlement and store: for each
-# customer and entitlement the newest change-feed snapshot at that instant, counted when it
-# gave access then and its period (or grace period) had not ended by the instant. One scan of
-# the feed per day: fine for the console's 30 days, the feed's index keeps it bounded.
-ACTIVE_BY_DAY = """
-SELECT d.day, s.entitlement, s.v->>'store' AS store, count(*) AS active
-FROM unnest($1::timestamptz[]) AS d(day)
-CROSS JOIN LATERAL (
-    SELECT DISTINCT ON (ce.app_user_id, x.key) x.key AS entitlement, x.value AS v
-    FROM customer_events ce CROSS JOIN LATERAL jsonb_each(ce.entitlements) AS x(key, value)
-    WHERE ce.created_at <= d.day
-    ORDER BY ce.app_user_id, x.key, ce.id DESC
-) s
-WHERE (s.v->>'active')::boolean AND s.v->>'store' <> 'promotional'
-  AND CASE WHEN s.v->>'status' = 'grace_period'
-           THEN (s.v->>'grace_period_expires_at')::timestamptz > d.day
-           ELSE s.v->>'expires_at' IS NULL OR (s.v->>'expires_at')::timestamptz > d.day
-      END
-GROUP BY d.day, s.entitlement, s.v->>'store'
+BILLING_ISSUES = ("grace_period", "billing_retry", "on_hold")
+
+# The changes of one or more events, combined per key and applied in key order (every writer
+# holds the feed lock here already: storage/purchases.record_changes).
+ADD_FEED_DAYS = """
+INSERT INTO feed_daily AS f (day, entitlement, store, active_change, trials, conversions,
+    refunds, billing_issues)
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+    $6::bigint[], $7::bigint[], $8::bigint[])
+ORDER BY 1, 2, 3
+ON CONFLICT (day, entitlement, store) DO UPDATE SET
+    active_change = f.active_change + EXCLUDED.active_change,
+    trials = f.trials + EXCLUDED.trials, conversions = f.conversions + EXCLUDED.conversions,
+    refunds = f.refunds + EXCLUDED.refunds,
+    billing_issues = f.billing_issues + EXCLUDED.billing_issues
 """
-# Transitions between consecutive snapshots of one customer's entitlement in the change feed.
-TRANSITIONS_BY_DAY = """
-WITH snapshots AS (
-    SELECT ce.created_at, x.value->>'period_type' AS pt, x.value->>'status' AS st,
-           x.value->>'store' AS store,
-           lag(x.value->>'period_type') OVER w AS prev_pt,
-           lag(x.value->>'status') OVER w AS prev_st
-    FROM customer_events ce CROSS JOIN LATERAL jsonb_each(ce.entitlements) AS x(key, value)
-    WHERE ce.created_at <= $2
-    WINDOW w AS (PARTITION BY ce.app_user_id, x.key ORDER BY ce.sequence)
-)
-SELECT date_trunc('day', created_at, 'UTC') AS day,
-       count(*) FILTER (WHERE pt = 'trial' AND prev_pt IS DISTINCT FROM 'trial') AS trials,
-       count(*) FILTER (
-           WHERE prev_pt = 'trial' AND pt IN ('intro', 'normal') AND st = 'active'
-       ) AS conversions,
-       count(*) FILTER (
-           WHERE st = 'revoked' AND prev_st IS DISTINCT FROM 'revoked' AND store <> 'promotional'
-       ) AS refunds,
-       count(*) FILTER (
-           WHERE st IN ('grace_period', 'billing_retry', 'on_hold')
-             AND (prev_st IS NULL OR prev_st NOT IN ('grace_period', 'billing_retry', 'on_hold'))
-       ) AS billing_issues
-FROM snapshots
-WHERE created_at >= $1
-GROUP BY 1
+# Active before the window (day NULL: the sum of every earlier change), then each day's change.
+ACTIVE_CHANGES = """
+SELECT NULL::date AS day, entitlement, store, sum(active_change) AS change
+FROM feed_daily WHERE day < $1
+GROUP BY entitlement, store
+UNION ALL
+SELECT day, entitlement, store, active_change
+FROM feed_daily WHERE day BETWEEN $1 AND $2 AND active_change <> 0
+"""
+TRANSITIONS = """
+SELECT day, sum(trials) AS trials, sum(conversions) AS conversions, sum(refunds) AS refunds,
+       sum(billing_issues) AS billing_issues
+FROM feed_daily WHERE day BETWEEN $1 AND $2
+GROUP BY day
+"""
+# MRR per currency before the window (day NULL) and each day's change in it.
+MRR_CHANGES = """
+SELECT NULL::date AS day, currency, sum(amount) AS amount, sum(subscriptions) AS subscriptions
+FROM mrr_daily WHERE day < $1 AND ($3::boolean IS NULL OR is_sandbox = $3)
+GROUP BY currency
+UNION ALL
+SELECT day, currency, sum(amount), sum(subscriptions)
+FROM mrr_daily WHERE day BETWEEN $1 AND $2 AND ($3::boolean IS NULL OR is_sandbox = $3)
+GROUP BY day, currency
+"""
+# Running now: over the partial indexes purchases_running_trials and grants_open.
+RUNNING_TRIALS = """
+SELECT count(*) FROM purchases
+WHERE period_type = 'trial' AND status IN ('active', 'grace_period') AND NOT superseded
+  AND greatest(expires_at, grace_period_expires_at) > $1
+  AND ($2::boolean IS NULL OR is_sandbox = $2)
+"""
+OPEN_GRANTS = """
+SELECT count(*) FROM grants
+WHERE ended_at IS NULL AND starts_at <= $1 AND (expires_at IS NULL OR expires_at > $1)
 """
 # From the store's time of a notification to its arrival, for the notifications the stores
 # pushed (not app submissions, nor statements a reconciliation read): the median per day.
@@ -73,17 +84,130 @@ GROUP BY 1, 2
 """
 
 
-async def active_by_day(conn: asyncpg.Connection, days: list[datetime]) -> list[dict[str, Any]]:
-    """Store purchases giving access at each of `days`: (day, entitlement, store, active)."""
-    return [dict(r) for r in await conn.fetch(ACTIVE_BY_DAY, days)]
+@dataclass(frozen=True, slots=True)
+class FeedDay:
+    """One feed_daily key's changes."""
+
+    day: date
+    entitlement: str
+    store: str
+    active_change: int = 0
+    trials: int = 0
+    conversions: int = 0
+    refunds: int = 0
+    billing_issues: int = 0
 
 
-async def transitions_by_day(
-    conn: asyncpg.Connection, since: datetime, until: datetime
+def feed_changes(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], at: datetime
+) -> list[FeedDay]:
+    """What replacing a customer's snapshot `old` (None: no event yet) by `new` at `at`
+    changes in feed_daily, the rows with a change only. The same rules as the backfill of
+    migrations/0016: `old` stops counting at `at` (unless its access ended before), `new`
+    counts from `at` to its end; transitions compare each entitlement with `old`."""
+    keys: dict[tuple[date, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    today = _day(at)
+    for name, was in (old or {}).items():
+        gives, ends = _access(was, at)
+        if gives:  # its -1 was on the day it ends (or nowhere): move it to today
+            keys[(today, name, was["store"])][0] -= 1
+            if ends is not None:
+                keys[(_day(ends), name, was["store"])][0] += 1
+    for name, now in new.items():
+        store = now["store"]
+        gives, ends = _access(now, at)
+        if gives:
+            keys[(today, name, store)][0] += 1
+            if ends is not None:
+                keys[(_day(ends), name, store)][0] -= 1
+        prev = (old or {}).get(name) or {}
+        pt, st = now.get("period_type"), now.get("status")
+        prev_pt, prev_st = prev.get("period_type"), prev.get("status")
+        row = keys[(today, name, store)]
+        row[1] += pt == "trial" and prev_pt != "trial"
+        row[2] += prev_pt == "trial" and pt in ("intro", "normal") and st == "active"
+        row[3] += st == "revoked" and prev_st != "revoked" and store != "promotional"
+        row[4] += st in BILLING_ISSUES and prev_st not in BILLING_ISSUES
+    return [FeedDay(*key, *values) for key, values in sorted(keys.items()) if any(values)]
+
+
+def combined(changes: list[FeedDay]) -> list[FeedDay]:
+    """The changes summed per key, in key order (the lock order), zeros left out."""
+    sums: dict[tuple[date, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for c in changes:
+        row = sums[(c.day, c.entitlement, c.store)]
+        for i, v in enumerate(
+            (c.active_change, c.trials, c.conversions, c.refunds, c.billing_issues)
+        ):
+            row[i] += v
+    return [FeedDay(*key, *values) for key, values in sorted(sums.items()) if any(values)]
+
+
+def _access(snapshot: Mapping[str, Any], at: datetime) -> tuple[bool, datetime | None]:
+    """Whether the snapshot counts as giving access from `at`, and until when (None: no end)."""
+    if not snapshot.get("active") or snapshot.get("store") == "promotional":
+        return False, None
+    if snapshot.get("status") == "grace_period":
+        ends = _instant(snapshot.get("grace_period_expires_at"))
+        if ends is None:
+            return False, None
+    else:
+        ends = _instant(snapshot.get("expires_at"))
+    return (ends is None or ends > at), ends
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+async def add_feed_days(conn: asyncpg.Connection, changes: list[FeedDay]) -> None:
+    """Add the changes to feed_daily in one statement, in key order. Call with the feed lock
+    held (storage/purchases.record_changes), which also orders every writer."""
+    rows = combined(changes)
+    if not rows:
+        return
+    await conn.execute(
+        ADD_FEED_DAYS,
+        [r.day for r in rows],
+        [r.entitlement for r in rows],
+        [r.store for r in rows],
+        [r.active_change for r in rows],
+        [r.trials for r in rows],
+        [r.conversions for r in rows],
+        [r.refunds for r in rows],
+        [r.billing_issues for r in rows],
+    )
+
+
+async def active_changes(conn: asyncpg.Connection, first: date, last: date) -> list[dict[str, Any]]:
+    """(day, entitlement, store, change): day None is everything before `first`."""
+    return [dict(r) for r in await conn.fetch(ACTIVE_CHANGES, first, last)]
+
+
+async def transitions(conn: asyncpg.Connection, first: date, last: date) -> list[dict[str, Any]]:
+    """Per day from `first` to `last`: trial starts, conversions, refunds, billing issues."""
+    return [dict(r) for r in await conn.fetch(TRANSITIONS, first, last)]
+
+
+async def mrr_changes(
+    conn: asyncpg.Connection, first: date, last: date, sandbox: bool | None
 ) -> list[dict[str, Any]]:
-    """Per day from `since` to `until`: trial starts, conversions, refunds and billing issues
-    seen in the change feed."""
-    return [dict(r) for r in await conn.fetch(TRANSITIONS_BY_DAY, since, until)]
+    """(day, currency, amount, subscriptions): day None is everything before `first`."""
+    return [dict(r) for r in await conn.fetch(MRR_CHANGES, first, last, sandbox)]
+
+
+async def running_trials(conn: asyncpg.Connection, now: datetime, sandbox: bool | None) -> int:
+    """Store purchases in a free trial (or its grace period) at `now`."""
+    return int(await conn.fetchval(RUNNING_TRIALS, now, sandbox))
+
+
+async def open_grants(conn: asyncpg.Connection, now: datetime) -> int:
+    """Promotional grants giving access at `now`."""
+    return int(await conn.fetchval(OPEN_GRANTS, now))
 
 
 async def latency_by_day(

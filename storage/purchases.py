@@ -27,6 +27,7 @@ from entitlements.model import (
     Status,
     Store,
 )
+from storage import console_metrics
 
 # pg_advisory_xact_lock key taken right before change-feed rows are inserted, so that
 # the feed's id order is the commit order (see migrations/0001_initial.sql).
@@ -471,6 +472,7 @@ async def record_changes(
     sequence per customer that got an event, and those aliases.
     """
     pending: list[tuple[str, str, str]] = []
+    days: list[console_metrics.FeedDay] = []
     aliases: set[str] = set()
     for app_user_id, event_type in sorted(changes):
         if with_aliases and app_user_id in created:
@@ -495,11 +497,20 @@ async def record_changes(
         if app_user_id not in always and old is not None and json.loads(old) == entitlements:
             continue
         pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
+        days += console_metrics.feed_changes(
+            None if old is None else json.loads(old), entitlements, at
+        )
     sequences: dict[str, int] = {}
     for app_user_id, event_type, snapshot in pending:
         sequences[app_user_id] = await conn.fetchval(
             APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at, FEED_LOCK_KEY
         )
+    # The business page's rollup (feed_daily), one statement after the events: the feed lock
+    # is held from the first append to commit, so every writer adds its rows one after
+    # another (no deadlock between writers whatever their keys; the rows go in key order all
+    # the same), and a rollup row counts exactly the events committed with it.
+    if pending:
+        await console_metrics.add_feed_days(conn, days)
     return sequences, sorted(aliases)
 
 

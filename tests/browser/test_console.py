@@ -288,7 +288,7 @@ async def test_journal_and_one_decoded_notification(page, service, artifacts) ->
 async def test_business_page_draws_its_charts(page, service, artifacts) -> None:
     await sign_in(page, service)
     await page.goto(service.url("/console/business"))
-    assert await page.locator("svg.chart").count() == 4
+    assert await page.locator("svg.chart").count() == 7  # money (3) and the feed (4)
     active = await page.locator("#h-active + svg + ul.legend").inner_text()
     assert "premium · Google Play" in active
     await shot(page, artifacts, "business")
