@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
 from simulators.apple_ca import notification_payload, renewal_payload, transaction_payload
 from simulators.google_signer import subscription_notification
 from simulators.play_purchases import subscription_purchase
@@ -240,3 +242,24 @@ async def test_concurrent_writers_count_every_charge_once(stores) -> None:
         (day(t0 + 30 * DAY), 12, total),
     ]
     assert body["mrr"] == [{"currency": "USD", "amount": str(total), "subscriptions": 12}]
+
+
+async def test_replay_re_derives_prices_and_money_rows(stores) -> None:
+    """Rows stored before prices were kept (a NULL price, no charge, no rollup) come back
+    from the journal with `replay --fix`: the same sums as if they had been counted live."""
+    s = stores
+    _who, notes, t0 = apple_lifecycle(s)
+    for note in notes:
+        await deliver(s, note)
+    live = await revenue(s.client, day(t0), day(t0 + 90 * DAY))
+    conn = await asyncpg.connect(s.database_url)
+    try:
+        await conn.execute("UPDATE purchases SET price_amount = NULL, price_currency = NULL")
+        await conn.execute("DELETE FROM charges; DELETE FROM revenue_daily; DELETE FROM mrr_daily")
+    finally:
+        await conn.close()
+    assert await revenue(s.client, day(t0), day(t0 + 90 * DAY)) == {"days": [], "mrr": []}
+    summary, reported = await replay_helpers.replay(s, fix=True)
+    assert (summary.differing, summary.fixed) == (1, 1), reported
+    assert await revenue(s.client, day(t0), day(t0 + 90 * DAY)) == live
+    assert live["days"] == expected_apple_days(t0)
