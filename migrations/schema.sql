@@ -75,6 +75,15 @@ extend_runs.counts jsonb NOT NULL DEFAULT '{}'::jsonb
 extend_runs.started_at timestamp with time zone NOT NULL
 extend_runs.updated_at timestamp with time zone NOT NULL
 extend_runs.finished_at timestamp with time zone
+-- table feed_daily
+feed_daily.day date NOT NULL
+feed_daily.entitlement text NOT NULL
+feed_daily.store text NOT NULL
+feed_daily.active_change bigint NOT NULL DEFAULT 0
+feed_daily.trials bigint NOT NULL DEFAULT 0
+feed_daily.conversions bigint NOT NULL DEFAULT 0
+feed_daily.refunds bigint NOT NULL DEFAULT 0
+feed_daily.billing_issues bigint NOT NULL DEFAULT 0
 -- table grants
 grants.id bigint NOT NULL DEFAULT nextval('grants_id_seq'::regclass)
 grants.app_user_id text NOT NULL
@@ -183,6 +192,28 @@ refund_requests.sent_body jsonb
 refund_requests.last_error text
 refund_requests.decided_at timestamp with time zone
 refund_requests.created_at timestamp with time zone NOT NULL
+-- table replay_lines
+replay_lines.id bigint NOT NULL DEFAULT nextval('replay_lines_id_seq'::regclass)
+replay_lines.run_id bigint NOT NULL
+replay_lines.line text NOT NULL
+-- table replay_parts
+replay_parts.run_id bigint NOT NULL
+replay_parts.part integer NOT NULL
+replay_parts.position jsonb NOT NULL DEFAULT '{"after": null, "source": 0}'::jsonb
+replay_parts.counts jsonb NOT NULL DEFAULT '{}'::jsonb
+replay_parts.finished boolean NOT NULL DEFAULT false
+replay_parts.pages integer NOT NULL DEFAULT 0
+replay_parts.updated_at timestamp with time zone NOT NULL
+-- table replay_runs
+replay_runs.id bigint NOT NULL DEFAULT nextval('replay_runs_id_seq'::regclass)
+replay_runs.arguments jsonb NOT NULL
+replay_runs.status text NOT NULL DEFAULT 'running'::text
+replay_runs.started_at timestamp with time zone NOT NULL
+replay_runs.updated_at timestamp with time zone NOT NULL
+replay_runs.finished_at timestamp with time zone
+-- table replay_shared_entries
+replay_shared_entries.run_id bigint NOT NULL
+replay_shared_entries.entry_id bigint NOT NULL
 -- table revenue_daily
 revenue_daily.day date NOT NULL
 revenue_daily.store text NOT NULL
@@ -260,6 +291,7 @@ extend_items extend_items_status_check: CHECK ((status = ANY (ARRAY['pending'::t
 extend_items extend_items_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 extend_runs extend_runs_pkey: PRIMARY KEY (id)
 extend_runs extend_runs_status_check: CHECK ((status = ANY (ARRAY['running'::text, 'finished'::text, 'abandoned'::text])))
+feed_daily feed_daily_pkey: PRIMARY KEY (day, entitlement, store)
 grants grants_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 grants grants_pkey: PRIMARY KEY (id)
 mrr_daily mrr_daily_pkey: PRIMARY KEY (day, store, currency, is_sandbox)
@@ -278,6 +310,14 @@ reconcile_runs reconcile_runs_pkey: PRIMARY KEY (id)
 reconcile_runs reconcile_runs_store_check: CHECK ((store = ANY (ARRAY['app_store'::text, 'play_store'::text])))
 refund_requests refund_requests_pkey: PRIMARY KEY (id)
 refund_requests refund_requests_store_notification_id_key: UNIQUE (store, notification_id)
+replay_lines replay_lines_pkey: PRIMARY KEY (id)
+replay_lines replay_lines_run_id_fkey: FOREIGN KEY (run_id) REFERENCES replay_runs(id) ON DELETE CASCADE
+replay_parts replay_parts_pkey: PRIMARY KEY (run_id, part)
+replay_parts replay_parts_run_id_fkey: FOREIGN KEY (run_id) REFERENCES replay_runs(id) ON DELETE CASCADE
+replay_runs replay_runs_pkey: PRIMARY KEY (id)
+replay_runs replay_runs_status_check: CHECK ((status = ANY (ARRAY['running'::text, 'finished'::text, 'abandoned'::text])))
+replay_shared_entries replay_shared_entries_pkey: PRIMARY KEY (run_id, entry_id)
+replay_shared_entries replay_shared_entries_run_id_fkey: FOREIGN KEY (run_id) REFERENCES replay_runs(id) ON DELETE CASCADE
 revenue_daily revenue_daily_pkey: PRIMARY KEY (day, store, currency, is_sandbox)
 schema_migrations schema_migrations_pkey: PRIMARY KEY (version)
 store_actions store_actions_pkey: PRIMARY KEY (id)
@@ -306,6 +346,8 @@ CREATE UNIQUE INDEX extend_items_pkey ON public.extend_items USING btree (id)
 CREATE UNIQUE INDEX extend_items_run_id_store_key_key ON public.extend_items USING btree (run_id, store, key)
 CREATE UNIQUE INDEX extend_runs_open_idx ON public.extend_runs USING btree (status) WHERE (status = 'running'::text)
 CREATE UNIQUE INDEX extend_runs_pkey ON public.extend_runs USING btree (id)
+CREATE UNIQUE INDEX feed_daily_pkey ON public.feed_daily USING btree (day, entitlement, store)
+CREATE INDEX grants_open ON public.grants USING btree (expires_at) WHERE (ended_at IS NULL)
 CREATE UNIQUE INDEX grants_pkey ON public.grants USING btree (id)
 CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlement)
 CREATE UNIQUE INDEX mrr_daily_pkey ON public.mrr_daily USING btree (day, store, currency, is_sandbox)
@@ -319,6 +361,7 @@ CREATE INDEX purchase_owners_user_idx ON public.purchase_owners USING btree (app
 CREATE INDEX purchases_app ON public.purchases USING btree (app) WHERE (app IS NOT NULL)
 CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
+CREATE INDEX purchases_running_trials ON public.purchases USING btree (GREATEST(expires_at, grace_period_expires_at)) WHERE ((period_type = 'trial'::text) AND (status = ANY (ARRAY['active'::text, 'grace_period'::text])) AND (NOT superseded))
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)
 CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
 CREATE INDEX purchases_without_app ON public.purchases USING btree (store) WHERE (app IS NULL)
@@ -331,6 +374,12 @@ CREATE UNIQUE INDEX refund_requests_pkey ON public.refund_requests USING btree (
 CREATE INDEX refund_requests_purchase ON public.refund_requests USING btree (store, purchase_id)
 CREATE INDEX refund_requests_requested ON public.refund_requests USING btree (requested_at DESC, id)
 CREATE UNIQUE INDEX refund_requests_store_notification_id_key ON public.refund_requests USING btree (store, notification_id)
+CREATE UNIQUE INDEX replay_lines_pkey ON public.replay_lines USING btree (id)
+CREATE INDEX replay_lines_run_idx ON public.replay_lines USING btree (run_id, id)
+CREATE UNIQUE INDEX replay_parts_pkey ON public.replay_parts USING btree (run_id, part)
+CREATE UNIQUE INDEX replay_runs_open_idx ON public.replay_runs USING btree (status) WHERE (status = 'running'::text)
+CREATE UNIQUE INDEX replay_runs_pkey ON public.replay_runs USING btree (id)
+CREATE UNIQUE INDEX replay_shared_entries_pkey ON public.replay_shared_entries USING btree (run_id, entry_id)
 CREATE UNIQUE INDEX revenue_daily_pkey ON public.revenue_daily USING btree (day, store, currency, is_sandbox)
 CREATE UNIQUE INDEX schema_migrations_pkey ON public.schema_migrations USING btree (version)
 CREATE INDEX store_actions_customer ON public.store_actions USING btree (app_user_id, created_at)
@@ -340,6 +389,7 @@ CREATE INDEX store_notifications_app ON public.store_notifications USING btree (
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
 CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)
 CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
+CREATE INDEX store_notifications_received_at ON public.store_notifications USING btree (received_at)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)
 CREATE INDEX store_notifications_without_app ON public.store_notifications USING btree (store) WHERE (app IS NULL)

@@ -66,6 +66,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_prune(settings))
     if args.command == "replay":
         selection = Selection(since=args.since, customer=args.customer)
+        if args.jobs > 1:
+            from server.replay_jobs import replay_jobs
+
+            return replay_jobs(
+                settings, selection, fix=args.fix, jobs=args.jobs, restart=args.restart
+            )
+        if args.restart:
+            print("receiptd: --restart goes with --jobs N (N > 1)", file=sys.stderr)
+            return 2
         return asyncio.run(_replay(settings, selection, fix=args.fix))
     if args.command == "reconcile":
         return reconcile_command(settings, args)
@@ -109,6 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--customer", help="only this customer's purchases", metavar="ID")
     replay.add_argument(
         "--fix", action="store_true", help="write the re-derived state and its change events"
+    )
+    replay.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="check the purchases in N processes (default 1); an interrupted run resumes",
+    )
+    replay.add_argument(
+        "--restart",
+        action="store_true",
+        help="with --jobs: start over instead of resuming an interrupted run",
     )
     add_reconcile(sub, moment=_moment)
     add_extend(sub)

@@ -18,6 +18,9 @@ re-derived state (recreating a lost row).
       for it meanwhile, the state, view and owner, a change-feed event and an audit row for
       each owner concerned: `corrected`, or `restored` for a recreated row), then the
       owners' cached reads are invalidated
+
+A run in several processes (`--jobs`, server/replay_jobs.py) gives each a `Part` of every
+source, starts each at its saved `Position` and saves it after each page (`Checkpoint`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +66,7 @@ from storage import customers as customers_db
 from storage import money as money_db
 from storage import purchases as purchases_db
 from storage import replay as replay_db
-from storage.replay import Selection
+from storage.replay import WHOLE, Part, Selection
 
 BATCH = 200  # purchases per page: their entries are read and re-derived together
 CORRECTED = "corrected"  # the change-feed type of a fix
@@ -71,7 +74,15 @@ CORRECTED = "corrected"  # the change-feed type of a fix
 # may read as before the loss), and a consumer can tell a lost row from a corrected one.
 RESTORED = "restored"
 ACTOR = "receiptd replay"  # the audit log's actor of a fix
-__all__ = ["Replayer", "Summary", "describe", "purchase_ref", "summary_line"]
+__all__ = [
+    "Checkpoint",
+    "Position",
+    "Replayer",
+    "Summary",
+    "describe",
+    "purchase_ref",
+    "summary_line",
+]
 
 # (purchases checked so far, purchases selected) after each page.
 Progress = Callable[[int, int], None]
@@ -98,8 +109,34 @@ class Summary:
     not_rederivable: int = 0
     fixed: int = 0  # differing purchases written and missing ones recreated
     ownerless: int = 0  # recreated without a known owner
-    entries: int = 0  # journal entries re-derived
+    # Journal entries re-derived that touch one purchase only, one of their page's: no other
+    # page (or part of a parallel run) re-derives them.
+    rederived: int = 0
     invalidated: int = 0  # customers whose cached reads a fix invalidated
+    # The other entries re-derived (several purchases, or another purchase's history that a
+    # lost row followed): other pages may re-derive them too, so they count by id.
+    shared: set[int] = field(default_factory=set)
+
+    @property
+    def entries(self) -> int:
+        """Distinct journal entries re-derived."""
+        return self.rederived + len(self.shared)
+
+    def counts(self) -> dict[str, int]:
+        """The counts but the shared entries (saved with a part's position)."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "shared"
+        }
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> Summary:
+        """A summary from saved `counts()` (unknown keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"shared"}
+        summary = cls()
+        for name, value in counts.items():
+            if name in names:
+                setattr(summary, name, int(value))
+        return summary
 
     @property
     def clean(self) -> bool:
@@ -109,6 +146,22 @@ class Summary:
 
 
 Report = Callable[[Finding, str], None]  # a finding worth a line, and what was done
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a run is: the source (0 stored purchases, 1 lost ones the journal names, 2 lost
+    ones only the owner record names; 3 done) and the last page's cursor in it (None: its
+    start). JSON-shaped: a cursor is an int or a list."""
+
+    source: int = 0
+    after: Any = None
+
+
+DONE = Position(3, None)
+# After each page: (connection, the position after it, the summary so far, the ids of the
+# shared entries it re-derived). The connection is free (no transaction open).
+Checkpoint = Callable[[asyncpg.Connection, Position, Summary, set[int]], Awaitable[None]]
 
 
 class Replayer:
@@ -131,6 +184,7 @@ class Replayer:
         self._cache = cache
         self._batch = batch
         self._rederived: dict[int, Rederived | str] = {}  # the last page's entries
+        self._shared: set[int] = set()  # the shared entries the last page re-derived
 
     async def run(
         self,
@@ -139,12 +193,21 @@ class Replayer:
         fix: bool,
         report: Report,
         progress: Progress | None = None,
+        part: Part = WHOLE,
+        start: Position | None = None,
+        summary: Summary | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> Summary:
         """Check every selected purchase, stored or missing; report those that differ, are
         missing or cannot be re-derived (`report(finding, outcome)`, outcome one of
         "differs", "fixed", "not fixed", "not re-derivable", "missing", "recreated",
-        "recreated without a known owner", "not recreated", "missing, not re-derivable")."""
-        summary = Summary()
+        "recreated without a known owner", "not recreated", "missing, not re-derivable").
+
+        A part of a parallel run checks only `part`'s share, from `start` (after the pages
+        a `summary` so far counts), and calls `checkpoint` after each page; its progress
+        total is then that of its share only when known, else of the whole selection."""
+        summary = summary if summary is not None else Summary()
+        start = start or Position()
         self._rederived = {}
         async with self._pool.acquire() as conn:
             since = await replay_db.journal_complete_since(conn)
@@ -152,15 +215,28 @@ class Replayer:
                 selection = replace(
                     selection, customer=await replay_db.customer_of(conn, selection.customer)
                 )
-            total = await replay_db.count_selected(conn, selection)
-            total += await replay_db.count_missing(conn, selection)
+            total = 0
+            if progress is not None:
+                total = await replay_db.count_selected(conn, selection)
+                total += await replay_db.count_missing(conn, selection)
             sources: list[tuple[Fetch, Any]] = [
-                (lambda c, after, n: replay_db.selected_page(c, selection, after, n), 0),
-                (lambda c, after, n: replay_db.missing_page(c, selection, after, n), (0, "")),
-                (lambda c, after, n: replay_db.unjournaled_page(c, selection, after, n), ("", "")),
+                (lambda c, after, n: replay_db.selected_page(c, selection, after, n, part), 0),
+                (
+                    lambda c, after, n: replay_db.missing_page(c, selection, after, n, part),
+                    (0, ""),
+                ),
+                (
+                    lambda c, after, n: replay_db.unjournaled_page(c, selection, after, n, part),
+                    ("", ""),
+                ),
             ]
-            for fetch, start in sources:
-                async for subjects, entries in self._pages(conn, fetch, start):
+            for index, (fetch, first) in enumerate(sources):
+                if index < start.source:
+                    continue
+                after = first
+                if index == start.source and start.after is not None:
+                    after = tuple(start.after) if isinstance(start.after, list) else start.after
+                async for subjects, entries, cursor in self._pages(conn, fetch, after):
                     judged = await self._judge(conn, subjects, entries, since, summary)
                     for subject, finding in judged:
                         await self._settle(
@@ -168,14 +244,20 @@ class Replayer:
                         )
                     if progress is not None:
                         progress(summary.checked, max(total, summary.checked))
+                    if checkpoint is not None:
+                        here = Position(
+                            index, list(cursor) if isinstance(cursor, tuple) else cursor
+                        )
+                        await checkpoint(conn, here, summary, self._shared)
         return summary
 
     # --- one page ----------------------------------------------------------------------
 
     async def _pages(
         self, conn: asyncpg.Connection, fetch: Fetch, after: Any
-    ) -> AsyncIterator[tuple[list[Subject], list[JournalEntry]]]:
-        """The pages of one source, each with every entry applied to its purchases."""
+    ) -> AsyncIterator[tuple[list[Subject], list[JournalEntry], Any]]:
+        """The pages of one source, each with every entry applied to its purchases and the
+        cursor after it."""
         while True:
             # The rows and their entries from one snapshot: ingest commits a journal
             # row with the state it produced, so a delivery arriving meanwhile is
@@ -187,7 +269,7 @@ class Replayer:
             if not page:
                 return
             after = page[-1][0]
-            yield subjects, entries
+            yield subjects, entries, after
 
     @staticmethod
     async def _entries(conn: asyncpg.Connection, subjects: Sequence[Subject]) -> list[JournalEntry]:
@@ -219,27 +301,7 @@ class Replayer:
         since: datetime | None,
         summary: Summary,
     ) -> list[tuple[Subject, Finding]]:
-        blocked: dict[int, str] = {}
-        batches: list[Rederived] = []
-        # An entry touching purchases of two pages (a history, a replaced token) is
-        # re-derived once: the previous page's results are kept for this one.
-        previous, self._rederived = self._rederived, {}
-        for entry in entries:
-            outcome = previous[entry.id] if entry.id in previous else unusable(entry)
-            if outcome is None:
-                try:
-                    if entry.is_checkpoint:
-                        outcome = _checkpoint(entry)
-                    else:
-                        outcome = await self._rederive(entry)
-                    summary.entries += 1
-                except NotRederivable as exc:
-                    outcome = str(exc)
-            self._rederived[entry.id] = outcome
-            if isinstance(outcome, str):
-                blocked[entry.id] = outcome
-            else:
-                batches.append(outcome)
+        blocked, batches = await self._rederive_page(subjects, entries, summary)
         # Owners by the store's statements count only where none was recorded: their link
         # hints then stand for today's customers.
         hints = link_hints(batches) if any(s.recorded is None for s in subjects) else set()
@@ -260,6 +322,46 @@ class Replayer:
                 )
             judged.append((s, finding))
         return judged
+
+    async def _rederive_page(
+        self, subjects: Sequence[Subject], entries: Sequence[JournalEntry], summary: Summary
+    ) -> tuple[dict[int, str], list[Rederived]]:
+        """Every entry of a page re-derived and counted: (why each blocked one is not
+        re-derivable, the others' results in journal order)."""
+        blocked: dict[int, str] = {}
+        batches: list[Rederived] = []
+        # An entry touching purchases of two pages (a history, a replaced token) is
+        # re-derived once: the previous page's results are kept for this one.
+        previous, self._rederived = self._rederived, {}
+        keys = {s.key for s in subjects}
+        self._shared = set()
+        for entry in entries:
+            outcome = previous[entry.id] if entry.id in previous else unusable(entry)
+            if outcome is None:
+                try:
+                    if entry.is_checkpoint:
+                        outcome = _checkpoint(entry)
+                    else:
+                        outcome = await self._rederive(entry)
+                except NotRederivable as exc:
+                    outcome = str(exc)
+                else:
+                    # By number when only this page can re-derive it (it touches one
+                    # purchase, one of the page's), else by id: other pages and parts may.
+                    if (
+                        len(entry.purchase_ids) == 1
+                        and (entry.store, entry.purchase_ids[0]) in keys
+                    ):
+                        summary.rederived += 1
+                    else:
+                        summary.shared.add(entry.id)
+                        self._shared.add(entry.id)
+            self._rederived[entry.id] = outcome
+            if isinstance(outcome, str):
+                blocked[entry.id] = outcome
+            else:
+                batches.append(outcome)
+        return blocked, batches
 
     async def _rederive(self, entry: JournalEntry) -> Rederived:
         """One store statement or submission, re-derived; NotRederivable when that cannot be

@@ -55,7 +55,10 @@ _SELECTED = _joined(
 """,
 )
 COUNT_SELECTED = _joined("SELECT count(*)", _SELECTED)
-# One page of it: the next $4 rows after row id $3.
+# A lost purchase's share of a parallel run (`Part`): a hash of its purchase id, as every
+# part's queries compute it ($6 parts, this one $7).
+_SHARE_OF_K = "  AND mod(hashtext(k.purchase_id) & 2147483647, $6) = $7\n"
+# One page of it: the next $4 rows after row id $3 of this part ($5 parts, this one $6).
 SELECT_PAGE = _joined(
     """
 SELECT k.id, k.store, k.purchase_id, k.app_user_id, k.created_at, k.state, k.state_updated_at,
@@ -64,7 +67,7 @@ SELECT k.id, k.store, k.purchase_id, k.app_user_id, k.created_at, k.state, k.sta
        k.billing_issue_detected_at, k.revoked_at, k.ownership, k.superseded, k.app,
        k.price_amount, k.price_currency, r.*""",
     _SELECTED,
-    """  AND k.id > $3
+    """  AND k.id > $3 AND k.id % $5 = $6
 ORDER BY k.id
 LIMIT $4
 """,
@@ -93,7 +96,9 @@ MISSING_PAGE = _joined(
     "\nSELECT n.id AS entry_id, k.store, k.purchase_id, r.*",
     _MISSING,
     """  AND n.id >= $3 AND (n.id, k.purchase_id) > ($3, $5)
-  AND NOT EXISTS (
+""",
+    _SHARE_OF_K,
+    """  AND NOT EXISTS (
         SELECT 1 FROM store_notifications e
         WHERE e.store = n.store AND e.purchase_ids @> ARRAY[k.purchase_id] AND e.id < n.id
           AND ($2::timestamptz IS NULL OR e.received_at >= $2))
@@ -124,7 +129,9 @@ UNJOURNALED_PAGE = _joined(
     "\nSELECT k.store, k.purchase_id, r.*",
     _UNJOURNALED,
     """  AND (k.store, k.purchase_id) > ($3, $5)
-ORDER BY k.store, k.purchase_id
+""",
+    _SHARE_OF_K,
+    """ORDER BY k.store, k.purchase_id
 LIMIT $4
 """,
 )
@@ -158,6 +165,18 @@ class Selection:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """One share of the selected purchases, for a run in several processes: stored rows whose
+    id modulo `of` is `index`, lost ones by a hash of their purchase id. `Part()`: all."""
+
+    index: int = 0
+    of: int = 1
+
+
+WHOLE = Part()
+
+
+@dataclass(frozen=True, slots=True)
 class Locked:
     """A purchase row under its lock, for a fix."""
 
@@ -184,10 +203,17 @@ async def count_selected(conn: asyncpg.Connection, selection: Selection) -> int:
 
 
 async def selected_page(
-    conn: asyncpg.Connection, selection: Selection, after_id: int, limit: int
+    conn: asyncpg.Connection,
+    selection: Selection,
+    after_id: int,
+    limit: int,
+    part: Part = WHOLE,
 ) -> list[tuple[int, StoredPurchase]]:
-    """The next `limit` selected purchases after row id `after_id`, with their row ids."""
-    rows = await conn.fetch(SELECT_PAGE, selection.customer, selection.since, after_id, limit)
+    """The next `limit` selected purchases of `part` after row id `after_id`, with their row
+    ids."""
+    rows = await conn.fetch(
+        SELECT_PAGE, selection.customer, selection.since, after_id, limit, part.of, part.index
+    )
     return [(r["id"], _stored(r)) for r in rows]
 
 
@@ -199,23 +225,46 @@ async def count_missing(conn: asyncpg.Connection, selection: Selection) -> int:
 
 
 async def missing_page(
-    conn: asyncpg.Connection, selection: Selection, after: tuple[int, str], limit: int
+    conn: asyncpg.Connection,
+    selection: Selection,
+    after: tuple[int, str],
+    limit: int,
+    part: Part = WHOLE,
 ) -> list[tuple[tuple[int, str], MissingPurchase]]:
-    """The next `limit` selected purchases the journal's entries name that have no row, after
-    `after` (the id of the first entry naming the last one, its purchase id), with theirs."""
+    """The next `limit` selected purchases of `part` the journal's entries name that have no
+    row, after `after` (the id of the first entry naming the last one, its purchase id), with
+    theirs."""
     rows = await conn.fetch(
-        MISSING_PAGE, selection.customer, selection.since, after[0], limit, after[1]
+        MISSING_PAGE,
+        selection.customer,
+        selection.since,
+        after[0],
+        limit,
+        after[1],
+        part.of,
+        part.index,
     )
     return [((r["entry_id"], r["purchase_id"]), _missing(r)) for r in rows]
 
 
 async def unjournaled_page(
-    conn: asyncpg.Connection, selection: Selection, after: tuple[str, str], limit: int
+    conn: asyncpg.Connection,
+    selection: Selection,
+    after: tuple[str, str],
+    limit: int,
+    part: Part = WHOLE,
 ) -> list[tuple[tuple[str, str], MissingPurchase]]:
-    """The next `limit` selected purchases without a row that only the owner record names
-    (no entry: stored before the journal kept submissions), after (store, purchase id)."""
+    """The next `limit` selected purchases of `part` without a row that only the owner record
+    names (no entry: stored before the journal kept submissions), after (store, purchase id)."""
     rows = await conn.fetch(
-        UNJOURNALED_PAGE, selection.customer, selection.since, after[0], limit, after[1]
+        UNJOURNALED_PAGE,
+        selection.customer,
+        selection.since,
+        after[0],
+        limit,
+        after[1],
+        part.of,
+        part.index,
     )
     return [((r["store"], r["purchase_id"]), _missing(r)) for r in rows]
 
