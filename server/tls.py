@@ -17,8 +17,6 @@ import structlog
 from config.settings import Settings
 from server.failures import target
 
-log = structlog.get_logger(__name__)
-
 _LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 _VERIFYING_SSLMODES = frozenset({"verify-full", "verify-ca"})
 
@@ -68,4 +66,7 @@ def warn_unverified(settings: Settings, *, migration: bool = False, redis: bool 
     for what, url, check in urls:
         reason = check(url) if url and url.lower() != "off" else None
         if reason:
-            log.warning("connection_not_verified", to=what, target=target(url), reason=reason)
+            # A logger of this moment's configuration (called once, at start-up).
+            structlog.get_logger(__name__).warning(
+                "connection_not_verified", to=what, target=target(url), reason=reason
+            )
