@@ -18,6 +18,7 @@ from entitlements.access import (
     entitlements_of,
     grant_fields,
     is_active,
+    price_fields,
     purchase_fields,
     rfc3339,
 )
@@ -363,3 +364,12 @@ def test_the_customer_object_does_not_depend_on_the_order_purchases_are_stored()
     other = customer_object(CustomerRecord("u-1", False, (again, first), ()), CATALOG, NOW)
     assert one == other
     assert [s["purchase_token"] for s in one["subscriptions"]] == ["tok-1", "tok-2"]
+
+
+def test_price_fields_and_the_entitlements_a_product_gives() -> None:
+    assert price_fields(Price("9.99", "USD")) == {"amount": "9.99", "currency": "USD"}
+    assert price_fields(None) is None
+    assert CATALOG.entitlements_for("m") == frozenset({"premium"})
+    assert CATALOG.entitlements_for("nope") == frozenset()
+    both = Catalog({"a": frozenset({"x"}), "b": frozenset({"x", "y"})})
+    assert both.entitlements_for("x") == frozenset({"a", "b"})

@@ -771,3 +771,17 @@ def priced(currency: str | None, units: str | None = None, nanos: int | None = N
 )
 def test_play_line_item_prices_are_exact_decimals(item, price) -> None:
     assert line_item_price(item) == price
+
+
+def test_a_line_items_price_and_order_reach_its_transaction() -> None:
+    event, _ = _one("active", 2, order_id="GPA.1234-5678-9012-34567..3")
+    assert event.transaction is not None
+    assert event.transaction.price == Price("4.99", "EUR")
+    assert event.transaction.order_id == "GPA.1234-5678-9012-34567..3"
+    pending, _ = _one("pending", 4)
+    assert pending.transaction is not None
+    assert pending.transaction.order_id is None  # not paid: no order yet
+    assert priced("", "4") == {
+        "autoRenewingPlan": {"recurringPrice": {"currencyCode": "", "units": "4"}}
+    }
+    assert line_item_price(priced("", "4")) is None

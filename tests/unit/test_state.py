@@ -624,3 +624,25 @@ def test_set_and_clear_at_the_same_store_instant_converge() -> None:
     )
     assert view(fold([off, on])).unsubscribe_detected_at is None
     assert view(fold([on, off])).unsubscribe_detected_at is None
+
+
+def test_the_price_shown_is_the_current_periods() -> None:
+    from dataclasses import replace
+
+    from entitlements.model import Price
+
+    first = subscription_event(
+        transaction_id="t1", purchased_at=day(0), expires_at=day(30), signed_at=day(0)
+    )
+    second = subscription_event(
+        transaction_id="t2", purchased_at=day(30), expires_at=day(60), signed_at=day(30)
+    )
+    assert first.transaction is not None
+    assert second.transaction is not None
+    priced = [
+        replace(first, transaction=replace(first.transaction, price=Price("9.99", "USD"))),
+        replace(second, transaction=replace(second.transaction, price=Price("12.99", "USD"))),
+    ]
+    assert view(fold(priced)).price == Price("12.99", "USD")
+    assert view(fold(reversed(priced))).price == Price("12.99", "USD")
+    assert view(fold([first])).price is None
