@@ -263,7 +263,7 @@ async def _replay(settings: Settings, selection: Selection, *, fix: bool) -> int
             no_cache: tuple[CustomerCache, str] = (NoCache(), "")
             caching = cache_for_fixes(settings) if fix else contextlib.nullcontext(no_cache)
             async with (
-                replay_stores(settings, pool, clock, catalog) as adapters,
+                replay_stores(settings, pool, clock, catalog, inline=True) as adapters,
                 caching as (cache, cache_note),
             ):
                 replayer = Replayer(pool, adapters, catalog, clock, cache)

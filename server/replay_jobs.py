@@ -281,7 +281,7 @@ async def _work(job: Job, part: int, outbox: multiprocessing.Queue[tuple[Any, ..
         no_cache: tuple[CustomerCache, str] = (NoCache(), "")
         caching = cache_for_fixes(settings) if job.fix else contextlib.nullcontext(no_cache)
         async with (
-            replay_stores(settings, pool, clock, catalog) as adapters,
+            replay_stores(settings, pool, clock, catalog, inline=True) as adapters,
             caching as (cache, _note),
         ):
             async with pool.acquire() as conn:

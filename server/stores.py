@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -60,8 +61,10 @@ from receipts.rate_limit import RateLimiter
 log = structlog.get_logger(__name__)
 
 
-def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> AppleVerifier:
-    """The verifier for the configured roots and environments."""
+def build_apple_verifier(
+    settings: AppleSettings, executor: Executor | None, *, inline: bool = False
+) -> AppleVerifier:
+    """The verifier for the configured roots and environments (`inline`: see AppleVerifier)."""
     roots = [Path(p).read_bytes() for p in settings.root_certificates]
     first, *others = settings.configured_apps
     return AppleVerifier(
@@ -73,6 +76,7 @@ def build_apple_verifier(settings: AppleSettings, executor: Executor | None) -> 
         executor,
         allow_unsigned=settings.allow_xcode,
         other_apps=[(a.bundle_id, a.app_apple_id) for a in others],
+        inline=inline,
     )
 
 
@@ -187,16 +191,25 @@ async def google_ctx(app: web.Application) -> AsyncIterator[None]:
 
 @contextlib.asynccontextmanager
 async def replay_stores(
-    settings: Settings, pool: asyncpg.Pool, clock: Clock, catalog: Catalog
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    catalog: Catalog,
+    *,
+    inline: bool = False,
 ) -> AsyncIterator[dict[Store, StoreAdapter]]:
-    """The configured stores' adapters, built as `serve` builds them, for replay."""
+    """The configured stores' adapters, built as `serve` builds them, for replay; `inline`
+    (the `receiptd replay` process only, never a serving one): Apple verifies on the loop's
+    thread."""
     adapters: dict[Store, StoreAdapter] = {}
     async with aiohttp.ClientSession() as session:  # never used: answers come from the journal
         play = None
         try:
             if settings.apple is not None:
                 offline = settings.apple.model_copy(update={"online_checks": False})
-                verifier = await asyncio.to_thread(build_apple_verifier, offline, None)
+                verifier = await asyncio.to_thread(
+                    functools.partial(build_apple_verifier, offline, None, inline=inline)
+                )
                 adapters[Store.APP_STORE] = await apple_store(settings.apple, session, verifier)
             if settings.google is not None:
                 google, play, _acks = await google_store(

@@ -9,13 +9,15 @@ The per-environment verifiers are `fast_jws.verifier_class()` instances: on the 
 releases the library's verifier with its own faster PyJWT decoder (PyJWT's module functions,
 which the user-token check also uses, stay as shipped).
 
-Offloading: always, to `executor` (the loop's default when None). With online checks on,
-verification does blocking OCSP I/O. Offline it is pure CPU, but measured (PyJWT 2.15, one
-core, test P-256 chain) it is ≈1.0 ms per transaction JWS and ≈4.3 ms per notification with
-nested items even with the chain cache (≈1.8 / ≈6.9 ms without; the chain check itself drops
-from ≈0.7 ms to ≈0.03 ms): PyJWT's per-character base64url check runs three times per JWS
-inside the library. The fast decoder brings a notification to ≈1.1 ms. Inline, every webhook
-would still stall the loop; the thread hop costs well under 0.5 ms, so offloading is worth it.
+Offloading: always, to `executor` (the loop's default when None), except with `inline`,
+which only `receiptd replay` sets (a batch process whose loop serves nobody else). With
+online checks on, verification does blocking OCSP I/O. Offline it is pure CPU, but measured
+(PyJWT 2.15, one core, test P-256 chain) it is ≈1.0 ms per transaction JWS and ≈4.3 ms per
+notification with nested items even with the chain cache (≈1.8 / ≈6.9 ms without; the chain
+check itself drops from ≈0.7 ms to ≈0.03 ms): PyJWT's per-character base64url check runs
+three times per JWS inside the library. The fast decoder brings a notification to ≈1.1 ms.
+Inline, every webhook would still stall the loop; the thread hop costs well under 0.5 ms, so
+offloading is worth it.
 """
 
 from __future__ import annotations
@@ -208,6 +210,7 @@ class AppleVerifier:
         chain_cache_size: int = 64,
         allow_unsigned: bool = False,
         other_apps: Sequence[tuple[str, int | None]] = (),
+        inline: bool = False,
     ) -> None:
         unknown = set(environments) - ENVIRONMENTS
         if unknown or not environments:
@@ -238,6 +241,9 @@ class AppleVerifier:
         self.environments = tuple(environments)
         self.online_checks = online_checks
         self._executor = executor
+        # A batch process with no loop to keep free (`receiptd replay`) verifies on its own
+        # thread: the hop to the executor per item costs more than the check (issue 24).
+        self._inline = inline
         # Per app, per environment: the library checks one bundle id and one environment.
         self._apps: dict[str, dict[str, SignedDataVerifier]] = {}
         self.chain_cache: CachingChainVerifier | None = None
@@ -277,6 +283,8 @@ class AppleVerifier:
         return await self._run(self.verify_renewal_info_sync, jws)
 
     async def _run(self, fn: Callable[[Any], T], arg: Any) -> T:
+        if self._inline:
+            return fn(arg)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, arg))
 

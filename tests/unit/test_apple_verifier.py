@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 from typing import Any
 
@@ -244,3 +245,27 @@ def test_unsigned_environments_need_allow_unsigned_and_never_with_production(
 def test_status_translation(status: VerificationStatus, error: type[Exception]) -> None:
     translated = translate_verification_error(VerificationException(status))
     assert type(translated) is error
+
+
+class _NoThreads(concurrent.futures.Executor):
+    """An executor that records (and refuses) being used."""
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.used += 1
+        raise RuntimeError("offloaded")
+
+
+async def test_inline_verification_never_offloads_and_the_default_always_does(ca: TestCA) -> None:
+    """`receiptd replay` verifies inline (issue 24); a serving process always offloads."""
+    executor = _NoThreads()
+    inline = AppleVerifier(BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], False, executor, inline=True)
+    verified = await inline.verify_transaction(ca.sign(_tx("Sandbox")))
+    assert verified.payload.bundleId == BUNDLE
+    assert executor.used == 0
+    offloading = AppleVerifier(BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], False, executor)
+    with pytest.raises(RuntimeError, match="offloaded"):
+        await offloading.verify_transaction(ca.sign(_tx("Sandbox")))
+    assert executor.used == 1
