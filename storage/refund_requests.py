@@ -237,11 +237,10 @@ async def consent(conn: asyncpg.Connection, app_user_id: str | None) -> asyncpg.
     return row
 
 
+PURCHASE_OWNER = "SELECT app_user_id FROM purchases WHERE store = $1 AND purchase_id = $2"
+
+
 async def purchase_owner(conn: asyncpg.Connection, store: str, purchase_id: str) -> str | None:
     """Who holds the purchase now."""
-    owner: str | None = await conn.fetchval(
-        "SELECT app_user_id FROM purchases WHERE store = $1 AND purchase_id = $2",
-        store,
-        purchase_id,
-    )
+    owner: str | None = await conn.fetchval(PURCHASE_OWNER, store, purchase_id)
     return owner

@@ -17,7 +17,10 @@ from typing import Any
 import asyncpg
 
 from storage import console_metrics, money
+from storage import offers as offers_db
 from storage import purchases as purchases_db
+from storage import refund_requests as refund_db
+from storage import store_actions as store_actions_db
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0016_feed_daily.sql"
@@ -253,7 +256,8 @@ async def seed(conn: asyncpg.Connection) -> None:
 
 
 def statements() -> dict[str, tuple[str, tuple[Any, ...]]]:
-    """Every statement of GET /console/business and GET /v1/revenue, with arguments."""
+    """Every statement of GET /console/business and GET /v1/revenue, and the new request
+    paths' reads of one customer or purchase, with arguments."""
     now = datetime.now(UTC)
     first, last = (now - timedelta(days=29)).date(), now.date()
     m = console_metrics
@@ -267,6 +271,17 @@ def statements() -> dict[str, tuple[str, tuple[Any, ...]]]:
         "LATENCY_BY_DAY": (m.LATENCY_BY_DAY, (now - timedelta(days=29), now)),
         "REVENUE_DAYS": (money.REVENUE_DAYS, (first, last, None)),
         "MRR_AS_OF": (money.MRR_AS_OF, (last, None)),
+        # The request paths added with them (issues 21-23): reads of one customer or purchase.
+        "SELECT_CUSTOMER_RECORD": (purchases_db.SELECT_CUSTOMER_RECORD, ("c7",)),
+        "offers.STATES": (offers_db.STATES, ("c7",)),
+        "offers.OFFER_SNAPSHOTS": (offers_db.OFFER_SNAPSHOTS, ("c7", "premium")),
+        "store_actions.HELD": (store_actions_db.HELD, ("c7",)),
+        "store_actions.EXTENSIONS_SINCE": (
+            store_actions_db.EXTENSIONS_SINCE,
+            ("app_store", ["p7"], now - timedelta(days=365)),
+        ),
+        "money.SET_REFUND": (money.SET_REFUND, ("app_store", "p7", "c7", now)),
+        "refund_requests.PURCHASE_OWNER": (refund_db.PURCHASE_OWNER, ("app_store", "p7")),
     }
 
 
