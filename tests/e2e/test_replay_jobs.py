@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -181,7 +180,7 @@ async def test_other_arguments_are_refused_and_restart_starts_over(stores, comma
     conn = await asyncpg.connect(url)
     try:
         arguments = {"since": None, "customer": None, "fix": True, "jobs": 2}
-        old = await replay_runs.start_run(conn, arguments, 2, datetime.now(UTC))
+        old = await replay_runs.start_run(conn, arguments, 2, stores.clock.now)
     finally:
         await conn.close()
 

@@ -462,7 +462,15 @@ class FakeAppStore:
     # --- store actions -------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return self.clock() if self.clock is not None else datetime.now(UTC)
+        """The fake's "now": its clock's, else the newest signed date of the items it was
+        given (store time from the test's own data, never this host's wall clock)."""
+        if self.clock is not None:
+            return self.clock()
+        signed = [
+            int(_claims(jws).get("signedDate", 0))
+            for jws in [*self._transactions.values(), *(s[1] for s in self._statuses.values())]
+        ]
+        return datetime.fromtimestamp(max(signed, default=0) / 1000, tz=UTC)
 
     async def _consumption(self, request: web.Request) -> web.Response:
         if (failed := await self._guard(request)) is not None:

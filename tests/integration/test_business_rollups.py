@@ -139,8 +139,7 @@ LARGE = ("purchases", "customer_events", "charges", "store_notifications", "gran
 SIZE = 300_000
 
 
-async def seed(conn: asyncpg.Connection) -> None:
-    now = datetime.now(UTC)
+async def seed(conn: asyncpg.Connection, now: datetime) -> None:
     await conn.copy_records_to_table(
         "customers", records=((f"c{i}",) for i in range(SIZE // 10)), columns=["app_user_id"]
     )
@@ -255,10 +254,9 @@ async def seed(conn: asyncpg.Connection) -> None:
     await conn.execute("ANALYZE")
 
 
-def statements() -> dict[str, tuple[str, tuple[Any, ...]]]:
+def statements(now: datetime) -> dict[str, tuple[str, tuple[Any, ...]]]:
     """Every statement of GET /console/business and GET /v1/revenue, and the new request
     paths' reads of one customer or purchase, with arguments."""
-    now = datetime.now(UTC)
     first, last = (now - timedelta(days=29)).date(), now.date()
     m = console_metrics
     return {
@@ -294,12 +292,12 @@ def seq_scans(plan: dict[str, Any]) -> list[str]:
     return found
 
 
-async def test_the_page_reads_no_large_table_sequentially(database_url) -> None:
+async def test_the_page_reads_no_large_table_sequentially(database_url, clock) -> None:
     conn = await asyncpg.connect(database_url, command_timeout=120)
     try:
-        await seed(conn)
+        await seed(conn, clock.now)
         offenders = {}
-        for name, (sql, args) in statements().items():
+        for name, (sql, args) in statements(clock.now).items():
             [row] = await conn.fetch(f"EXPLAIN (FORMAT JSON) {sql}", *args)
             scans = seq_scans(json.loads(row[0])[0]["Plan"])
             if scans:
