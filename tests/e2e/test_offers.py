@@ -266,3 +266,15 @@ async def test_signatures_show_on_the_console_timeline(app, clock) -> None:
     assert "offer winback signed (jws)" in html
     assert "introductory offer eligibility signed (eligible)" in html
     assert html.count("offer signed</td>") == 2
+
+
+async def test_who_may_ask_for_introductory_eligibility(app) -> None:
+    url = "/v1/customers/u-1/offers/apple/introductory"
+    body = {"product_id": PRODUCT, "transaction_id": "2000000999"}
+    assert (await app.post(url, json=body)).status == 401
+    for headers in (user_auth("u-2"), auth(READER_KEY)):
+        assert (await app.post(url, json=body, headers=headers)).status == 403
+    for headers in (user_auth("u-1"), auth(WRITER_KEY)):
+        assert (await app.post(url, json=body, headers=headers)).status == 200
+    for bad in ({"product_id": PRODUCT}, {"product_id": "unknown", "transaction_id": "1"}):
+        assert (await app.post(url, json=bad, headers=user_auth("u-1"))).status == 400

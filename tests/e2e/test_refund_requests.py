@@ -387,3 +387,17 @@ async def test_a_refund_request_shows_on_the_console_timeline(
     assert status == 200
     assert f'<a href="/console/refund-requests/{pending["id"]}">refund requested</a>' in html
     assert "reason UNINTENDED_PURCHASE" in html
+
+
+async def test_one_request_is_for_admin_keys_only(app, clock, replay_ca, fake_api) -> None:
+    who = await requested(app, clock, replay_ca[0], fake_api)
+    [pending] = await requests(app, "pending")
+    url = f"/v1/refund-requests/{pending['id']}"
+    assert (await app.get(url)).status == 401
+    for headers in (auth(READER_KEY), auth(WRITER_KEY), user_auth(who.user)):
+        assert (await app.get(url, headers=headers)).status == 403
+    resp = await app.get(url, headers=auth(ADMIN_KEY))
+    assert (resp.status, (await resp.json())["id"]) == (200, pending["id"])
+    assert (
+        await app.patch(url, json={"preference": "none"}, headers=user_auth(who.user))
+    ).status == 403

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.conftest import ADMIN_KEY, WRITER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_auth
 from tests.e2e import google_helpers, replay_helpers
 from tests.e2e.apple_helpers import scenario
 from tests.e2e.google_helpers import notify
@@ -206,3 +206,17 @@ async def test_the_app_store_cannot_revoke(stores) -> None:
     )
     assert (resp.status, (await resp.json())["error"]["code"]) == (422, "store_cannot_revoke")
     assert (await premium(s, user))["active"] is True
+
+
+async def test_only_admin_keys_may_ask_the_stores(stores) -> None:
+    s = stores
+    user, tx = await subscribed_on_apple(s)
+    for path, body in (
+        ("extend", {"days": 7, "reason": "other"}),
+        ("revoke", {"purchase": tx["originalTransactionId"], "refund": "full"}),
+    ):
+        url = f"/v1/customers/{user}/{path}"
+        assert (await s.client.post(url, json=body)).status == 401
+        for headers in (auth(WRITER_KEY), auth(READER_KEY), user_auth(user)):
+            assert (await s.client.post(url, json=body, headers=headers)).status == 403, path
+    assert s.fake_api.extensions == []
