@@ -1,6 +1,7 @@
 """SQL of the console's business page, and the daily rollup it reads (feed_daily,
 migrations/0016): what the change feed's snapshots changed per day, entitlement and store,
-added by `add_feed_days` in the transaction that appends the events. Every read here costs
+added in the statement that appends a transaction's last event
+(storage/purchases.APPEND_LAST_EVENT). Every read here costs
 the same at any size of history: a few rollup rows a day, or partial indexes whose size
 follows the customers active now (docs/performance.md, "Revenue and the business page at
 scale")."""
@@ -19,11 +20,14 @@ BILLING_ISSUES = ("grace_period", "billing_retry", "on_hold")
 
 # The changes of one or more events, combined per key and applied in key order (every writer
 # holds the feed lock here already: storage/purchases.record_changes).
-ADD_FEED_DAYS = """
+# feed_daily's rows of one transaction, in key order; a CTE of storage/purchases.
+# APPEND_LAST_EVENT, whose parameters $7-$14 they are, written after its feed lock is taken.
+ADD_FEED_DAYS_LOCKED = """
 INSERT INTO feed_daily AS f (day, entitlement, store, active_change, trials, conversions,
     refunds, billing_issues)
-SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-    $6::bigint[], $7::bigint[], $8::bigint[])
+SELECT * FROM unnest($7::date[], $8::text[], $9::text[], $10::bigint[], $11::bigint[],
+    $12::bigint[], $13::bigint[], $14::bigint[])
+WHERE EXISTS (SELECT 1 FROM feed_lock)
 ORDER BY 1, 2, 3
 ON CONFLICT (day, entitlement, store) DO UPDATE SET
     active_change = f.active_change + EXCLUDED.active_change,
@@ -164,14 +168,13 @@ def _day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-async def add_feed_days(conn: asyncpg.Connection, changes: list[FeedDay]) -> None:
-    """Add the changes to feed_daily in one statement, in key order. Call with the feed lock
-    held (storage/purchases.record_changes), which also orders every writer."""
+def feed_day_arrays(changes: list[FeedDay]) -> tuple[list[Any], ...] | None:
+    """The changes combined per feed_daily row, in key order, as the columns' arrays of
+    ADD_FEED_DAYS_LOCKED (None: nothing changes)."""
     rows = combined(changes)
     if not rows:
-        return
-    await conn.execute(
-        ADD_FEED_DAYS,
+        return None
+    return (
         [r.day for r in rows],
         [r.entitlement for r in rows],
         [r.store for r in rows],

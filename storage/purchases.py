@@ -209,6 +209,29 @@ INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements
 SELECT $1, $2, event_sequence, $3, $4::jsonb, $5 FROM advanced
 RETURNING sequence
 """
+# The transaction's last APPEND_EVENT, adding its feed_daily rows ($7-$14, in key order) in
+# the same round trip: the rows are written only after the feed lock is taken (the CTE reads
+# it).
+APPEND_LAST_EVENT = _joined(
+    """
+WITH feed_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($6::bigint)),
+advanced AS (
+    UPDATE customers
+    SET event_sequence = event_sequence + 1, snapshot = $4::jsonb, updated_at = now()
+    WHERE app_user_id = $2 AND EXISTS (SELECT 1 FROM feed_lock)
+    RETURNING event_sequence
+),
+appended AS (
+    INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements, created_at)
+    SELECT $1, $2, event_sequence, $3, $4::jsonb, $5 FROM advanced
+    RETURNING sequence
+),
+days AS (""",
+    console_metrics.ADD_FEED_DAYS_LOCKED,
+    """)
+SELECT sequence FROM appended
+""",
+)
 
 
 # Purchases stored before apps were recorded (migration 0010), given the store's one app.
@@ -501,16 +524,17 @@ async def record_changes(
             None if old is None else json.loads(old), entitlements, at
         )
     sequences: dict[str, int] = {}
-    for app_user_id, event_type, snapshot in pending:
-        sequences[app_user_id] = await conn.fetchval(
-            APPEND_EVENT, uuid.uuid4(), app_user_id, event_type, snapshot, at, FEED_LOCK_KEY
-        )
-    # The business page's rollup (feed_daily), one statement after the events: the feed lock
-    # is held from the first append to commit, so every writer adds its rows one after
-    # another (no deadlock between writers whatever their keys; the rows go in key order all
-    # the same), and a rollup row counts exactly the events committed with it.
-    if pending:
-        await console_metrics.add_feed_days(conn, days)
+    # The business page's rollup (feed_daily) goes with the last event, in its statement: the
+    # feed lock is held from the first append to commit, so every writer adds its rows one
+    # after another (no deadlock between writers whatever their keys; the rows go in key
+    # order all the same), and a rollup row counts exactly the events committed with it.
+    rollup = console_metrics.feed_day_arrays(days)
+    for n, (app_user_id, event_type, snapshot) in enumerate(pending, start=1):
+        args = (uuid.uuid4(), app_user_id, event_type, snapshot, at, FEED_LOCK_KEY)
+        if n == len(pending) and rollup is not None:
+            sequences[app_user_id] = await conn.fetchval(APPEND_LAST_EVENT, *args, *rollup)
+        else:
+            sequences[app_user_id] = await conn.fetchval(APPEND_EVENT, *args)
     return sequences, sorted(aliases)
 
 
