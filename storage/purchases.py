@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from entitlements import feed_rollup
 from entitlements.access import CustomerRecord, Grant
 from entitlements.codec import from_jsonable, to_jsonable
 from entitlements.journal import JournalEntry
@@ -495,7 +496,7 @@ async def record_changes(
     sequence per customer that got an event, and those aliases.
     """
     pending: list[tuple[str, str, str]] = []
-    days: list[console_metrics.FeedDay] = []
+    days: list[feed_rollup.FeedDay] = []
     aliases: set[str] = set()
     for app_user_id, event_type in sorted(changes):
         if with_aliases and app_user_id in created:
@@ -520,9 +521,7 @@ async def record_changes(
         if app_user_id not in always and old is not None and json.loads(old) == entitlements:
             continue
         pending.append((app_user_id, event_type, json.dumps(entitlements, sort_keys=True)))
-        days += console_metrics.feed_changes(
-            None if old is None else json.loads(old), entitlements, at
-        )
+        days += feed_rollup.feed_changes(None if old is None else json.loads(old), entitlements, at)
     sequences: dict[str, int] = {}
     # The business page's rollup (feed_daily) goes with the last event, in its statement: the
     # feed lock is held from the first append to commit, so every writer adds its rows one

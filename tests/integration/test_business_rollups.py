@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from entitlements import feed_rollup
 from storage import console_metrics, money
 from storage import offers as offers_db
 from storage import purchases as purchases_db
@@ -124,7 +125,7 @@ def test_a_snapshot_replaced_before_its_end_moves_its_minus_one() -> None:
     new = {
         "premium": old["premium"] | {"period_type": "normal", "expires_at": "2026-12-08T00:00:00Z"}
     }
-    rows = console_metrics.feed_changes(old, new, at)
+    rows = feed_rollup.feed_changes(old, new, at)
     day = at.date()
     assert [(r.day.isoformat(), r.active_change, r.conversions) for r in rows] == [
         (day.isoformat(), 0, 1),  # -1 for the trial, +1 for the paid period: only a conversion
