@@ -110,8 +110,7 @@ class Offers:
         if legacy:
             nonce = uuid.uuid4()
             timestamp = int(now.timestamp() * 1000)
-            creator = PromotionalOfferSignatureCreator(key.private_key, key.key_id, bundle_id)
-            signature = creator.create_signature(
+            signature = _legacy_creator(key, bundle_id).create_signature(
                 product_id, offer.offer_id, record.app_user_id, nonce, timestamp
             )
             answer: dict[str, Any] = {
@@ -160,10 +159,9 @@ class Offers:
             return customer, rules.introductory(states, products, shown)
 
         customer, verdict = await run(self._pool, history)
-        creator = IntroductoryOfferEligibilitySignatureCreator(
-            key.private_key, key.key_id, key.issuer_id, bundle_id
+        jws = _introductory_creator(key, bundle_id).create_signature(
+            product_id, verdict.eligible, transaction_id
         )
-        jws = creator.create_signature(product_id, verdict.eligible, transaction_id)
         await self._record(
             customer,
             "introductory",
@@ -213,6 +211,21 @@ class Offers:
             ),
         )
         log.info("offer_signed", offer=offer, format=format_)
+
+
+# The library's creators parse the PEM key when built: once per key and app, not per request.
+@cache
+def _legacy_creator(key: SigningKey, bundle_id: str) -> PromotionalOfferSignatureCreator:
+    return PromotionalOfferSignatureCreator(key.private_key, key.key_id, bundle_id)
+
+
+@cache
+def _introductory_creator(
+    key: SigningKey, bundle_id: str
+) -> IntroductoryOfferEligibilitySignatureCreator:
+    return IntroductoryOfferEligibilitySignatureCreator(
+        key.private_key, key.key_id, key.issuer_id, bundle_id
+    )
 
 
 @cache
