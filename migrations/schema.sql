@@ -330,6 +330,7 @@ webhook_deliveries webhook_deliveries_feed_id_fkey: FOREIGN KEY (feed_id) REFERE
 webhook_deliveries webhook_deliveries_pkey: PRIMARY KEY (endpoint_key, feed_id)
 webhook_endpoints webhook_endpoints_pkey: PRIMARY KEY (endpoint_key)
 -- indexes
+CREATE INDEX audit_log_actor ON public.audit_log USING btree (actor)
 CREATE UNIQUE INDEX audit_log_pkey ON public.audit_log USING btree (id)
 CREATE INDEX audit_log_user_idx ON public.audit_log USING btree (app_user_id, id)
 CREATE UNIQUE INDEX charges_pkey ON public.charges USING btree (store, purchase_id, charge_id)
@@ -356,11 +357,12 @@ CREATE UNIQUE INDEX offer_signatures_pkey ON public.offer_signatures USING btree
 CREATE INDEX play_acknowledgements_due_idx ON public.play_acknowledgements USING btree (next_attempt_at)
 CREATE UNIQUE INDEX play_acknowledgements_kind_package_name_product_id_purchase_key ON public.play_acknowledgements USING btree (kind, package_name, product_id, purchase_token)
 CREATE UNIQUE INDEX play_acknowledgements_pkey ON public.play_acknowledgements USING btree (id)
+CREATE INDEX play_acknowledgements_token ON public.play_acknowledgements USING btree (purchase_token)
 CREATE UNIQUE INDEX purchase_owners_pkey ON public.purchase_owners USING btree (store, purchase_id, id)
 CREATE INDEX purchase_owners_user_idx ON public.purchase_owners USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
-CREATE INDEX purchases_app ON public.purchases USING btree (app) WHERE (app IS NOT NULL)
 CREATE INDEX purchases_open_expiry_idx ON public.purchases USING btree (expires_at) WHERE (status = ANY (ARRAY['active'::text, 'grace_period'::text, 'billing_retry'::text]))
 CREATE UNIQUE INDEX purchases_pkey ON public.purchases USING btree (id)
+CREATE INDEX purchases_play_token ON public.purchases USING btree (split_part(purchase_id, '|'::text, 1)) WHERE (store = 'play_store'::text)
 CREATE INDEX purchases_running_trials ON public.purchases USING btree (GREATEST(expires_at, grace_period_expires_at)) WHERE ((period_type = 'trial'::text) AND (status = ANY (ARRAY['active'::text, 'grace_period'::text])) AND (NOT superseded))
 CREATE UNIQUE INDEX purchases_store_purchase_id_key ON public.purchases USING btree (store, purchase_id)
 CREATE INDEX purchases_user_idx ON public.purchases USING btree (app_user_id) WHERE (app_user_id IS NOT NULL)
@@ -370,6 +372,11 @@ CREATE UNIQUE INDEX reconcile_runs_pkey ON public.reconcile_runs USING btree (id
 CREATE INDEX reconcile_runs_store_idx ON public.reconcile_runs USING btree (store, id)
 CREATE INDEX refund_requests_customer ON public.refund_requests USING btree (app_user_id)
 CREATE INDEX refund_requests_due ON public.refund_requests USING btree (next_attempt_at) WHERE (status = 'pending'::text)
+CREATE INDEX refund_requests_listing ON public.refund_requests USING btree (((status <> 'pending'::text)), (
+CASE
+    WHEN (status = 'pending'::text) THEN deadline
+    ELSE NULL::timestamp with time zone
+END), requested_at DESC, id)
 CREATE UNIQUE INDEX refund_requests_pkey ON public.refund_requests USING btree (id)
 CREATE INDEX refund_requests_purchase ON public.refund_requests USING btree (store, purchase_id)
 CREATE INDEX refund_requests_requested ON public.refund_requests USING btree (requested_at DESC, id)
@@ -386,12 +393,20 @@ CREATE INDEX store_actions_customer ON public.store_actions USING btree (app_use
 CREATE UNIQUE INDEX store_actions_pkey ON public.store_actions USING btree (id)
 CREATE INDEX store_actions_purchase ON public.store_actions USING btree (store, purchase_id, action, created_at)
 CREATE INDEX store_notifications_app ON public.store_notifications USING btree (app, id) WHERE (app IS NOT NULL)
+CREATE INDEX store_notifications_journal_order ON public.store_notifications USING btree ((
+CASE result
+    WHEN 'rejected'::text THEN 0
+    WHEN 'ignored'::text THEN 1
+    ELSE 2
+END), id DESC)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
 CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)
 CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
 CREATE INDEX store_notifications_received_at ON public.store_notifications USING btree (received_at)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)
+CREATE INDEX store_notifications_type ON public.store_notifications USING btree (notification_type) WHERE (notification_type IS NOT NULL)
 CREATE INDEX store_notifications_without_app ON public.store_notifications USING btree (store) WHERE (app IS NULL)
+CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (endpoint_key, next_attempt_at)
 CREATE UNIQUE INDEX webhook_deliveries_pkey ON public.webhook_deliveries USING btree (endpoint_key, feed_id)
 CREATE UNIQUE INDEX webhook_endpoints_pkey ON public.webhook_endpoints USING btree (endpoint_key)

@@ -96,3 +96,20 @@ async def test_concurrent_start_applies_each_migration_once(fresh_database) -> N
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_journal_payloads_take_lz4_only_where_the_server_has_it(fresh_database) -> None:
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await migrate(conn)  # a server without lz4 (the embedded one) must not fail 0019
+        lz4 = await conn.fetchval(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        rows = await conn.fetch(
+            "SELECT attname, attcompression::text AS method FROM pg_attribute "
+            "WHERE attrelid = 'store_notifications'::regclass AND attname IN ('payload', 'reads')"
+        )
+    finally:
+        await conn.close()
+    expected = "l" if lz4 else ""  # "": the server's default_toast_compression
+    assert {r["attname"]: r["method"] for r in rows} == {"payload": expected, "reads": expected}
