@@ -25,7 +25,7 @@ from pathlib import Path
 import aiohttp
 from appstoreserverlibrary.models.Environment import Environment
 from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
-from cpu import cpu_by_role  # bench/cpu.py (this folder is on sys.path)
+from cpu import cpu_by_role, start_profilers, stop_profilers  # bench/cpu.py (on sys.path)
 
 from receipts.apple import AppleVerifier
 from receipts.apple.chain_cache import CachingChainVerifier
@@ -45,29 +45,35 @@ def make_bodies(ca: TestCA, n: int) -> list[dict[str, str]]:
     return bodies
 
 
-def library_rate(ca: TestCA, bodies: list[dict[str, str]], *, chain_cache: bool = False) -> float:
-    """Notifications/second the library verifies on one thread (nested JWS included),
-    optionally with our chain cache but PyJWT's own decoder."""
+def library_rate(
+    ca: TestCA, bodies: list[dict[str, str]], *, chain_cache: bool = False
+) -> tuple[float, float]:
+    """Notifications/second the library verifies on one thread (nested JWS included) and its
+    CPU seconds per notification (this thread's, from the kernel), optionally with our chain
+    cache but PyJWT's own decoder."""
     verifier = SignedDataVerifier([ca.root_der], False, Environment.SANDBOX, BUNDLE_ID, 1234567890)
     if chain_cache:
         cache = CachingChainVerifier(verifier._chain_verifier, [ca.root_der])
         verifier._chain_verifier = cache  # type: ignore[assignment]
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for body in bodies:
         n = verifier.verify_and_decode_notification(body["signedPayload"])
         assert n.data is not None
         verifier.verify_and_decode_signed_transaction(n.data.signedTransactionInfo or "")
         verifier.verify_and_decode_renewal_info(n.data.signedRenewalInfo or "")
-    return len(bodies) / (time.perf_counter() - started)
+    cpu = (time.thread_time() - cpu_started) / len(bodies)
+    return len(bodies) / (time.perf_counter() - started), cpu
 
 
-def served_rate(ca: TestCA, bodies: list[dict[str, str]]) -> float:
-    """Our verifier as served: chain cache and its own fast PyJWT decoder (one thread)."""
+def served_rate(ca: TestCA, bodies: list[dict[str, str]]) -> tuple[float, float]:
+    """Our verifier as served: chain cache and its own fast decoder (one thread); its rate
+    and CPU seconds per notification."""
     verifier = AppleVerifier(BUNDLE_ID, 1234567890, ["Sandbox"], [ca.root_der], False)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     for body in bodies:
         verifier.verify_notification_sync(body["signedPayload"])
-    return len(bodies) / (time.perf_counter() - started)
+    cpu = (time.thread_time() - cpu_started) / len(bodies)
+    return len(bodies) / (time.perf_counter() - started), cpu
 
 
 def write_config(tmp: Path, ca_dir: Path, port: int, workers: int = 1) -> Path:
@@ -138,6 +144,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--workers", type=int, default=1, help="receiptd serve --workers N")
+    parser.add_argument("--py-spy", type=Path, help="py-spy the service into this file")
+    parser.add_argument("--perf", type=Path, help="perf record the service into this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="rcd-bench-", dir="/tmp") as tmp_name:
@@ -147,9 +155,9 @@ def main() -> int:
         print(f"signing {args.n} notifications (not timed)…", flush=True)
         bodies = make_bodies(ca, args.n)
         warmup, measured = bodies[: min(200, args.n // 10)], bodies
-        lib = library_rate(ca, measured)  # the library as shipped: the baseline
-        cached = library_rate(ca, measured, chain_cache=True)
-        ours = served_rate(ca, measured)
+        lib, lib_cpu = library_rate(ca, measured)  # the library as shipped: the baseline
+        cached, _ = library_rate(ca, measured, chain_cache=True)
+        ours, ours_cpu = served_rate(ca, measured)
 
         config = write_config(tmp, tmp / "ca", args.port, args.workers)
         env = {**os.environ, "RECEIPTD_CONFIG": str(config)}
@@ -171,12 +179,14 @@ def main() -> int:
                 for _ in warmup
             ]
             asyncio.run(post_all(url, warm, args.concurrency))
+            spy = start_profilers(proc.pid, args.py_spy, args.perf)
             cpu_before = cpu_by_role(proc.pid, tmp)
             rate, latencies = asyncio.run(post_all(url, measured, args.concurrency))
             cpu_used = {
                 role: seconds - cpu_before.get(role, 0.0)
                 for role, seconds in cpu_by_role(proc.pid, tmp).items()
             }
+            stop_profilers(spy)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -197,6 +207,12 @@ def main() -> int:
     print(f"end-to-end latency p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     per = ", ".join(f"{role} {seconds / args.n * 1000:.2f}" for role, seconds in cpu_used.items())
     print(f"CPU ms per notification: {per}")
+    receiptd_ms = cpu_used["receiptd"] / args.n * 1000
+    print(
+        f"CPU ms per notification, same run: receiptd end to end {receiptd_ms:.2f}, "
+        f"library verify-only {lib_cpu * 1000:.2f}, receiptd verifier alone {ours_cpu * 1000:.2f}"
+    )
+    print(f"ratio receiptd CPU / library verify-only CPU: {receiptd_ms / (lib_cpu * 1000):.2f}")
     return 0
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -40,3 +44,57 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def start_profilers(
+    pid: int, py_spy: Path | None, perf: Path | None
+) -> list[subprocess.Popen[bytes]]:
+    """Profilers sampling `pid` (and its workers) while a benchmark runs; none unless asked.
+
+    `py_spy`: py-spy (a dev tool: `pip install py-spy`, not a dependency) writes raw collapsed
+    stacks (`frame;frame;… count` a line) of the threads holding the GIL, so a thread waiting
+    in `epoll_wait`, in a blocking queue or for a core (on a loaded machine it is still
+    "running" to /proc) is not counted: Python CPU by function. `perf`: `perf record` of the
+    on-CPU time of every thread (cpu-clock), kernel included, for CPU by library (`perf
+    report --sort dso`): the part py-spy cannot see (syscalls, code that releases the GIL)."""
+    started = []
+    if py_spy is not None:
+        binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        started.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--subprocesses",
+                    "--gil",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "-o",
+                    str(py_spy),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    if perf is not None:
+        started.append(
+            subprocess.Popen(
+                ["perf", "record", "-e", "cpu-clock", "-F", "499", "-p", str(pid), "-o", str(perf)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    return started
+
+
+def stop_profilers(started: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the `start_profilers` recordings and wait for their files."""
+    for proc in started:
+        proc.send_signal(signal.SIGINT)
+    for proc in started:
+        proc.wait(timeout=120)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cpu import cpu_by_role  # bench/cpu.py (this folder is on sys.path)
+from cpu import cpu_by_role, start_profilers, stop_profilers  # bench/cpu.py (on sys.path)
 
 from simulators.fake_play import FakePlay
 from simulators.google_signer import GoogleTestKeys, push_envelope, subscription_notification
@@ -158,12 +158,15 @@ async def run(args: argparse.Namespace) -> int:
             # Warm-up (not timed): access token, OIDC certs, pool connections.
             await post_all(url, prepare(fake, "warm", 64), headers, args.concurrency)
             results = []
-            for delay_ms in (args.delay_ms, 0.0):
+            for run_no, delay_ms in enumerate((args.delay_ms, 0.0)):
                 fake.delay = delay_ms / 1000
                 bodies = prepare(fake, f"d{int(delay_ms)}", args.n)
+                # The profilers (when asked) watch the first run only.
+                spies = start_profilers(proc.pid, args.py_spy, args.perf) if run_no == 0 else []
                 before = cpu_by_role(proc.pid, tmp)
                 rate, latencies = await post_all(url, bodies, headers, args.concurrency)
                 after = cpu_by_role(proc.pid, tmp)
+                stop_profilers(spies)
                 cpu = {role: (after[role] - before[role]) / args.n * 1000 for role in after}
                 results.append((f"Play API delay {delay_ms:g} ms", rate, latencies, cpu))
         finally:
@@ -194,6 +197,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=1, help="receiptd serve --workers N")
+    parser.add_argument("--py-spy", type=Path, help="py-spy the service (first run) into this file")
+    parser.add_argument("--perf", type=Path, help="perf record the service (first run) into this")
     return asyncio.run(run(parser.parse_args()))
 
 

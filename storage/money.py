@@ -53,6 +53,29 @@ ORDER BY 1, 2, 3, 4
 ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
     amount = m.amount + EXCLUDED.amount, subscriptions = m.subscriptions + EXCLUDED.subscriptions
 """
+# ADD_REVENUE ($1-$8) then ADD_MRR ($9-$14) in one round trip, in the same lock order: the
+# MRR rows qualify only once the (uncorrelated) count of the revenue CTE is known, so every
+# revenue row is written before the first MRR row is.
+ADD_REVENUE_AND_MRR = """
+WITH revenue AS (
+    INSERT INTO revenue_daily AS r (day, store, currency, is_sandbox, gross, refunded, charges,
+        refunds)
+    SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::boolean[], $5::numeric[],
+        $6::numeric[], $7::bigint[], $8::bigint[])
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
+        gross = r.gross + EXCLUDED.gross, refunded = r.refunded + EXCLUDED.refunded,
+        charges = r.charges + EXCLUDED.charges, refunds = r.refunds + EXCLUDED.refunds
+    RETURNING 1
+)
+INSERT INTO mrr_daily AS m (day, store, currency, is_sandbox, amount, subscriptions)
+SELECT * FROM unnest($9::date[], $10::text[], $11::text[], $12::boolean[], $13::numeric[],
+    $14::bigint[])
+WHERE (SELECT count(*) FROM revenue) >= 0
+ORDER BY 1, 2, 3, 4
+ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
+    amount = m.amount + EXCLUDED.amount, subscriptions = m.subscriptions + EXCLUDED.subscriptions
+"""
 REVENUE_DAYS = """
 SELECT day, store, currency, sum(gross) AS gross, sum(refunded) AS refunded,
        sum(charges) AS charges, sum(refunds) AS refunds
@@ -132,29 +155,31 @@ def _stored(charge: Charge, row: asyncpg.Record) -> Charge:
 
 async def _apply(conn: asyncpg.Connection, rows: list[Delta]) -> None:
     revenue = [r for r in rows if r.gross or r.refunded or r.charges or r.refunds]
-    if revenue:
-        await conn.execute(
-            ADD_REVENUE,
-            [r.day for r in revenue],
-            [r.store.value for r in revenue],
-            [r.currency for r in revenue],
-            [r.is_sandbox for r in revenue],
-            [r.gross for r in revenue],
-            [r.refunded for r in revenue],
-            [r.charges for r in revenue],
-            [r.refunds for r in revenue],
-        )
     mrr = [r for r in rows if r.mrr or r.subscriptions]
-    if mrr:
-        await conn.execute(
-            ADD_MRR,
-            [r.day for r in mrr],
-            [r.store.value for r in mrr],
-            [r.currency for r in mrr],
-            [r.is_sandbox for r in mrr],
-            [r.mrr for r in mrr],
-            [r.subscriptions for r in mrr],
-        )
+    revenue_args = (
+        [r.day for r in revenue],
+        [r.store.value for r in revenue],
+        [r.currency for r in revenue],
+        [r.is_sandbox for r in revenue],
+        [r.gross for r in revenue],
+        [r.refunded for r in revenue],
+        [r.charges for r in revenue],
+        [r.refunds for r in revenue],
+    )
+    mrr_args = (
+        [r.day for r in mrr],
+        [r.store.value for r in mrr],
+        [r.currency for r in mrr],
+        [r.is_sandbox for r in mrr],
+        [r.mrr for r in mrr],
+        [r.subscriptions for r in mrr],
+    )
+    if revenue and mrr:  # a new paid period: both in one round trip
+        await conn.execute(ADD_REVENUE_AND_MRR, *revenue_args, *mrr_args)
+    elif revenue:
+        await conn.execute(ADD_REVENUE, *revenue_args)
+    elif mrr:
+        await conn.execute(ADD_MRR, *mrr_args)
 
 
 async def revenue_days(

@@ -9,15 +9,15 @@ The per-environment verifiers are `fast_jws.verifier_class()` instances: on the 
 releases the library's verifier with its own faster PyJWT decoder (PyJWT's module functions,
 which the user-token check also uses, stay as shipped).
 
-Offloading: always, to `executor` (the loop's default when None), except with `inline`,
-which only `receiptd replay` sets (a batch process whose loop serves nobody else). With
-online checks on, verification does blocking OCSP I/O. Offline it is pure CPU, but measured
-(PyJWT 2.15, one core, test P-256 chain) it is ≈1.0 ms per transaction JWS and ≈4.3 ms per
-notification with nested items even with the chain cache (≈1.8 / ≈6.9 ms without; the chain
-check itself drops from ≈0.7 ms to ≈0.03 ms): PyJWT's per-character base64url check runs
-three times per JWS inside the library. The fast decoder brings a notification to ≈1.1 ms.
-Inline, every webhook would still stall the loop; the thread hop costs well under 0.5 ms, so
-offloading is worth it.
+Offloading: to `executor` (the loop's default when None) only with online checks on, when
+verification does blocking OCSP I/O; offline (or with `inline`, which `receiptd replay`
+sets) it runs on the calling thread. Offline it is pure CPU, almost all of it holding the
+GIL (PyJWT, cattrs; ≈0.6 ms per notification with its nested items: chain cache, fast
+decoder, each JWS decoded once), so a worker thread never freed the loop: the loop waited
+for the GIL while the worker held it (and, after each socket call, up to the 5 ms switch
+interval). What the hop added was its own CPU: the submit, waking the worker, GIL hand-offs
+and waking the loop, ~0.4-0.5 ms per notification under load (bench/apple_ingest.py
+--py-spy, issue 24), as much as the verification itself.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from receipts.apple.chain_cache import CachingChainVerifier
-from receipts.apple.fast_jws import verifier_class
+from receipts.apple.fast_jws import FastSignedDataVerifier, verifier_class
 from receipts.errors import (
     MalformedPayload,
     StoreUnavailable,
@@ -171,18 +171,31 @@ def peek(jws: str) -> dict[str, Any]:
     library later verifies this is the same JSON PyJWT decodes (and cheaper than PyJWT's
     per-character check).
     """
+    return peek_payload(jws)[1]
+
+
+def peek_payload(jws: str) -> tuple[bytes, dict[str, Any]]:
+    """`peek`, with the payload bytes it parsed."""
     if not isinstance(jws, str):
         raise MalformedPayload("Not a compact JWS")
     parts = jws.split(".")
     if len(parts) != 3 or not all(_SEGMENT.fullmatch(p) for p in parts):
         raise MalformedPayload("Not a compact JWS")
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        decoded = json.loads(payload)
     except (ValueError, binascii.Error, RecursionError) as exc:  # Recursion: nested too deeply
         raise MalformedPayload("Not a compact JWS") from exc
     if not isinstance(decoded, dict):
         raise MalformedPayload("JWS payload is not a JSON object")
-    return decoded
+    return payload, decoded
+
+
+def _remember(verifier: SignedDataVerifier, payload: bytes, parsed: dict[str, Any]) -> None:
+    """Let a fast verifier use `peek`'s parse of the payload it is about to decode (the same
+    bytes, parsed by the same `json.loads`) instead of parsing it again."""
+    if isinstance(verifier, FastSignedDataVerifier):
+        verifier.remember_payload(payload, parsed)
 
 
 def _to_der(cert: bytes) -> bytes:
@@ -241,9 +254,9 @@ class AppleVerifier:
         self.environments = tuple(environments)
         self.online_checks = online_checks
         self._executor = executor
-        # A batch process with no loop to keep free (`receiptd replay`) verifies on its own
-        # thread: the hop to the executor per item costs more than the check (issue 24).
-        self._inline = inline
+        # Only blocking I/O (OCSP) goes to the executor: CPU-bound checks hold the GIL on any
+        # thread, so the hop would cost more than it frees (module docstring, issue 24).
+        self._inline = inline or not online_checks
         # Per app, per environment: the library checks one bundle id and one environment.
         self._apps: dict[str, dict[str, SignedDataVerifier]] = {}
         self.chain_cache: CachingChainVerifier | None = None
@@ -292,8 +305,9 @@ class AppleVerifier:
 
     def verify_notification_sync(self, signed_payload: str) -> AppleNotification:
         """Blocking form of `verify_notification`."""
-        raw = peek(signed_payload)
+        payload_bytes, raw = peek_payload(signed_payload)
         verifier = self._pick(notification_environment(raw), notification_bundle(raw))
+        _remember(verifier, payload_bytes, raw)
         payload = self._call(verifier.verify_and_decode_notification, signed_payload)
         transaction = renewal = None
         data = payload.data
@@ -312,16 +326,18 @@ class AppleVerifier:
         return self._renewal(None, jws)
 
     def _transaction(self, verifier: SignedDataVerifier | None, jws: str) -> VerifiedTransaction:
-        raw = peek(jws)
+        payload, raw = peek_payload(jws)
         verifier = verifier or self._pick(raw.get("environment"), raw.get("bundleId"))
+        _remember(verifier, payload, raw)
         return VerifiedTransaction(
             self._call(verifier.verify_and_decode_signed_transaction, jws), raw
         )
 
     def _renewal(self, verifier: SignedDataVerifier | None, jws: str) -> VerifiedRenewalInfo:
-        raw = peek(jws)
+        payload, raw = peek_payload(jws)
         # Renewal info names no app: the library checks its environment only.
         verifier = verifier or self._pick(raw.get("environment"), None)
+        _remember(verifier, payload, raw)
         return VerifiedRenewalInfo(self._call(verifier.verify_and_decode_renewal_info, jws), raw)
 
     def _pick(self, environment: object, bundle: object) -> SignedDataVerifier:

@@ -25,7 +25,8 @@ from structlog.testing import capture_logs
 
 from receipts.apple import fast_jws
 from receipts.apple.fast_jws import FastPyJWS, FastSignedDataVerifier, verifier_class
-from receipts.apple.verifier import AppleVerifier
+from receipts.apple.verifier import AppleVerifier, peek_payload
+from receipts.errors import MalformedPayload
 from simulators.apple_ca import (
     TestCA,
     ms,
@@ -290,6 +291,16 @@ def decode_outcome(verifier: SignedDataVerifier, jws: Any) -> tuple[Any, ...]:
         return ("error", exc.status, type(cause), str(cause))
 
 
+def remembered_outcome(verifier: FastSignedDataVerifier, jws: Any) -> tuple[Any, ...]:
+    try:
+        payload, parsed = peek_payload(jws)
+    except MalformedPayload:
+        pass
+    else:
+        verifier.remember_payload(payload, parsed)
+    return decode_outcome(verifier, jws)
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda e: e.value)
 def test_decode_signed_object_matches_the_library(
     cas: tuple[TestCA, TestCA, TestCA], env: Environment
@@ -301,6 +312,10 @@ def test_decode_signed_object_matches_the_library(
     cases = corpus(ca, short, other)
     results = {name: decode_outcome(fast, jws) for name, jws in cases.items()}
     assert results == {name: decode_outcome(library, jws) for name, jws in cases.items()}
+    # Again, each case right after itself (its kept load, parse and key are used), and with
+    # the route's parse of its payload handed over first, as AppleVerifier does.
+    assert {name: decode_outcome(fast, jws) for name, jws in cases.items()} == results
+    assert {name: remembered_outcome(fast, jws) for name, jws in cases.items()} == results
 
     # The corpus holds both outcomes for the reasons it means to (else the test proves little).
     verdicts = {name: result[0] for name, result in results.items()}

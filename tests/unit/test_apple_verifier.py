@@ -258,14 +258,19 @@ class _NoThreads(concurrent.futures.Executor):
         raise RuntimeError("offloaded")
 
 
-async def test_inline_verification_never_offloads_and_the_default_always_does(ca: TestCA) -> None:
-    """`receiptd replay` verifies inline (issue 24); a serving process always offloads."""
+async def test_only_online_checks_offload(ca: TestCA) -> None:
+    """Offline verification is CPU under the GIL: it runs on the calling thread, whether or
+    not `inline` says so (`receiptd replay` does); with online checks (blocking OCSP I/O) a
+    serving process offloads to its executor (issue 24)."""
     executor = _NoThreads()
-    inline = AppleVerifier(BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], False, executor, inline=True)
-    verified = await inline.verify_transaction(ca.sign(_tx("Sandbox")))
-    assert verified.payload.bundleId == BUNDLE
+    for inline in (True, False):
+        verifier = AppleVerifier(
+            BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], False, executor, inline=inline
+        )
+        verified = await verifier.verify_transaction(ca.sign(_tx("Sandbox")))
+        assert verified.payload.bundleId == BUNDLE
     assert executor.used == 0
-    offloading = AppleVerifier(BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], False, executor)
+    online = AppleVerifier(BUNDLE, APP_ID, ["Sandbox"], [ca.root_der], True, executor)
     with pytest.raises(RuntimeError, match="offloaded"):
-        await offloading.verify_transaction(ca.sign(_tx("Sandbox")))
+        await online.verify_transaction(ca.sign(_tx("Sandbox")))
     assert executor.used == 1
