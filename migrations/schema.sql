@@ -92,6 +92,11 @@ grants.starts_at timestamp with time zone NOT NULL
 grants.expires_at timestamp with time zone
 grants.ended_at timestamp with time zone
 grants.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- table latency_daily
+latency_daily.day date NOT NULL
+latency_daily.store text NOT NULL
+latency_daily.median_seconds double precision
+latency_daily.notifications bigint NOT NULL
 -- table mrr_daily
 mrr_daily.day date NOT NULL
 mrr_daily.store text NOT NULL
@@ -294,6 +299,7 @@ extend_runs extend_runs_status_check: CHECK ((status = ANY (ARRAY['running'::tex
 feed_daily feed_daily_pkey: PRIMARY KEY (day, entitlement, store)
 grants grants_app_user_id_fkey: FOREIGN KEY (app_user_id) REFERENCES customers(app_user_id) ON DELETE CASCADE
 grants grants_pkey: PRIMARY KEY (id)
+latency_daily latency_daily_pkey: PRIMARY KEY (day, store)
 mrr_daily mrr_daily_pkey: PRIMARY KEY (day, store, currency, is_sandbox)
 offer_signatures offer_signatures_pkey: PRIMARY KEY (id)
 play_acknowledgements play_acknowledgements_kind_check: CHECK ((kind = ANY (ARRAY['subscription'::text, 'product'::text])))
@@ -351,6 +357,7 @@ CREATE UNIQUE INDEX feed_daily_pkey ON public.feed_daily USING btree (day, entit
 CREATE INDEX grants_open ON public.grants USING btree (expires_at) WHERE (ended_at IS NULL)
 CREATE UNIQUE INDEX grants_pkey ON public.grants USING btree (id)
 CREATE INDEX grants_user_idx ON public.grants USING btree (app_user_id, entitlement)
+CREATE UNIQUE INDEX latency_daily_pkey ON public.latency_daily USING btree (day, store)
 CREATE UNIQUE INDEX mrr_daily_pkey ON public.mrr_daily USING btree (day, store, currency, is_sandbox)
 CREATE INDEX offer_signatures_customer ON public.offer_signatures USING btree (app_user_id, created_at)
 CREATE UNIQUE INDEX offer_signatures_pkey ON public.offer_signatures USING btree (id)

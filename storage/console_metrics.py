@@ -8,7 +8,7 @@ scale")."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -130,9 +130,69 @@ async def open_grants(conn: asyncpg.Connection, now: datetime) -> int:
     return int(await conn.fetchval(OPEN_GRANTS, now))
 
 
+# A UTC day is settled (no entry can still arrive for it) this long after its end: an
+# entry's received_at is when its ingest transaction began, and none runs this long.
+SETTLED_AFTER = timedelta(hours=1)
+LATENCY_KEPT = """
+SELECT day, store, median_seconds, notifications FROM latency_daily
+WHERE day >= $1 AND day <= $2
+"""
+KEEP_LATENCY = """
+INSERT INTO latency_daily (day, store, median_seconds, notifications)
+SELECT * FROM unnest($1::date[], $2::text[], $3::float8[], $4::bigint[])
+ON CONFLICT DO NOTHING
+"""
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
 async def latency_by_day(
     conn: asyncpg.Connection, since: datetime, until: datetime
 ) -> list[dict[str, Any]]:
-    """Per day and store from `since` to `until`: the median seconds from a pushed
-    notification's store time to its arrival, and how many there were."""
-    return [dict(r) for r in await conn.fetch(LATENCY_BY_DAY, since, until)]
+    """Per UTC day and store from `since` (a UTC midnight) to `until`: the median seconds
+    from a pushed notification's store time to its arrival, and how many there were. Settled
+    days come from latency_daily (those not there yet are computed once and kept); only the
+    days since the last settled one are read from the journal."""
+    first = since.astimezone(UTC).date()
+    open_from = (until - SETTLED_AFTER).astimezone(UTC).date()  # the first unsettled day
+    rows: list[dict[str, Any]] = []
+    if first < open_from:
+        kept = [dict(r) for r in await conn.fetch(LATENCY_KEPT, first, open_from - _DAY)]
+        have = {r["day"] for r in kept}
+        missing = [
+            d for d in (first + _DAY * i for i in range((open_from - first).days)) if d not in have
+        ]
+        if missing:
+            found = [
+                dict(r)
+                for r in await conn.fetch(
+                    LATENCY_BY_DAY, _midnight(missing[0]), _midnight(missing[-1] + _DAY)
+                )
+            ]
+            computed = [
+                {**r, "day": r["day"].astimezone(UTC).date()}
+                for r in found
+                if r["day"].astimezone(UTC).date() in missing
+                and r["day"] < _midnight(missing[-1] + _DAY)
+            ]
+            empty = set(missing) - {r["day"] for r in computed}
+            keep = computed + [
+                {"day": d, "store": "", "median_seconds": None, "notifications": 0} for d in empty
+            ]
+            await conn.execute(
+                KEEP_LATENCY,
+                [r["day"] for r in keep],
+                [r["store"] for r in keep],
+                [r["median_seconds"] for r in keep],
+                [r["notifications"] for r in keep],
+            )
+            kept += computed
+        rows = [{**r, "day": _midnight(r["day"])} for r in kept if r["store"] != ""]
+    live_since = max(since, _midnight(open_from))
+    rows += [dict(r) for r in await conn.fetch(LATENCY_BY_DAY, live_since, until)]
+    return rows
+
+
+_DAY = timedelta(days=1)

@@ -239,6 +239,8 @@ def cases(now: datetime) -> dict[str, Variants]:
         "console_metrics.RUNNING_TRIALS": {"all": (now, None), "real money": (now, False)},
         "console_metrics.OPEN_GRANTS": one(now),
         "console_metrics.LATENCY_BY_DAY": one(now - 29 * day, now),
+        "console_metrics.LATENCY_KEPT": one(first, last),
+        "console_metrics.KEEP_LATENCY": one([first], ["app_store"], [1.5], [3]),
         # --- customers: operator actions, merge, export, erasure ---------------------------
         "customers.ALIAS_OWNER": one(ALIAS),
         "customers.CUSTOMER_EXISTS": one(C),
