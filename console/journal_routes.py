@@ -48,6 +48,7 @@ async def get_journal(request: web.Request) -> web.StreamResponse:
     context = {
         "rows": rows,
         "total": total,
+        "more": journal.more,
         "page": page,
         "pages": pages,
         "filters": filters,

@@ -47,13 +47,15 @@ class BusinessRows:
 
 @dataclass(frozen=True, slots=True)
 class JournalPage:
-    """One page of the journal: how many entries match, the page's rows, and every type
-    and app the journal holds (the filters' choices)."""
+    """One page of the journal: how many entries match (at most pages.COUNT_LIMIT: `more`
+    says there are more), the page's rows, and every type and app the journal holds (the
+    filters' choices)."""
 
     total: int
     rows: list[dict[str, Any]]
     types: list[str]
     apps: list[str]
+    more: bool = False
 
 
 def window(now: datetime, days: int = DAYS) -> list[datetime]:
@@ -115,7 +117,8 @@ class ConsoleReads:
                 app=app,
             )
             types, apps = await pages.journal_types(conn), await pages.journal_apps(conn)
-            return JournalPage(total, rows, types, apps)
+            more = total > pages.COUNT_LIMIT
+            return JournalPage(min(total, pages.COUNT_LIMIT), rows, types, apps, more)
 
         return await run(self._pool, read)
 

@@ -92,8 +92,14 @@ WHERE ($1::text IS NULL OR store = $1)
   AND ($3::text IS NULL OR result = $3)
   AND ($6::text IS NULL OR app = $6)
 """
-# The count's own parameters: the page's LIMIT ($4) and OFFSET ($5) are not in it.
-JOURNAL_COUNT = "SELECT count(*)" + _JOURNAL_WHERE.replace("$6", "$4")
+# How many entries the journal page counts at most: past it the page says "more than", so a
+# view costs the same at any size of the journal (and OFFSET stays below it).
+COUNT_LIMIT = 10_000
+# The count's own parameters: the page's LIMIT ($4) and OFFSET ($5) are not in it; $5 is
+# the count's limit (COUNT_LIMIT + 1: more than COUNT_LIMIT shows as such).
+JOURNAL_COUNT = (
+    "SELECT count(*) FROM (SELECT 1" + _JOURNAL_WHERE.replace("$6", "$4") + "LIMIT $5) AS counted"
+)
 JOURNAL_PAGE = (
     """
 SELECT id, store, message_id, notification_type, subtype, signed_at, received_at, result,
@@ -240,9 +246,9 @@ async def journal_page(
     offset: int,
     app: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
-    """(how many match, one page of them)."""
+    """(how many match, up to COUNT_LIMIT + 1; one page of them)."""
     args = (store, notification_type, result)
-    total = int(await conn.fetchval(JOURNAL_COUNT, *args, app))
+    total = int(await conn.fetchval(JOURNAL_COUNT, *args, app, COUNT_LIMIT + 1))
     rows = await conn.fetch(JOURNAL_PAGE, *args, limit, offset, app)
     return total, [dict(r) for r in rows]
 

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from api.keys import OUTBOUND
 from api.reads import SERVICE
 from console import customer_routes, journal_routes
+from storage import console as console_pages
 from tests.conftest import ADMIN_KEY, READER_KEY, auth
 from tests.e2e.google_helpers import (
     USER,
@@ -302,6 +303,14 @@ async def test_journal_filters_and_pages(
     ]
     _, _, links = await journal("?type=SUBSCRIPTION_RENEWED&result=processed")
     assert links == ["/console/journal?type=SUBSCRIPTION_RENEWED&result=processed&page=2"]
+    # The count stops past storage.console.COUNT_LIMIT: a view costs the same at any size.
+    monkeypatch.setattr(console_pages, "COUNT_LIMIT", 3)
+    counts, _, _ = await journal("")
+    assert counts == (
+        "More than 3 notifications (narrow the filters to count them); page 1 of the first 3."
+    )
+    counts, _, _ = await journal("?result=processed")
+    assert counts == "3 notification(s); page 1 of 3."
 
 
 async def test_a_journal_entry_with_its_store_answers_and_who_saw_its_payload(

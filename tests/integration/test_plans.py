@@ -60,8 +60,9 @@ NOT_EXPLAINED = {
 }
 # Variants ("module.NAME [variant]") that read a large table whole on purpose, with why.
 _JOURNAL_COUNT = (
-    "the console's journal page shows how many entries match its filters: every matching "
-    "entry is counted, by design (bounding the count is the page's decision, not a plan's)"
+    "the console's journal page counts the entries matching its filters up to "
+    "console.COUNT_LIMIT + 1 (a LIMIT under the count): unfiltered it stops there; a filter "
+    "that matches few entries may still read the journal through to find them"
 )
 _REPLAY_ALL = "`receiptd replay` without a filter checks everything: one pass over it"
 FULL_PASSES = {
@@ -218,9 +219,9 @@ def cases(now: datetime) -> dict[str, Variants]:
         "console.TIMELINE_REFUND_REQUESTS": one(C, 200),
         "console.TIMELINE_AUDIT": one(C, 200),
         "console.JOURNAL_COUNT": {
-            "all": (None, None, None, None),
-            "rejected": (None, None, "rejected", None),
-            "one store and app": ("play_store", None, None, "com.example.android"),
+            "all": (None, None, None, None, 10_001),
+            "rejected": (None, None, "rejected", None, 10_001),
+            "one store and app": ("play_store", None, None, "com.example.android", 10_001),
         },
         "console.JOURNAL_PAGE": {
             "first page": (None, None, None, 50, 0, None),
