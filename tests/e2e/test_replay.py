@@ -12,6 +12,7 @@ import asyncpg
 from entitlements.replay import Difference
 from server.bootstrap import cache_for_fixes
 from services.retention import prune
+from storage import replay as replay_db
 from storage.replay import Selection
 from tests.conftest import ADMIN_KEY, auth
 from tests.e2e import replay_helpers
@@ -249,3 +250,62 @@ async def test_a_submission_is_journaled_without_its_submitter_and_erased_with_t
     ]
     owners = await query(s.database_url, "SELECT DISTINCT app_user_id FROM purchase_owners")
     assert [r["app_user_id"][: len("erased:")] for r in owners] == ["erased:"]
+
+
+# The statements as they were before they were rewritten for their plans (issue 24): the
+# rewritten ones must read exactly what these read.
+_ENTRIES_BY_OVERLAP = """
+SELECT id, store, message_id, notification_type, result, payload, reads, purchase_ids,
+       received_at, payload_pruned_at, checkpoint
+FROM store_notifications
+WHERE store = $1 AND purchase_ids && $2::text[]
+ORDER BY id
+"""
+# The page joined the owner record to every row after $3 before it was limited.
+_PAGE_JOINED_FIRST = replay_db._joined(
+    "\nSELECT ",
+    replay_db._PAGE_COLUMNS,
+    replay_db._SELECTED,
+    "  AND k.id > $3 AND k.id % $5 = $6\nORDER BY k.id\nLIMIT $4\n",
+)
+
+
+async def test_pages_and_their_entries_read_what_the_former_statements_read(stores) -> None:
+    await apple_traffic(stores)
+    await google_traffic(stores)
+    conn = await asyncpg.connect(stores.database_url)
+    try:
+        rows = await conn.fetch("SELECT store, purchase_id FROM purchases ORDER BY id")
+        named = await conn.fetch(
+            "SELECT DISTINCT store, unnest(purchase_ids) AS id FROM store_notifications"
+        )
+        assert len(rows) >= 12
+        assert any(len(r["purchase_ids"]) > 1 for r in await conn.fetch(
+            "SELECT purchase_ids FROM store_notifications"
+        ))  # fmt: skip
+        for store in ("app_store", "play_store"):
+            ids = [r["id"] for r in named if r["store"] == store]
+            for asked in (ids, ids[:1], ids[1::2], ids + ids[:2], ["no such purchase"], []):
+                new = await conn.fetch(replay_db.SELECT_ENTRIES, store, asked)
+                old = await conn.fetch(_ENTRIES_BY_OVERLAP, store, asked)
+                assert [dict(r) for r in new] == [dict(r) for r in old]
+        customer = await conn.fetchval(
+            "SELECT app_user_id FROM purchases WHERE app_user_id IS NOT NULL LIMIT 1"
+        )
+        since = await conn.fetchval("SELECT min(received_at) FROM store_notifications")
+        read = 0
+        for selection in ((None, None), (customer, None), (None, since), (customer, since)):
+            for after, limit, of, index in (
+                (0, 5, 1, 0),
+                (3, 4, 1, 0),
+                (0, 3, 2, 1),
+                (0, 100, 3, 2),
+            ):
+                args = (*selection, after, limit, of, index)
+                new = await conn.fetch(replay_db.SELECT_PAGE, *args)
+                old = await conn.fetch(_PAGE_JOINED_FIRST, *args)
+                assert [dict(r) for r in new] == [dict(r) for r in old], args
+                read += len(new)
+        assert read > 0
+    finally:
+        await conn.close()
