@@ -50,7 +50,39 @@ _SELECTION = """WHERE ($1::text IS NULL OR k.app_user_id = $1 OR r.recorded_owne
         WHERE n.store = k.store AND n.purchase_ids @> ARRAY[k.purchase_id]
           AND n.received_at >= $2))
 """
-_SELECTED = _joined("\nFROM purchases k", _RECORDED, _SELECTION)
+# The ids a customer's purchases may be recorded under: its own and its aliases'.
+_CUSTOMER_IDS = "array_append(ARRAY(SELECT alias FROM customer_aliases WHERE app_user_id = $1), $1)"
+# The rows the selection can hold, read by index when it is filtered (the selection itself
+# then decides): with a customer, its stored purchases and those with an owner record under
+# one of its ids; with `since` only, those an entry received since names. `{page}` holds a
+# page's conditions on the row id.
+_CANDIDATES = _joined(
+    """
+    SELECT * FROM purchases WHERE $1::text IS NOT NULL AND id IN (
+        SELECT id FROM purchases WHERE app_user_id = $1
+        UNION
+        SELECT p.id FROM purchase_owners o
+        JOIN purchases p ON p.store = o.store AND p.purchase_id = o.purchase_id
+        WHERE o.app_user_id = ANY (""",
+    _CUSTOMER_IDS,
+    """))
+      {page}
+    UNION ALL
+    SELECT * FROM purchases
+    WHERE $1::text IS NULL AND $2::timestamptz IS NOT NULL AND (store, purchase_id) IN (
+        SELECT n.store, u.purchase_id
+        FROM store_notifications n, unnest(n.purchase_ids) AS u(purchase_id)
+        WHERE n.received_at >= $2)
+      {page}""",
+)
+_SELECTED = _joined(
+    "\nFROM (SELECT * FROM purchases WHERE $1::text IS NULL AND $2::timestamptz IS NULL\n",
+    "      UNION ALL",
+    _CANDIDATES.replace("{page}", ""),
+    ") AS k",
+    _RECORDED,
+    _SELECTION,
+)
 COUNT_SELECTED = _joined("SELECT count(*)", _SELECTED)
 # A lost purchase's share of a parallel run (`Part`): a hash of its purchase id, as every
 # part's queries compute it ($6 parts, this one $7).
@@ -68,8 +100,12 @@ SELECT_PAGE = _joined(
     "\nSELECT ",
     _PAGE_COLUMNS,
     """
-FROM (SELECT * FROM purchases WHERE id > $3 AND id % $5 = $6 ORDER BY id
-      LIMIT CASE WHEN $1::text IS NULL AND $2::timestamptz IS NULL THEN $4::bigint END) AS k""",
+FROM ((SELECT * FROM purchases
+       WHERE $1::text IS NULL AND $2::timestamptz IS NULL AND id > $3 AND id % $5 = $6
+       ORDER BY id LIMIT $4)
+      UNION ALL""",
+    _CANDIDATES.replace("{page}", "AND id > $3 AND id % $5 = $6"),
+    """) AS k""",
     _RECORDED,
     _SELECTION,
     """ORDER BY k.id
@@ -86,6 +122,10 @@ CROSS JOIN LATERAL (
     SELECT n.store, u.purchase_id FROM unnest(n.purchase_ids) AS u(purchase_id)) AS k""",
     _RECORDED,
     """WHERE ($2::timestamptz IS NULL OR n.received_at >= $2)
+  AND ($1::text IS NULL OR n.purchase_ids && ARRAY(
+        SELECT o.purchase_id FROM purchase_owners o WHERE o.app_user_id = ANY (""",
+    _CUSTOMER_IDS,
+    """)))
   AND NOT EXISTS (
         SELECT 1 FROM purchases p WHERE p.store = k.store AND p.purchase_id = k.purchase_id)
   AND ($1::text IS NULL OR r.recorded_owner = $1)
@@ -116,8 +156,10 @@ LIMIT $4
 # purchase id $5).
 _UNJOURNALED = _joined(
     """
-FROM (SELECT DISTINCT store, purchase_id FROM purchase_owners WHERE notification_id IS NULL)
-    AS k""",
+FROM (SELECT DISTINCT store, purchase_id FROM purchase_owners
+      WHERE notification_id IS NULL AND ($1::text IS NULL OR app_user_id = ANY (""",
+    _CUSTOMER_IDS,
+    """))) AS k""",
     _RECORDED,
     """WHERE $2::timestamptz IS NULL
   AND NOT EXISTS (

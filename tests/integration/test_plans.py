@@ -57,6 +57,7 @@ NOT_EXPLAINED = {
     "purchases._RECORD_COLUMNS": "fragment of SELECT_CUSTOMER_RECORD(_ALIASES)",
     "console_metrics.ADD_FEED_DAYS_LOCKED": "CTE of purchases.APPEND_LAST_EVENT (feed_lock)",
     "customers._ENTRIES_OF": "fragment of EXPORT_NOTIFICATIONS and DROP_PAYLOADS",
+    "replay._CANDIDATES": "fragment of COUNT_SELECTED and SELECT_PAGE",
 }
 # Variants ("module.NAME [variant]") that read a large table whole on purpose, with why.
 _JOURNAL_COUNT = (
@@ -80,25 +81,14 @@ FULL_PASSES = {
 }
 # Known whole reads not fixed here, with what would fix them. storage/replay.py is being
 # reworked concurrently (replay's parallel parts); its selection is that work's to change.
-_REPLAY_CUSTOMER = (
-    "`--customer` selects by `k.app_user_id = $1 OR r.recorded_owner = $1` (r: a lateral "
-    "over purchase_owners), which no index can drive: select the customer's purchase ids "
-    "first (purchases_user_idx, purchase_owners_user_idx, its aliases) and join on them"
-)
-# (SELECT_PAGE with --customer or --since is not caught, its id range being an index
-# condition, but it walks the rest of purchases' id order for each page all the same.)
-_REPLAY_SINCE = (
-    "`--since` selects purchases by an EXISTS over the journal (`purchase_ids @> "
-    "ARRAY[k.purchase_id]`) run from purchases: select the purchase ids of the entries "
-    "received since (store_notifications_received_at, unnest) first and join on them"
+_REPLAY_MISSING = (
+    "counting lost purchases for the progress total (once per run): the entries are chosen by "
+    "index (the customer's purchase ids, `received_at`), but the planner, unable to size "
+    "them, checks that their purchases have no row by a hash anti join over every purchase"
 )
 KNOWN = {
-    "replay.COUNT_SELECTED [--customer]": _REPLAY_CUSTOMER,
-    "replay.COUNT_MISSING [--customer]": _REPLAY_CUSTOMER,
-    "replay.MISSING_PAGE [--customer]": _REPLAY_CUSTOMER,
-    "replay.COUNT_UNJOURNALED [--customer]": _REPLAY_CUSTOMER,
-    "replay.COUNT_SELECTED [--since]": _REPLAY_SINCE,
-    "replay.COUNT_MISSING [--since]": _REPLAY_SINCE,
+    "replay.COUNT_MISSING [--customer]": _REPLAY_MISSING,
+    "replay.COUNT_MISSING [--since]": _REPLAY_MISSING,
     # services/outbound.py observes an endpoint's backlog after every pass of its loop.
     "outbox.STATES": (
         "the oldest pending event's time (min(e.created_at) over the backlog) joins every "
