@@ -312,7 +312,7 @@ async def measure_reads(world: World, db_url: str, customers: int) -> Figures:
     out: Figures = {}
     hot = min(1000, customers)
     cases = (
-        ("read hit p99 ms (1,000 hot customers, 1,000 req/s)", {}, hot),
+        (f"read hit p99 ms (1,000 hot customers, {world.args.rate:g} req/s)", {}, hot),
         ("read Redis p99 ms (worker cache off)", {"local_cache": "false"}, hot),
         ("read PostgreSQL p99 ms (no cache, any customer)", {"redis": "off"}, customers),
     )
@@ -329,7 +329,7 @@ async def measure_reads(world: World, db_url: str, customers: int) -> Figures:
                     "fixed",
                     population,
                     world.args.seconds,
-                    1000,
+                    world.args.rate,
                 )
                 out[label] = result["p99_ms"]
             finally:
@@ -661,6 +661,7 @@ def main() -> int:
     parser.add_argument("--core", type=int, default=20, help="real customers per store")
     parser.add_argument("--payload-window", type=int, default=200_000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rate", type=float, default=1000, help="reads per second")
     parser.add_argument("--ingest", type=int, default=500)
     parser.add_argument("--replay-seconds", type=float, default=60)
     parser.add_argument("--data-dir")
