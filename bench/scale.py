@@ -461,6 +461,19 @@ async def measure_replay(world: World, service: Service, db_url: str, customer: 
     }
 
 
+async def payloads(db_url: str) -> int:
+    """How many journal entries keep their raw payload."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM store_notifications WHERE payload IS NOT NULL"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def measure_prune(world: World, db_url: str) -> Figures:
     """Apple ingest at a fixed 50/s for --seconds, alone and then while `receiptd prune`
     drops every payload older than a day."""
@@ -484,24 +497,12 @@ async def measure_prune(world: World, db_url: str) -> Figures:
                 await asyncio.gather(*(one(b, t0 + i / 50) for i, b in enumerate(bodies)))
             return latencies
 
-        conn = await asyncpg.connect(db_url)
-        try:
-            before = await conn.fetchval(
-                "SELECT count(*) FROM store_notifications WHERE payload IS NOT NULL"
-            )
-        finally:
-            await conn.close()
+        before = await payloads(db_url)
         alone = await ingest_at_rate()
         prune = asyncio.ensure_future(run_command(service, "prune"))
         during = await ingest_at_rate()
         prune_s = await prune
-        conn = await asyncpg.connect(db_url)
-        try:
-            after = await conn.fetchval(
-                "SELECT count(*) FROM store_notifications WHERE payload IS NOT NULL"
-            )
-        finally:
-            await conn.close()
+        after = await payloads(db_url)
     finally:
         await service.stop()
     pruned = before - after + int(50 * world.args.seconds) * 2  # the new ones keep theirs

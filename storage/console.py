@@ -11,6 +11,8 @@ from typing import Any
 
 import asyncpg
 
+from storage.customers import ENTRIES_OF
+
 INSERT_SESSION = """
 INSERT INTO console_sessions
     (token_sha256, key_name, key_binding, csrf_token, created_at, expires_at)
@@ -52,22 +54,18 @@ WHERE app_user_id = $1 AND action = 'suspend' ORDER BY id DESC LIMIT 1
 """
 # The entries naming one of the customer's purchases, or applied to one: two index lookups
 # per purchase (an OR of the two in one join condition reads the whole journal).
-TIMELINE_NOTIFICATIONS = """
+TIMELINE_NOTIFICATIONS = (
+    """
 SELECT n.id, n.store, n.notification_type, n.subtype, n.signed_at, n.received_at, n.result,
        n.reason, n.purchase_id
 FROM store_notifications n
-WHERE n.id IN (
-    SELECT n2.id FROM purchases p JOIN store_notifications n2
-      ON n2.store = p.store AND n2.purchase_id = p.purchase_id
-    WHERE p.app_user_id = $1
-    UNION ALL
-    SELECT n2.id FROM purchases p JOIN store_notifications n2
-      ON n2.store = p.store AND n2.purchase_ids @> ARRAY[p.purchase_id]
-    WHERE p.app_user_id = $1
-)
+WHERE n.id IN ("""
+    + ENTRIES_OF
+    + """)
 ORDER BY n.id DESC
 LIMIT $2
 """
+)
 TIMELINE_EVENTS = """
 SELECT sequence, type, created_at, entitlements FROM customer_events
 WHERE app_user_id = $1 ORDER BY id DESC LIMIT $2

@@ -82,8 +82,8 @@ FROM purchase_owners WHERE app_user_id = ANY($1::text[]) ORDER BY id
 # A journal entry is the customer's when it names one of the customer's purchases, or its
 # events were applied to one (an App Store submission's history, a replaced Play token).
 # (Two index lookups per purchase: an OR of the two in one join condition reads the whole
-# journal.)
-_ENTRIES_OF = """
+# journal.) The ids of the customer's ($1) entries; the console's timeline reads them too.
+ENTRIES_OF = """
     SELECT n2.id FROM purchases p JOIN store_notifications n2
       ON n2.store = p.store AND n2.purchase_id = p.purchase_id
     WHERE p.app_user_id = $1
@@ -98,7 +98,7 @@ SELECT n.store, n.message_id, n.received_at, n.notification_type, n.subtype, n.s
        n.purchase_id, n.result, n.reason, n.payload, n.reads, n.payload_pruned_at
 FROM store_notifications n
 WHERE n.id IN ("""
-    + _ENTRIES_OF
+    + ENTRIES_OF
     + """)
 ORDER BY n.id
 """
@@ -113,7 +113,7 @@ DROP_PAYLOADS = (
     """
 UPDATE store_notifications n SET payload = NULL, reads = NULL, payload_pruned_at = $2
 WHERE n.id IN ("""
-    + _ENTRIES_OF
+    + ENTRIES_OF
     + """)
   AND (n.payload IS NOT NULL OR n.reads IS NOT NULL)
 """

@@ -56,7 +56,9 @@ NOT_EXPLAINED = {
     # Fragments: no statement on their own; EXPLAINed within the statements they make up.
     "purchases._RECORD_COLUMNS": "fragment of SELECT_CUSTOMER_RECORD(_ALIASES)",
     "console_metrics.ADD_FEED_DAYS_LOCKED": "CTE of purchases.APPEND_LAST_EVENT (feed_lock)",
-    "customers._ENTRIES_OF": "fragment of EXPORT_NOTIFICATIONS and DROP_PAYLOADS",
+    "customers.ENTRIES_OF": (
+        "fragment of EXPORT_NOTIFICATIONS, DROP_PAYLOADS and console.TIMELINE_NOTIFICATIONS"
+    ),
     "replay._CANDIDATES": "fragment of COUNT_SELECTED and SELECT_PAGE",
 }
 # Variants ("module.NAME [variant]") that read a large table whole on purpose, with why.
