@@ -8,12 +8,10 @@ three shows why they lack (or have) access on the customer page alone.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -27,6 +25,7 @@ from tests.conftest import (
     ADMIN_KEY,
     READER_KEY,
     Clock,
+    Clones,
     auth,
     base_config,
     clock_start,
@@ -56,22 +55,19 @@ class Service:
 
 @pytest.fixture(scope="module")
 async def service(
-    pg_server_url: str,
-    template_db: str,
+    clones: Clones,
     redis_server_url: str,
     google_keys,
     tmp_path_factory,
 ) -> AsyncIterator[Service]:
-    name = f"t_console_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    name = await clones.take()
     fake = FakePlay(keys=google_keys)
     await fake.start()
     clock = Clock(clock_start())
     directory = tmp_path_factory.mktemp("console")
     ca = TestCA.generate()
     ca.save(directory)
-    config = base_config(with_database(pg_server_url, name), redis_server_url, directory)
+    config = base_config(with_database(clones.server_url, name), redis_server_url, directory)
     config = apple_config(google_config(config, fake, directory), directory)
     app = create_app(Settings(**config), clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -83,8 +79,7 @@ async def service(
     finally:
         await client.close()
         await fake.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        clones.give_back(name)
 
 
 async def _customers(

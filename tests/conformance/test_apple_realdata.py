@@ -8,14 +8,12 @@ the clock is always set from the payloads' dates, never read from the wall."""
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from api.keys import APPLE
@@ -207,18 +205,16 @@ async def test_real_lifecycle_in_order(make_client, config, clock, realdata, dat
 
 @pytest.fixture
 async def fresh_client(
-    pg_server_url, template_db, redis_url, aiohttp_client, clock, realdata, tmp_path
+    clones, redis_url, aiohttp_client, clock, realdata, tmp_path
 ) -> AsyncIterator[Callable[[], Awaitable[tuple[Any, str]]]]:
     """Start the real app on a NEW database cloned from the template, as often as asked."""
-    admin = await asyncpg.connect(pg_server_url)
     names: list[str] = []
     clients: list[Any] = []
 
     async def start() -> tuple[Any, str]:
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        name = await clones.take()
         names.append(name)
-        url = with_database(pg_server_url, name)
+        url = with_database(clones.server_url, name)
         cfg = realdata_config(base_config(url, redis_url, tmp_path), realdata)
         client = await aiohttp_client(create_app(Settings(**cfg), clock=clock))
         clients.append(client)
@@ -230,8 +226,7 @@ async def fresh_client(
         for client in clients:
             await client.close()  # before the drop: the app's pool lets go first
         for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+            clones.give_back(name)
 
 
 LINK = None  # a place in a delivery sequence where the app submits its purchase

@@ -1,9 +1,9 @@
 """Failure drills: real servers stopped and restarted inside the tests.
 
-Drills that stop PostgreSQL or Redis use their OWN embedded instances (data dirs under /tmp,
-one of each for the whole drills package), so the session-wide servers other tests share are
-never touched. Drills that stop the service itself run `receiptd serve` as a subprocess
-against a cloned test database.
+Drills that stop PostgreSQL or Redis use their OWN embedded instances (data dirs under
+`scratch_dir()`, one of each for the whole drills package), so the session-wide servers other
+tests share are never touched. Drills that stop the service itself run `receiptd serve` as a
+subprocess against a cloned test database.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.migrations import migrate
-from tests.conftest import with_database
+from tests.conftest import scratch_dir, with_database
 
 
 @pytest.fixture(scope="package")
 def drill_root() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="rcd-drill-", dir="/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rcd-drill-", dir=scratch_dir()) as tmp:
         yield Path(tmp)
 
 

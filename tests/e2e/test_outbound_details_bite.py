@@ -149,6 +149,7 @@ async def test_the_endpoint_state_through_a_failure_an_attempt_in_flight_and_a_s
     }
 
     hook.status, hook.hold = 200, True  # the retry is held by the receiver: in flight
+    hook.arrived.clear()  # set by the failed attempt: wait for the retry itself
     clock.advance(seconds=MAXIMUM)
     attempt = asyncio.create_task(delivery.run_once())
     await asyncio.wait_for(hook.arrived.wait(), 10)

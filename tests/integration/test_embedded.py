@@ -9,12 +9,12 @@ from pathlib import Path
 from api.reads import SERVICE
 from config.settings import Settings
 from server.app import create_app
-from tests.conftest import READER_KEY, auth
+from tests.conftest import READER_KEY, auth, scratch_dir
 from tests.factories import subscription_event
 
 
 async def test_embedded_servers_survive_a_restart(aiohttp_client, clock) -> None:
-    with tempfile.TemporaryDirectory(prefix="rcd-emb-", dir="/tmp") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rcd-emb-", dir=scratch_dir()) as tmp:
         data_dir = Path(tmp)
         settings = Settings(
             server={"data_dir": data_dir},

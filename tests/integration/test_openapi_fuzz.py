@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 import schemathesis
 from aiohttp import web
@@ -33,7 +31,7 @@ from config.settings import Settings
 from server.app import create_app
 from simulators.apple_ca import TestCA
 from simulators.google_signer import GoogleTestKeys
-from tests.conftest import ADMIN_KEY, auth, base_config, with_database
+from tests.conftest import ADMIN_KEY, Clones, auth, base_config, with_database
 from tests.e2e.apple_helpers import apple_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,15 +81,10 @@ class ThreadedApp:
 
 
 @pytest.fixture(scope="module")
-async def module_database(pg_server_url: str, template_db: str) -> AsyncIterator[str]:
-    name = f"t_schema_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(pg_server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield with_database(pg_server_url, name)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+async def module_database(clones: Clones) -> AsyncIterator[str]:
+    name = await clones.take()
+    yield with_database(clones.server_url, name)
+    clones.give_back(name)
 
 
 @pytest.fixture(scope="module")
