@@ -402,14 +402,14 @@ PARTIAL_INDEXES = "SELECT indexrelid::regclass::text FROM pg_index WHERE indpred
 def full_scans(
     plan: dict[str, Any], partial: frozenset[str] = frozenset(), bounded: bool = False
 ) -> list[str]:
-    """The large tables a plan (EXPLAIN's JSON) reads whole: sequentially, or along a whole
-    index (no index condition; a `partial` index holds only the rows its predicate picks)
-    when no Limit stops that walk early (`bounded`: a Limit above, through streaming nodes'
-    outer inputs only)."""
+    """The large tables a plan (EXPLAIN's JSON) reads whole: sequentially (unless a Limit
+    stops a scan that filters nothing), or along a whole index (no index condition; a
+    `partial` index holds only the rows its predicate picks) when no Limit stops that walk
+    early (`bounded`: a Limit above, through streaming nodes' outer inputs only)."""
     found = []
     relation = plan.get("Relation Name")
     if relation in LARGE:
-        if plan["Node Type"] == "Seq Scan":
+        if plan["Node Type"] == "Seq Scan" and not (bounded and "Filter" not in plan):
             found.append(relation)
         elif plan["Node Type"] in ("Index Scan", "Index Only Scan") and not (
             "Index Cond" in plan or plan["Index Name"] in partial or bounded
