@@ -420,7 +420,9 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-async def run_command(service: Service, *argv: str, limit_s: float | None = None) -> float:
+async def run_command(
+    service: Service, *argv: str, limit_s: float | None = None, config: Path | None = None
+) -> float:
     """Seconds `receiptd <argv>` took (interrupted with SIGINT after limit_s)."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
@@ -428,7 +430,7 @@ async def run_command(service: Service, *argv: str, limit_s: float | None = None
         "-m",
         "receiptd",
         *argv,
-        env=service_env(service.config),
+        env=service_env(config or service.config),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         start_new_session=True,  # its own process group, as a command typed at a terminal
@@ -476,8 +478,10 @@ async def payloads(db_url: str) -> int:
 
 async def measure_prune(world: World, db_url: str) -> Figures:
     """Apple ingest at a fixed 50/s for --seconds, alone and then while `receiptd prune`
-    drops every payload older than a day."""
-    service = await start_service(world, db_url, raw_payload_days="1")
+    drops every payload older than a day (the service keeps the default retention: its own
+    periodic prune would otherwise run during the measure without the command)."""
+    service = await start_service(world, db_url)
+    prune_config = write_config(world, db_url, free_port(), raw_payload_days="1")
     try:
 
         async def ingest_at_rate() -> list[float]:
@@ -499,7 +503,7 @@ async def measure_prune(world: World, db_url: str) -> Figures:
 
         before = await payloads(db_url)
         alone = await ingest_at_rate()
-        prune = asyncio.ensure_future(run_command(service, "prune"))
+        prune = asyncio.ensure_future(run_command(service, "prune", config=prune_config))
         during = await ingest_at_rate()
         prune_s = await prune
         after = await payloads(db_url)

@@ -407,8 +407,8 @@ CASE result
     ELSE 2
 END), id DESC)
 CREATE UNIQUE INDEX store_notifications_pkey ON public.store_notifications USING btree (id)
-CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids)
-CREATE INDEX store_notifications_purchase_idx ON public.store_notifications USING btree (store, purchase_id)
+CREATE INDEX store_notifications_purchase_ids_idx ON public.store_notifications USING gin (purchase_ids) WITH (fastupdate=off)
+CREATE INDEX store_notifications_purchase_store_idx ON public.store_notifications USING btree (purchase_id, store)
 CREATE INDEX store_notifications_received_at ON public.store_notifications USING btree (received_at)
 CREATE INDEX store_notifications_received_idx ON public.store_notifications USING btree (received_at) WHERE (payload IS NOT NULL)
 CREATE UNIQUE INDEX store_notifications_store_message_id_key ON public.store_notifications USING btree (store, message_id)
