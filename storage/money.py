@@ -6,6 +6,7 @@ deliveries and replays never count a charge twice."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -53,29 +54,17 @@ ORDER BY 1, 2, 3, 4
 ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
     amount = m.amount + EXCLUDED.amount, subscriptions = m.subscriptions + EXCLUDED.subscriptions
 """
-# ADD_REVENUE ($1-$8) then ADD_MRR ($9-$14) in one round trip, in the same lock order: the
-# MRR rows qualify only once the (uncorrelated) count of the revenue CTE is known, so every
-# revenue row is written before the first MRR row is.
-ADD_REVENUE_AND_MRR = """
-WITH revenue AS (
-    INSERT INTO revenue_daily AS r (day, store, currency, is_sandbox, gross, refunded, charges,
-        refunds)
-    SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::boolean[], $5::numeric[],
-        $6::numeric[], $7::bigint[], $8::bigint[])
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
-        gross = r.gross + EXCLUDED.gross, refunded = r.refunded + EXCLUDED.refunded,
-        charges = r.charges + EXCLUDED.charges, refunds = r.refunds + EXCLUDED.refunds
-    RETURNING 1
+# ADD_REVENUE ($1-$8) then ADD_MRR (renumbered $9-$14) in one round trip, in the same lock
+# order: the MRR rows qualify only once the (uncorrelated) count of the revenue CTE is known,
+# so every revenue row is written before the first MRR row is. (Constants only: no input.)
+ADD_REVENUE_AND_MRR = (
+    "WITH revenue AS ("  # noqa: S608
+    + ADD_REVENUE
+    + "RETURNING 1\n)"
+    + re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + 8}", ADD_MRR).replace(
+        "ORDER BY", "WHERE (SELECT count(*) FROM revenue) >= 0\nORDER BY", 1
+    )
 )
-INSERT INTO mrr_daily AS m (day, store, currency, is_sandbox, amount, subscriptions)
-SELECT * FROM unnest($9::date[], $10::text[], $11::text[], $12::boolean[], $13::numeric[],
-    $14::bigint[])
-WHERE (SELECT count(*) FROM revenue) >= 0
-ORDER BY 1, 2, 3, 4
-ON CONFLICT (day, store, currency, is_sandbox) DO UPDATE SET
-    amount = m.amount + EXCLUDED.amount, subscriptions = m.subscriptions + EXCLUDED.subscriptions
-"""
 REVENUE_DAYS = """
 SELECT day, store, currency, sum(gross) AS gross, sum(refunded) AS refunded,
        sum(charges) AS charges, sum(refunds) AS refunds
