@@ -198,36 +198,29 @@ FOR NO KEY UPDATE OF c
 # the UPDATE's condition needs the (materialized, uncorrelated) lock CTE before any row
 # qualifies, so the event's id is drawn only once the lock is held. Re-taking it for the
 # next event of the transaction is a no-op (advisory locks stack within a transaction).
-APPEND_EVENT = """
+# The feed lock, then the customer's next sequence number and snapshot: the CTEs both
+# statements below start with.
+_LOCK_AND_ADVANCE = """
 WITH feed_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($6::bigint)),
 advanced AS (
     UPDATE customers
     SET event_sequence = event_sequence + 1, snapshot = $4::jsonb, updated_at = now()
     WHERE app_user_id = $2 AND EXISTS (SELECT 1 FROM feed_lock)
     RETURNING event_sequence
-)
+)"""
+_APPENDED = """
 INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements, created_at)
 SELECT $1, $2, event_sequence, $3, $4::jsonb, $5 FROM advanced
-RETURNING sequence
-"""
+RETURNING sequence"""
+APPEND_EVENT = _joined(_LOCK_AND_ADVANCE, _APPENDED, "\n")
 # The transaction's last APPEND_EVENT, adding its feed_daily rows ($7-$14, in key order) in
 # the same round trip: the rows are written only after the feed lock is taken (the CTE reads
 # it).
 APPEND_LAST_EVENT = _joined(
-    """
-WITH feed_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($6::bigint)),
-advanced AS (
-    UPDATE customers
-    SET event_sequence = event_sequence + 1, snapshot = $4::jsonb, updated_at = now()
-    WHERE app_user_id = $2 AND EXISTS (SELECT 1 FROM feed_lock)
-    RETURNING event_sequence
-),
-appended AS (
-    INSERT INTO customer_events (event_id, app_user_id, sequence, type, entitlements, created_at)
-    SELECT $1, $2, event_sequence, $3, $4::jsonb, $5 FROM advanced
-    RETURNING sequence
-),
-days AS (""",
+    _LOCK_AND_ADVANCE,
+    ",\nappended AS (",
+    _APPENDED,
+    "\n),\ndays AS (",
     console_metrics.ADD_FEED_DAYS_LOCKED,
     """)
 SELECT sequence FROM appended

@@ -290,17 +290,24 @@ async def missing_page(
     """The next `limit` selected purchases of `part` the journal's entries name that have no
     row, after `after` (the id of the first entry naming the last one, its purchase id), with
     theirs."""
-    rows = await conn.fetch(
-        MISSING_PAGE,
-        selection.customer,
-        selection.since,
-        after[0],
-        limit,
-        after[1],
-        part.of,
-        part.index,
-    )
+    rows = await _page(conn, MISSING_PAGE, selection, after, limit=limit, part=part)
     return [((r["entry_id"], r["purchase_id"]), _missing(r)) for r in rows]
+
+
+async def _page(
+    conn: asyncpg.Connection,
+    sql: str,
+    selection: Selection,
+    after: tuple[Any, str],
+    *,
+    limit: int,
+    part: Part,
+) -> list[asyncpg.Record]:
+    """One page of MISSING_PAGE or UNJOURNALED_PAGE (their parameters are the same)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        sql, selection.customer, selection.since, after[0], limit, after[1], part.of, part.index
+    )
+    return rows
 
 
 async def unjournaled_page(
@@ -312,16 +319,7 @@ async def unjournaled_page(
 ) -> list[tuple[tuple[str, str], MissingPurchase]]:
     """The next `limit` selected purchases of `part` without a row that only the owner record
     names (no entry: stored before the journal kept submissions), after (store, purchase id)."""
-    rows = await conn.fetch(
-        UNJOURNALED_PAGE,
-        selection.customer,
-        selection.since,
-        after[0],
-        limit,
-        after[1],
-        part.of,
-        part.index,
-    )
+    rows = await _page(conn, UNJOURNALED_PAGE, selection, after, limit=limit, part=part)
     return [((r["store"], r["purchase_id"]), _missing(r)) for r in rows]
 
 

@@ -60,6 +60,8 @@ NOT_EXPLAINED = {
         "fragment of EXPORT_NOTIFICATIONS, DROP_PAYLOADS and console.TIMELINE_NOTIFICATIONS"
     ),
     "replay._CANDIDATES": "fragment of COUNT_SELECTED and SELECT_PAGE",
+    "purchases._LOCK_AND_ADVANCE": "fragment of APPEND_EVENT and APPEND_LAST_EVENT",
+    "purchases._APPENDED": "fragment of APPEND_EVENT and APPEND_LAST_EVENT",
 }
 # Variants ("module.NAME [variant]") that read a large table whole on purpose, with why.
 _JOURNAL_COUNT = (
