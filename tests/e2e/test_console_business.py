@@ -140,9 +140,13 @@ async def test_trials_grants_and_active_subscriptions_today(stores) -> None:
 
 
 async def test_the_csv_needs_a_session(stores) -> None:
-    resp = await stores.client.get("/console/business/revenue.csv", allow_redirects=False)
-    assert resp.status == 303
-    assert resp.headers["Location"].startswith("/console/sign-in")
+    # No session, a forged session cookie, an admin API key (the console takes sessions only).
+    for headers in ({}, {"Cookie": "receiptd_console=forged"}, auth(ADMIN_KEY)):
+        resp = await stores.client.get(
+            "/console/business/revenue.csv", headers=headers, allow_redirects=False
+        )
+        assert resp.status == 303, headers
+        assert resp.headers["Location"].startswith("/console/sign-in")
 
 
 def test_no_csv_cell_starts_as_a_formula() -> None:

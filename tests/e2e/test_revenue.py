@@ -18,7 +18,7 @@ import asyncpg
 from simulators.apple_ca import notification_payload, renewal_payload, transaction_payload
 from simulators.google_signer import subscription_notification
 from simulators.play_purchases import subscription_purchase
-from tests.conftest import ADMIN_KEY, READER_KEY, auth
+from tests.conftest import ADMIN_KEY, READER_KEY, WRITER_KEY, auth, user_auth
 from tests.e2e import google_helpers, replay_helpers
 from tests.e2e.apple_helpers import BUNDLE_ID, PRODUCT
 from tests.e2e.google_helpers import MONTHLY, PACKAGE, push
@@ -214,8 +214,10 @@ async def test_a_play_lifecycle_counts_paid_periods_by_order_id(stores) -> None:
 
 async def test_revenue_needs_an_admin_key_and_dates(stores) -> None:
     s = stores
-    resp = await s.client.get("/v1/revenue?from=2026-01-01&to=2026-01-31", headers=auth(READER_KEY))
-    assert resp.status == 403
+    query = "/v1/revenue?from=2026-01-01&to=2026-01-31"
+    assert (await s.client.get(query)).status == 401
+    for headers in (auth(READER_KEY), auth(WRITER_KEY), user_auth("u-1")):
+        assert (await s.client.get(query, headers=headers)).status == 403
     for query in ("", "from=2026-01-01", "from=2026-01-31&to=2026-01-01", "from=x&to=y",
                   "from=2026-01-01&to=2026-01-02&sandbox=maybe"):  # fmt: skip
         resp = await s.client.get(f"/v1/revenue?{query}", headers=auth(ADMIN_KEY))
